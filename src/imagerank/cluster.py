@@ -1,0 +1,31 @@
+"""Connect to the Dask cluster a job runs on: the given scheduler, else a LocalCluster sized to the machine."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+from distributed import Client, LocalCluster
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, *, n_workers: int | None = None,
+                memory_limit: str = "auto", quiet: bool = True) -> Iterator[Client]:
+    """Yield a distributed Client.
+
+    ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``) selects an existing cluster; otherwise a LocalCluster
+    with one single-threaded worker process per core is started (pixel decoding and sklearn hold the
+    GIL, so processes beat threads) and closed on exit.
+    """
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address:
+        with Client(address) as client:
+            yield client
+        return
+    n_workers = n_workers or max(1, os.cpu_count() or 1)
+    silence = {"silence_logs": 40} if quiet else {}
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                      memory_limit=memory_limit, dashboard_address=None, **silence) as cluster:
+        with Client(cluster) as client:
+            yield client

@@ -1,0 +1,75 @@
+"""Parquet datasets under the work directory, written so that a killed run never leaves half a dataset.
+
+Every stage writes to ``<name>.tmp-<random>`` next to its target and renames it into place only when
+the write has finished; the previous version stays readable until that rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``target``; on success it replaces ``target`` in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        _replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+
+
+def _replace(src: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(target, old)
+        os.rename(src, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, target)
+
+
+def write_frame(df: pd.DataFrame, target: str | os.PathLike, *, schema: pa.Schema | None = None) -> Path:
+    """Write one pandas frame as a single-file Parquet dataset directory, atomically."""
+    target = Path(target)
+    with atomic_path(target) as tmp:
+        tmp.mkdir(parents=True)
+        table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+        pq.write_table(table, tmp / "part.0.parquet")
+    return target
+
+
+def write_ddf(ddf, target: str | os.PathLike, *, schema=None) -> Path:
+    """Write a Dask DataFrame as a Parquet dataset directory (one file per partition), atomically."""
+    target = Path(target)
+    with atomic_path(target) as tmp:
+        ddf.to_parquet(str(tmp), write_index=False, schema=schema if schema is not None else "infer")
+    return target
+
+
+def read_frame(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a whole dataset into pandas (for small datasets: models, reports, tests)."""
+    return pd.read_parquet(path, columns=columns)
+
+
+def write_json(obj, target: str | os.PathLike) -> Path:
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, target)
+    return target
