@@ -29,3 +29,25 @@ def dask_client(scheduler: str | None = None, *, n_workers: int | None = None,
                       memory_limit=memory_limit, dashboard_address=None, **silence) as cluster:
         with Client(cluster) as client:
             yield client
+
+
+def show_progress() -> bool:
+    """Progress bars on an interactive terminal, or when IMAGERANK_PROGRESS=1 (e.g. in job logs)."""
+    import sys
+
+    flag = os.environ.get("IMAGERANK_PROGRESS")
+    return flag == "1" if flag is not None else sys.stderr.isatty()
+
+
+def persist(client: Client, collection, label: str):
+    """Persist a Dask collection on the cluster, with a progress bar for long stages."""
+    persisted = client.persist(collection)
+    if show_progress():
+        import sys
+
+        from distributed import progress
+
+        print(f"[imagerank] {label}", file=sys.stderr)
+        progress(persisted)
+        print(file=sys.stderr)
+    return persisted

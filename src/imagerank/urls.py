@@ -2,44 +2,117 @@
 
 Registered domains come from tldextract's bundled Public Suffix List snapshot, never fetched from
 the network (``suffix_list_urls=()``); tldextract is pinned because the snapshot decides domain keys.
+
+``normalize_url`` is the one place where crawled and catalog URLs become graph keys:
+
+- resolved against a base (the page URL or its ``<base href>``) when given;
+- only ``http``/``https`` survive (``javascript:``, ``data:``, ``mailto:`` ... are rejected with a reason);
+- scheme and host lower-cased, host IDNA-encoded (UTS #46, punycode ``xn--`` labels), trailing dot dropped,
+  user info dropped, default ports (80 / 443) dropped, other ports kept, invalid ports rejected;
+- IPv4 / IPv6 hosts are kept (IPv6 in brackets); hosts without a dot that are not IPs are rejected;
+- path dot-segments removed, empty path -> ``/``, unsafe characters percent-encoded (existing escapes kept);
+- the fragment is dropped; URLs longer than ``MAX_URL_LENGTH`` are rejected.
+
+Rejections never raise: ``normalize_url`` returns ``(None, reason)``.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
+import idna
 import tldextract
 
 _EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=False)
+
+MAX_URL_LENGTH = 2048
+MAX_HOST_LENGTH = 253
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_TAB_NEWLINE = re.compile(r"[\t\n\r]")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+_HOST_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?$")
+# characters left alone when percent-encoding path / query (RFC 3986 reserved + unreserved + '%')
+_SAFE_PATH = "/%:@!$&'()*+,;=-._~"
+_SAFE_QUERY = "/?%:@!$&'()*+,;=-._~[]|"
+
+# rejection reasons (stable strings: they are counted in W/graph/extract_counts)
+R_EMPTY = "empty_url"
+R_TOO_LONG = "url_too_long"
+R_SCHEME = "unsupported_scheme"
+R_PARSE = "unparsable_url"
+R_NO_HOST = "no_host"
+R_BAD_HOST = "invalid_host"
+R_IDNA = "invalid_idna"
+R_PORT = "invalid_port"
 
 
 def with_scheme(url: str) -> str:
     """Catalog landing URLs sometimes lack a scheme (``www.flickr.com/photos/...``): assume https."""
     url = url.strip()
+    if url.startswith("//"):
+        return "https:" + url
     return url if "://" in url[:12] else "https://" + url.lstrip("/")
 
 
-def host_of(url: str | None) -> str | None:
-    """Lower-case host name of a URL (no port, no trailing dot), or None when there is none."""
-    if not url or not isinstance(url, str):
+@lru_cache(maxsize=1 << 16)
+def normalize_host(host: str | None) -> str | None:
+    """Lower-case ASCII (punycode) form of a host name or IP literal, or None when it is not a valid host.
+
+    IPv6 literals come back without brackets; ``normalize_url`` adds them back.
+    """
+    if not host or not isinstance(host, str):
+        return None
+    host = host.strip().strip("[]").rstrip(".").lower()
+    if not host or len(host) > MAX_HOST_LENGTH:
         return None
     try:
-        host = urlsplit(with_scheme(url)).hostname
+        return str(ipaddress.ip_address(host))
     except ValueError:
+        pass
+    if host.isascii():
+        ascii_host = host
+    else:
+        try:
+            ascii_host = idna.encode(host, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError, ValueError):
+            return None
+    if ascii_host.startswith("xn--") or ".xn--" in ascii_host:
+        try:  # a punycode label must decode; lenient (transitional) check only
+            idna.decode(ascii_host, uts46=True)
+        except (idna.IDNAError, UnicodeError, ValueError):
+            return None
+    labels = ascii_host.split(".")
+    if any(not _HOST_LABEL.match(label) for label in labels):
         return None
-    return host.rstrip(".") or None if host else None
+    return ascii_host
+
+
+def host_of(url: str | None) -> str | None:
+    """Lower-case host name of a URL (no port, no trailing dot, IDNA as punycode), or None when there is none."""
+    if not url or not isinstance(url, str) or len(url) > MAX_URL_LENGTH * 4:
+        return None
+    try:
+        host = urlsplit(with_scheme(_TAB_NEWLINE.sub("", url))).hostname
+    except (ValueError, UnicodeError):
+        return None
+    return normalize_host(host) if host else None
 
 
 @lru_cache(maxsize=1 << 16)
 def registered_domain(host: str | None) -> str | None:
     """Registered domain (eTLD+1) of a host: ``live.staticflickr.com`` -> ``staticflickr.com``.
 
-    IP addresses and bare suffixes have no registered domain and give the host itself / None.
+    IP addresses and hosts under an unknown TLD give the host itself; bare suffixes give None.
     """
     if not host:
         return None
-    parts = _EXTRACT(host)
+    try:
+        parts = _EXTRACT(host)
+    except (ValueError, UnicodeError):
+        return None
     if parts.domain and parts.suffix:
         return f"{parts.domain}.{parts.suffix}"
     if parts.domain and not parts.suffix:  # IP address or unknown TLD
@@ -50,3 +123,88 @@ def registered_domain(host: str | None) -> str | None:
 def reverse_host(host: str) -> str:
     """Common Crawl ranks files key hosts reversed: ``www.flickr.com`` <-> ``com.flickr.www``."""
     return ".".join(reversed(host.split(".")))
+
+
+def _remove_dot_segments(path: str) -> str:
+    if "." not in path:
+        return path
+    out: list[str] = []
+    segments = path.split("/")
+    for i, seg in enumerate(segments):
+        if seg == ".":
+            if i == len(segments) - 1:
+                out.append("")
+            continue
+        if seg == "..":
+            if len(out) > 1:
+                out.pop()
+            if i == len(segments) - 1:
+                out.append("")
+            continue
+        out.append(seg)
+    result = "/".join(out)
+    return result if result.startswith("/") else "/" + result
+
+
+def normalize_url(url: str | None, base: str | None = None) -> tuple[str | None, str | None]:
+    """Absolute, normalized http(s) URL of ``url`` (resolved against ``base``) and None, or (None, reason)."""
+    if url is None or not isinstance(url, str):
+        return None, R_EMPTY
+    url = _TAB_NEWLINE.sub("", url).strip(" \x00\x0b\x0c\u00a0\ufeff")
+    if not url:
+        return None, R_EMPTY
+    if len(url) > MAX_URL_LENGTH:
+        return None, R_TOO_LONG
+    m = _SCHEME.match(url)
+    if m and m.group(1).lower() not in _DEFAULT_PORTS:
+        return None, R_SCHEME
+    if url.startswith("#"):
+        return None, R_EMPTY  # in-page anchor: not an edge
+    try:
+        absolute = urljoin(base, url) if base else url
+        parts = urlsplit(absolute)
+    except (ValueError, UnicodeError):
+        return None, R_PARSE
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        return None, R_SCHEME if scheme else R_PARSE
+    try:
+        raw_host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return None, R_PORT if "]" not in parts.netloc.rsplit(":", 1)[-1] else R_BAD_HOST
+    except UnicodeError:
+        return None, R_IDNA
+    if not raw_host:
+        return None, R_NO_HOST
+    host = normalize_host(raw_host)
+    if host is None:
+        return None, R_IDNA if (not raw_host.isascii() or "xn--" in raw_host.lower()) else R_BAD_HOST
+    is_ip = _is_ip(host)
+    if not is_ip and "." not in host:
+        return None, R_BAD_HOST
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        if port == 0:
+            return None, R_PORT
+        netloc = f"{netloc}:{port}"
+    path = _remove_dot_segments(quote(parts.path, safe=_SAFE_PATH)) or "/"
+    query = quote(parts.query, safe=_SAFE_QUERY) if parts.query else ""
+    result = f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+    if len(result) > MAX_URL_LENGTH:
+        return None, R_TOO_LONG
+    return result, None
+
+
+@lru_cache(maxsize=1 << 12)
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def canonical_url(url: str | None, base: str | None = None) -> str | None:
+    """``normalize_url`` without the reason: the normalized URL or None."""
+    return normalize_url(url, base)[0]

@@ -1,0 +1,463 @@
+"""Link extraction from WARC (HTML responses) and WAT (link metadata) files: the crawl-record loop lives here.
+
+``extract_file(path)`` reads one file (one Dask task per file) and returns three pandas frames:
+
+- edges (``EDGES_META``): one row per distinct (page, target, kind) with the anchor / alt text;
+- rejects (``REJECTS_META``): one row per skipped *record* (not HTML, bad status, unreadable payload,
+  clipped file ...), with a reason;
+- counts (``COUNTS_META``): per-file counters of records and of skipped *links* by reason (absurd URLs,
+  per-page caps), so a file with millions of bad links does not produce millions of reject rows.
+
+HTML is parsed with selectolax (lexbor). Besides ``<a href>`` / ``<area href>`` (kind ``link``) and
+``<img src>`` (kind ``image``), it takes the image references the WAT link list misses: ``srcset``,
+lazy-loading attributes (``data-src``, ``data-srcset``, ``data-original``, ``data-lazy-src``),
+``<picture><source srcset>``, ``og:image`` / ``twitter:image`` and ``<link rel=image_src>``; 3xx responses
+become a ``link`` edge to their ``Location``. URLs are resolved against ``<base href>`` (else the page URL)
+and normalized by ``imagerank.urls.normalize_url``. Nothing here raises on bad data.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections import Counter
+from typing import Iterable, Iterator
+
+import pandas as pd
+
+from imagerank.urls import normalize_url, registered_domain, host_of
+
+MAX_LINKS_PER_PAGE = 5000
+MAX_IMAGES_PER_PAGE = 2000
+MAX_TEXT = 200
+MAX_HTML_BYTES = 8 << 20  # Common Crawl truncates payloads at 1 MiB; anything far larger is not a page
+
+EDGES_META = pd.DataFrame({
+    "src_url": pd.Series(dtype="string"),
+    "src_host": pd.Series(dtype="string"),
+    "src_domain": pd.Series(dtype="string"),
+    "dst_url": pd.Series(dtype="string"),
+    "dst_host": pd.Series(dtype="string"),
+    "dst_domain": pd.Series(dtype="string"),
+    "kind": pd.Series(dtype="string"),   # 'link' | 'image'
+    "via": pd.Series(dtype="string"),    # a, area, redirect, img, srcset, data-src, source, meta, link-rel, wat
+    "text": pd.Series(dtype="string"),   # anchor text (links) or alt text (images), <= MAX_TEXT chars, '' if none
+    "source_file": pd.Series(dtype="string"),
+})
+REJECTS_META = pd.DataFrame({
+    "source_file": pd.Series(dtype="string"),
+    "record_offset": pd.Series(dtype="int64"),
+    "url": pd.Series(dtype="string"),
+    "stage": pd.Series(dtype="string"),
+    "reason": pd.Series(dtype="string"),
+    "detail": pd.Series(dtype="string"),
+})
+COUNTS_META = pd.DataFrame({
+    "source_file": pd.Series(dtype="string"),
+    "counter": pd.Series(dtype="string"),
+    "count": pd.Series(dtype="int64"),
+})
+
+# record-level reasons
+R_NOT_HTML = "not_html"
+R_STATUS = "http_status"
+R_BINARY = "binary_payload"
+R_TOO_BIG = "payload_too_big"
+R_BAD_PAGE_URL = "bad_page_url"
+R_PARSE_ERROR = "html_parse_error"
+R_READ_ERROR = "file_read_error"
+R_WAT_JSON = "wat_bad_json"
+R_OPEN_ERROR = "file_open_error"
+
+_HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xhtml", "text/xhtml")
+_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
+_WS = re.compile(r"\s+")
+_LAZY_SRC = ("data-src", "data-original", "data-lazy-src", "data-lazy", "data-url")
+_LAZY_SRCSET = ("data-srcset", "data-lazy-srcset")
+_META_IMAGE = {"og:image", "og:image:url", "og:image:secure_url", "twitter:image", "twitter:image:src"}
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+def _charset_from_content_type(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip("\"'") or None
+    return None
+
+
+def _lookup_codec(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        codec = codecs.lookup(name.strip().lower()).name
+    except (LookupError, ValueError):
+        return None
+    # WHATWG: latin-1/ascii labels mean windows-1252; gb2312 means gbk (a superset)
+    return {"latin-1": "cp1252", "iso8859-1": "cp1252", "ascii": "cp1252", "gb2312": "gbk"}.get(codec, codec)
+
+
+def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]:
+    """Text of an HTML payload and the codec used: BOM, HTTP charset, <meta charset>, UTF-8, else cp1252.
+
+    Undecodable bytes become U+FFFD; never raises.
+    """
+    if body.startswith(codecs.BOM_UTF8):
+        return body[3:].decode("utf-8", "replace"), "utf-8"
+    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return body.decode("utf-16", "replace"), "utf-16"
+    candidates = [_lookup_codec(_charset_from_content_type(content_type))]
+    m = _CHARSET_RE.search(body[:4096])
+    if m:
+        candidates.append(_lookup_codec(m.group(1).decode("ascii", "ignore")))
+    for codec in candidates:
+        if codec and not codec.startswith("utf-16"):
+            return body.decode(codec, "replace"), codec
+    try:
+        return body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return body.decode("cp1252", "replace"), "cp1252"
+
+
+def _looks_binary(body: bytes) -> bool:
+    head = body[:1024]
+    return b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+
+
+def _clean_text(text: str | None) -> str:
+    if not text:
+        return ""
+    return _WS.sub(" ", text).strip()[:MAX_TEXT]
+
+
+def parse_srcset(value: str | None) -> list[str]:
+    """URLs of a ``srcset`` attribute (HTML spec candidate parsing: URLs may contain commas)."""
+    urls: list[str] = []
+    if not value:
+        return urls
+    i, n = 0, len(value)
+    while i < n:
+        while i < n and (value[i].isspace() or value[i] == ","):
+            i += 1
+        start = i
+        while i < n and not value[i].isspace():
+            i += 1
+        url = value[start:i]
+        trailing_commas = len(url) - len(url.rstrip(","))
+        url = url.rstrip(",")
+        if url:
+            urls.append(url)
+        if trailing_commas:
+            continue
+        # skip descriptors up to the next comma (outside parentheses)
+        depth = 0
+        while i < n:
+            c = value[i]
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth = max(0, depth - 1)
+            elif c == "," and depth == 0:
+                i += 1
+                break
+            i += 1
+    return urls
+
+
+# --------------------------------------------------------------------------------------------- pages
+
+class PageLinks:
+    """Collects the distinct normalized edges of one page, with caps and reason counters."""
+
+    __slots__ = ("page_url", "base", "seen", "edges", "counts", "n_links", "n_images")
+
+    def __init__(self, page_url: str, base: str, counts: Counter):
+        self.page_url = page_url
+        self.base = base
+        self.seen: dict[tuple[str, str], int] = {}
+        self.edges: list[list] = []
+        self.counts = counts
+        self.n_links = 0
+        self.n_images = 0
+
+    def add(self, raw: str | None, kind: str, via: str, text: str = "") -> None:
+        url, reason = normalize_url(raw, self.base)
+        if url is None:
+            if reason != "empty_url" or raw:
+                self.counts[f"skipped_{kind}:{reason}"] += 1
+            return
+        key = (url, kind)
+        idx = self.seen.get(key)
+        if idx is not None:
+            if text and not self.edges[idx][3]:
+                self.edges[idx][3] = text
+            return
+        if kind == "link":
+            if self.n_links >= MAX_LINKS_PER_PAGE:
+                self.counts["skipped_link:page_cap"] += 1
+                return
+            self.n_links += 1
+        else:
+            if self.n_images >= MAX_IMAGES_PER_PAGE:
+                self.counts["skipped_image:page_cap"] += 1
+                return
+            self.n_images += 1
+        self.seen[key] = len(self.edges)
+        self.edges.append([url, kind, via, text])
+
+
+def html_links(html: str, page_url: str, counts: Counter | None = None) -> PageLinks:
+    """Distinct link and image edges of one HTML document (``page_url`` already normalized)."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    counts = counts if counts is not None else Counter()
+    tree = LexborHTMLParser(html)
+    base = page_url
+    for node in tree.css("base[href]"):
+        resolved, _ = normalize_url(node.attributes.get("href"), page_url)
+        if resolved:
+            base = resolved
+        break
+    page = PageLinks(page_url, base, counts)
+    # images in the head first so that og:image etc. are known, then body order
+    for node in tree.css("meta"):
+        attrs = node.attributes
+        prop = (attrs.get("property") or attrs.get("name") or "").strip().lower()
+        if prop in _META_IMAGE:
+            page.add(attrs.get("content"), "image", "meta")
+    for node in tree.css("link[rel]"):
+        if "image_src" in (node.attributes.get("rel") or "").lower().split():
+            page.add(node.attributes.get("href"), "image", "link-rel")
+    for node in tree.css("a[href], area[href], img, picture source, video[poster]"):
+        tag = node.tag
+        attrs = node.attributes
+        if tag == "a" or tag == "area":
+            text = _clean_text(node.text(deep=True, separator=" ")) if tag == "a" else _clean_text(attrs.get("alt"))
+            if not text and tag == "a":
+                img = node.css_first("img[alt]")
+                if img is not None:
+                    text = _clean_text(img.attributes.get("alt"))
+            page.add(attrs.get("href"), "link", tag, text)
+        elif tag == "img":
+            alt = _clean_text(attrs.get("alt"))
+            if attrs.get("src"):
+                page.add(attrs.get("src"), "image", "img", alt)
+            for name in _LAZY_SRC:
+                if attrs.get(name):
+                    page.add(attrs.get(name), "image", "data-src", alt)
+            for name in ("srcset", *_LAZY_SRCSET):
+                for url in parse_srcset(attrs.get(name)):
+                    page.add(url, "image", "srcset", alt)
+        elif tag == "source":
+            for name in ("srcset", "data-srcset"):
+                for url in parse_srcset(attrs.get(name)):
+                    page.add(url, "image", "source")
+            if attrs.get("src") and (attrs.get("type") or "").startswith("image"):
+                page.add(attrs.get("src"), "image", "source")
+        elif tag == "video":
+            page.add(attrs.get("poster"), "image", "poster")
+    return page
+
+
+def wat_links(envelope: dict, page_url: str, counts: Counter | None = None) -> PageLinks:
+    """Edges of one WAT JSON record (``Envelope.Payload-Metadata.HTTP-Response-Metadata.HTML-Metadata``)."""
+    counts = counts if counts is not None else Counter()
+    meta = (((envelope.get("Envelope") or {}).get("Payload-Metadata") or {})
+            .get("HTTP-Response-Metadata") or {})
+    html_meta = meta.get("HTML-Metadata") or {}
+    base = page_url
+    head = html_meta.get("Head") or {}
+    if isinstance(head, dict) and head.get("Base"):
+        resolved, _ = normalize_url(head.get("Base"), page_url)
+        base = resolved or base
+    page = PageLinks(page_url, base, counts)
+    for link in html_meta.get("Links") or []:
+        if not isinstance(link, dict):
+            counts["skipped_link:wat_bad_link"] += 1
+            continue
+        path = str(link.get("path") or "")
+        url = link.get("url")
+        if path.startswith("IMG@"):
+            page.add(url, "image", "wat", _clean_text(link.get("alt") or link.get("title")))
+        elif path.startswith(("A@", "AREA@")):
+            page.add(url, "link", "wat", _clean_text(link.get("text") or link.get("title") or link.get("alt")))
+        else:
+            counts["skipped_link:wat_other_path"] += 1
+    for link in (head.get("Metas") or []) if isinstance(head, dict) else []:
+        if isinstance(link, dict) and (link.get("property") or link.get("name") or "").lower() in _META_IMAGE:
+            page.add(link.get("content"), "image", "meta")
+    return page
+
+
+# --------------------------------------------------------------------------------------------- records
+
+def iter_records(stream) -> Iterator:
+    """WARC records of a stream; a truncated / corrupt tail ends the iteration instead of raising."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    types = WarcRecordType.response | WarcRecordType.metadata | WarcRecordType.resource
+    it = iter(ArchiveIterator(stream, record_types=types, parse_http=True))
+    while True:
+        try:
+            record = next(it)
+        except StopIteration:
+            return
+        yield record
+
+
+def _open(path: str):
+    import fsspec
+
+    return fsspec.open(str(path), "rb").open()
+
+
+def extract_file(path: str, source_name: str | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Edges, record rejects and counters of one WARC / WAT file (gzip or plain, any fsspec path)."""
+    source = source_name or str(path)
+    rows: list[list] = []
+    rejects: list[list] = []
+    counts: Counter = Counter()
+    try:
+        stream = _open(path)
+    except Exception as exc:  # noqa: BLE001 - a missing or unreadable file is a reject, not a crash
+        rejects.append([source, -1, None, "extract", R_OPEN_ERROR, f"{type(exc).__name__}: {exc}"[:500]])
+        return _frames(rows, rejects, counts, source)
+    with stream:
+        try:
+            for record in iter_records(stream):
+                _extract_record(record, source, rows, rejects, counts)
+        except Exception as exc:  # noqa: BLE001 - corrupt gzip member / clipped file: keep what was read
+            rejects.append([source, -1, None, "extract", R_READ_ERROR, f"{type(exc).__name__}: {exc}"[:500]])
+            counts["file_read_error"] += 1
+    return _frames(rows, rejects, counts, source)
+
+
+def _extract_record(record, source: str, rows: list, rejects: list, counts: Counter) -> None:
+    from fastwarc.warc import WarcRecordType
+
+    counts["records"] += 1
+    offset = int(getattr(record, "stream_pos", -1) or -1)
+    target = record.headers.get("WARC-Target-URI")
+    rtype = record.record_type
+
+    def reject(reason: str, detail: str = "") -> None:
+        counts[f"rejected_record:{reason}"] += 1
+        rejects.append([source, offset, (target or "")[:2048], "extract", reason, detail[:500]])
+
+    content_type = (record.headers.get("Content-Type") or "").lower()
+    if rtype == WarcRecordType.metadata:
+        if "json" not in content_type:
+            counts["skipped_record:warc_metadata"] += 1  # crawler metadata of a WARC, no links
+            return
+        _extract_wat(record, source, target, rows, counts, reject)
+        return
+    page_url, reason = normalize_url(target)
+    if page_url is None:
+        reject(R_BAD_PAGE_URL, reason or "")
+        return
+    http = record.http_headers
+    if http is None:
+        reject(R_NOT_HTML, "no HTTP headers")
+        return
+    status = int(http.status_code or 0)
+    if 300 <= status < 400:
+        location = http.get("Location")
+        if location:
+            page = PageLinks(page_url, page_url, counts)
+            page.add(location, "link", "redirect")
+            _emit(page, source, rows)
+            counts["pages_redirect"] += 1
+        else:
+            reject(R_STATUS, str(status))
+        return
+    if status != 200:
+        reject(R_STATUS, str(status))
+        return
+    http_type = http.get("Content-Type") or ""
+    mime = http_type.split(";")[0].strip().lower()
+    if mime and mime not in _HTML_TYPES:
+        reject(R_NOT_HTML, mime[:100])
+        return
+    length = int(record.content_length or 0)
+    if length > MAX_HTML_BYTES:
+        reject(R_TOO_BIG, str(length))
+        return
+    try:
+        body = record.reader.read()
+    except Exception as exc:  # noqa: BLE001
+        reject(R_READ_ERROR, f"{type(exc).__name__}: {exc}")
+        return
+    if record.headers.get("WARC-Truncated"):
+        counts["pages_payload_truncated_by_crawler"] += 1
+    if _looks_binary(body):
+        reject(R_BINARY, mime)
+        return
+    if not mime and not body.lstrip()[:1] == b"<":
+        reject(R_NOT_HTML, "no content type, not markup")
+        return
+    html, _codec = decode_html(body, http_type)
+    try:
+        page = html_links(html, page_url, counts)
+    except Exception as exc:  # noqa: BLE001 - parser failure on a hostile page
+        reject(R_PARSE_ERROR, f"{type(exc).__name__}: {exc}")
+        return
+    counts["pages_html"] += 1
+    _emit(page, source, rows)
+
+
+def _extract_wat(record, source, target, rows, counts, reject) -> None:
+    try:
+        envelope = json.loads(record.reader.read())
+    except Exception as exc:  # noqa: BLE001
+        reject(R_WAT_JSON, f"{type(exc).__name__}: {exc}")
+        return
+    env = envelope.get("Envelope") if isinstance(envelope, dict) else None
+    if not isinstance(env, dict):
+        reject(R_WAT_JSON, "no Envelope")
+        return
+    warc_type = ((env.get("WARC-Header-Metadata") or {}).get("WARC-Type") or "").lower()
+    if warc_type and warc_type != "response":
+        counts[f"skipped_record:wat_{warc_type}"] += 1
+        return
+    page_url, reason = normalize_url(target or (env.get("WARC-Header-Metadata") or {}).get("WARC-Target-URI"))
+    if page_url is None:
+        reject(R_BAD_PAGE_URL, reason or "")
+        return
+    meta = (env.get("Payload-Metadata") or {}).get("HTTP-Response-Metadata") or {}
+    if "HTML-Metadata" not in meta:
+        counts["skipped_record:wat_not_html"] += 1
+        return
+    counts["pages_wat"] += 1
+    _emit(wat_links(envelope, page_url, counts), source, rows)
+
+
+def _emit(page: PageLinks, source: str, rows: list) -> None:
+    src_host = host_of(page.page_url)
+    src_domain = registered_domain(src_host)
+    for url, kind, via, text in page.edges:
+        dst_host = host_of(url)
+        rows.append([page.page_url, src_host, src_domain, url, dst_host, registered_domain(dst_host),
+                     kind, via, text, source])
+
+
+def _frames(rows, rejects, counts, source) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    edges = pd.DataFrame(rows, columns=list(EDGES_META.columns)).astype(EDGES_META.dtypes.to_dict())
+    if len(edges):
+        kinds = edges["kind"].value_counts()
+        for kind, n in kinds.items():
+            counts[f"edges_{kind}"] += int(n)
+    rej = pd.DataFrame(rejects, columns=list(REJECTS_META.columns)).astype(REJECTS_META.dtypes.to_dict())
+    cnt = pd.DataFrame([[source, k, int(v)] for k, v in sorted(counts.items())],
+                       columns=list(COUNTS_META.columns)).astype(COUNTS_META.dtypes.to_dict())
+    return edges, rej, cnt
+
+
+def extract_files(paths: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``extract_file`` over several files in this process (tests, demo)."""
+    parts = [extract_file(p) for p in paths]
+    return tuple(pd.concat([p[i] for p in parts], ignore_index=True) for i in range(3))  # type: ignore[return-value]
