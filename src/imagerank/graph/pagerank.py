@@ -35,7 +35,10 @@ class PageRankResult:
 
 def transition_matrix(src: np.ndarray, dst: np.ndarray, n: int, weights: np.ndarray | None = None
                       ) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Column-stochastic CSR ``M[dst, src]`` (duplicates summed) and the boolean dangling mask."""
+    """Column-stochastic CSR ``M[dst, src]`` and the boolean dangling mask.
+
+    Duplicate edges are summed (they count as weight); pass de-duplicated edges for a simple graph.
+    """
     src = np.asarray(src)
     dst = np.asarray(dst)
     if src.shape != dst.shape:
@@ -43,18 +46,18 @@ def transition_matrix(src: np.ndarray, dst: np.ndarray, n: int, weights: np.ndar
     index_dtype = np.int32 if n < 2**31 - 1 and len(src) < 2**31 - 1 else np.int64
     src = src.astype(index_dtype, copy=False)
     dst = dst.astype(index_dtype, copy=False)
-    w = np.ones(len(src), dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
-    out_w = np.bincount(src, weights=w, minlength=n)
+    if weights is None:
+        out_w = np.bincount(src, minlength=n).astype(np.float64)
+    else:
+        weights = np.asarray(weights, dtype=np.float64)
+        out_w = np.bincount(src, weights=weights, minlength=n)
     dangling = out_w <= 0
     inv = np.zeros(n, dtype=np.float64)
     np.divide(1.0, out_w, out=inv, where=~dangling)
-    values = w * inv[src]
-    # CSR by destination row, built directly (counting sort) rather than via COO -> CSR copies
-    order = np.argsort(dst, kind="stable")
-    indptr = np.zeros(n + 1, dtype=index_dtype)
-    np.cumsum(np.bincount(dst, minlength=n), out=indptr[1:])
-    m = sp.csr_matrix((values[order], src[order], indptr), shape=(n, n))
-    m.sum_duplicates()
+    values = inv[src] if weights is None else weights * inv[src]
+    # scipy's COO -> CSR conversion is a counting sort in C and sums duplicate (dst, src) entries
+    m = sp.coo_matrix((values, (dst, src)), shape=(n, n)).tocsr()
+    del values
     return m, dangling
 
 
