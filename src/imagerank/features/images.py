@@ -1,0 +1,408 @@
+"""Image bytes for catalog rows, and the partition function that turns them into pixel + EXIF features.
+
+Image source (``--images``). One of
+
+- a plain local folder ``/data/images`` meaning ``/data/images/{image_id}.jpg``;
+- a template with ``{column}`` placeholders filled from the catalog row, local or any fsspec URL:
+  ``/data/{provider}/{image_id}.jpg``, ``file:///data/{image_id}.jpg``, ``s3://bucket/{image_id}.jpg``,
+  ``gs://...``; any catalog column can be used (``image_id``, ``provider``, ``filetype``, ...).
+
+Bytes are read on the Dask workers, one image at a time (nothing holds more than one image's bytes per
+worker thread). ``http(s)``/``ftp`` templates are refused unless ``allow_remote=True``: nothing is
+fetched from arbitrary web URLs by default. The *root* of a template is its fixed part up to the last
+``/`` before the first placeholder; a path built from catalog values must stay under it: values that
+are empty, contain NUL or ``\\``, or make the normalized path leave the root (``..``, absolute values)
+are refused with ``path_escape``, and for local files the real path (symlinks resolved) must stay under
+the real root too.
+
+Error codes (columns ``pixels_error`` / ``exif_error``; null means the row is good):
+
+==================  ==========================================================================================
+``path_escape``     the path built from catalog values leaves the image root (``..``, absolute, symlink)
+``missing``         no file at the path
+``read_error``      the file exists but could not be read (permissions, network, ...)
+``too_large``       more bytes than ``max_bytes``
+``empty``           zero-byte file
+``not_image``       Pillow cannot identify the bytes as an image
+``too_many_pixels`` the header declares more than ``max_pixels`` pixels (refused before decoding)
+``truncated``       the image data ends early
+``decode_error``    any other failure while decoding pixels
+``exif_malformed``  EXIF present but (partly) unreadable; the readable tags are still returned
+``timeout``         the per-image time budget (``timeout_s``) ran out before this family was computed
+``internal_error``  an unexpected exception (a bug): the message holds it
+==================  ==========================================================================================
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import re
+import string
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from imagerank.features import exif as exif_mod
+from imagerank.features import pixels as pixels_mod
+from imagerank.features.exif import EXIF_DTYPES, EXIF_FEATURE_NAMES, EXIF_META, EXIF_SCHEMA
+from imagerank.features.pixels import PIXEL_FEATURE_NAMES, PIXELS_DTYPES, PIXELS_META, PIXELS_SCHEMA
+
+FAMILIES = ("pixels", "exif")
+REMOTE_WEB_PROTOCOLS = {"http", "https", "ftp", "ftps", "sftp", "ssh"}
+LOCAL_PROTOCOLS = {"file", "local"}
+
+#: columns of the frame :func:`image_features` returns: both families side by side
+IMAGE_FEATURES_DTYPES: dict[str, str] = {
+    "image_id": "string",
+    **{c: PIXELS_DTYPES[c] for c in PIXEL_FEATURE_NAMES + ["pixels_error", "pixels_error_message"]},
+    **{c: EXIF_DTYPES[c] for c in EXIF_FEATURE_NAMES + ["exif_error", "exif_error_message"]},
+    "event_timestamp": "datetime64[ns, UTC]",
+}
+IMAGE_FEATURES_META = pd.DataFrame({c: pd.Series(dtype=t) for c, t in IMAGE_FEATURES_DTYPES.items()})
+PIXELS_COLUMNS = list(PIXELS_DTYPES)
+EXIF_COLUMNS = list(EXIF_DTYPES)
+
+__all__ = ["ImageLimits", "ImageSource", "image_features", "pixel_features", "exif_features",
+           "split_families", "analyse_bytes", "PIXELS_SCHEMA", "PIXELS_META", "EXIF_SCHEMA", "EXIF_META",
+           "IMAGE_FEATURES_META", "PIXELS_COLUMNS", "EXIF_COLUMNS"]
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Bounds that protect a run from hostile or broken files."""
+
+    max_bytes: int = 50 * 1024 * 1024      # larger files are refused (``too_large``) without reading on
+    max_pixels: int = 100_000_000          # header width * height above this is refused before decoding
+    timeout_s: float = 20.0                # per-image budget, checked between fetch / open / EXIF / decode
+    allow_remote: bool = False             # allow http(s)/ftp templates
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "ImageLimits":
+        known = {k: v for k, v in kwargs.items() if k in cls.__dataclass_fields__ and v is not None}
+        return cls(**known)
+
+
+class ImageError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+# --- the source -------------------------------------------------------------------------------------
+
+@dataclass
+class ImageSource:
+    """Where the bytes of a catalog row's image live (picklable: shipped to the workers as is)."""
+
+    template: str
+    allow_remote: bool = False
+    storage_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        template = str(self.template)
+        if "{" not in template:  # a plain folder
+            template = template.rstrip("/") + "/{image_id}.jpg"
+        protocol, _, rest = template.partition("://")
+        if not _:
+            protocol, rest = "file", template
+        protocol = protocol.lower()
+        if protocol in REMOTE_WEB_PROTOCOLS and not self.allow_remote:
+            raise ValueError(f"refusing to fetch images over {protocol}:// (pass allow_remote=True to allow)")
+        self.protocol = "file" if protocol in LOCAL_PROTOCOLS else protocol
+        if self.protocol == "file":
+            cut = rest.index("{")
+            folder, slash, partial = rest[:cut].rpartition("/")
+            folder = os.path.abspath(os.path.expanduser(folder or "/")) if slash else os.getcwd()
+            rest = folder.rstrip("/") + "/" + partial + rest[cut:]
+        self.path_template = rest
+        self.fields = sorted({re.split(r"[.\[]", f)[0] for _, f, _, _ in string.Formatter().parse(rest) if f})
+        prefix = rest[: rest.index("{")]
+        self.root = prefix[: prefix.rfind("/")] if "/" in prefix else ""
+        if self.protocol == "file":
+            self.root = self.root or "/"
+            self._real_root = os.path.realpath(self.root)
+        self._fs = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_fs"] = None
+        return state
+
+    @property
+    def fs(self):
+        if self._fs is None:
+            import fsspec
+
+            self._fs = fsspec.filesystem(self.protocol, **self.storage_options)
+        return self._fs
+
+    def path_for(self, row: dict[str, Any]) -> str:
+        """The path (without protocol) of a row's image, or ImageError(``path_escape``)."""
+        values = {}
+        for name in self.fields:
+            value = row.get(name)
+            if value is None or (isinstance(value, float) and value != value):
+                raise ImageError("path_escape", f"catalog field {name!r} is empty")
+            text = str(value)
+            if not text or "\x00" in text or "\\" in text or text in (".", ".."):
+                raise ImageError("path_escape", f"catalog field {name!r} = {text[:80]!r} is not a safe path part")
+            values[name] = text
+        try:
+            path = self.path_template.format_map(values)
+        except (KeyError, ValueError, IndexError, AttributeError) as exc:
+            raise ImageError("path_escape", f"cannot fill template: {exc}") from None
+        norm = posixpath.normpath(path) if self.protocol != "file" else os.path.normpath(path)
+        root = self.root.rstrip("/")
+        if self.protocol == "file":
+            if os.path.commonpath([norm, self.root]) != self.root:
+                raise ImageError("path_escape", f"{norm[:200]} is outside the image root {self.root}")
+        elif root and not norm.startswith(root + "/"):
+            raise ImageError("path_escape", f"{norm[:200]} is outside the image root {root}")
+        elif not root and (norm.startswith("/") or norm.startswith("..")):
+            raise ImageError("path_escape", f"{norm[:200]} leaves the bucket")
+        return norm
+
+    def read(self, row: dict[str, Any], max_bytes: int) -> bytes:
+        """The image bytes of one catalog row; ImageError on any failure."""
+        path = self.path_for(row)
+        try:
+            if self.protocol == "file":
+                real = os.path.realpath(path)
+                if os.path.commonpath([real, self._real_root]) != self._real_root:
+                    raise ImageError("path_escape", f"{path[:200]} resolves outside the image root")
+                with open(real, "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    if size > max_bytes:
+                        raise ImageError("too_large", f"{size} bytes > max_bytes {max_bytes}")
+                    data = fh.read(max_bytes + 1)
+            else:
+                with self.fs.open(path, "rb") as fh:
+                    data = fh.read(max_bytes + 1)
+        except ImageError:
+            raise
+        except FileNotFoundError:
+            raise ImageError("missing", f"no image at {self.protocol}://{path}"[:300]) from None
+        except IsADirectoryError:
+            raise ImageError("missing", f"{path[:200]} is a directory") from None
+        except Exception as exc:  # noqa: BLE001 - permissions, network, bucket errors ...
+            raise ImageError("read_error", f"{type(exc).__name__}: {exc}"[:500]) from None
+        if len(data) > max_bytes:
+            raise ImageError("too_large", f"more than max_bytes {max_bytes} bytes")
+        return data
+
+
+# --- one image -----------------------------------------------------------------------------------------
+
+def _message(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def analyse_bytes(data: bytes, meta_data: Any = None, families: Iterable[str] = FAMILIES,
+                  limits: ImageLimits = ImageLimits(), deadline: float | None = None
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pixel and EXIF features from one image's bytes, opened once. Never raises.
+
+    Returns ``(pixels_row, exif_row)`` dicts holding the feature columns plus ``*_error`` /
+    ``*_error_message`` (a family not asked for is left all-null).
+    """
+    families = set(families)
+    pix, ex = pixels_mod.empty_pixel_row(), exif_mod.empty_exif_row()
+    facts = exif_mod.catalog_facts(meta_data) if "exif" in families else {}
+    deadline = deadline if deadline is not None else time.monotonic() + limits.timeout_s
+
+    def fail(code: str, message: str, which: Iterable[str] = ("pixels", "exif")) -> None:
+        if "pixels" in which and "pixels" in families and pix["pixels_error"] is None:
+            pix["pixels_error"], pix["pixels_error_message"] = code, message
+        if "exif" in which and "exif" in families and ex["exif_error"] is None:
+            ex["exif_error"], ex["exif_error_message"] = code, message
+
+    try:
+        if not data:
+            fail("empty", "zero-byte file")
+            return pix, _finish_exif(ex, facts, families)
+        pix["file_bytes"] = len(data)
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            fail("too_many_pixels", _message(exc))
+            return pix, _finish_exif(ex, facts, families)
+        except UnidentifiedImageError as exc:
+            fail("not_image", _message(exc))
+            return pix, _finish_exif(ex, facts, families)
+        except Exception as exc:  # noqa: BLE001 - broken headers raise SyntaxError, struct.error, ...
+            fail("not_image", _message(exc))
+            return pix, _finish_exif(ex, facts, families)
+        with im:
+            width, height = im.size
+            pix.update(format=im.format, mode=im.mode, image_width=width, image_height=height,
+                       n_frames=int(getattr(im, "n_frames", 1) or 1) if im.format != "JPEG" else 1)
+            if width * height > 0:
+                pix["bytes_per_pixel"] = len(data) / (width * height)
+            if im.format == "JPEG":
+                pix["jpeg_quality"] = pixels_mod.jpeg_quality(getattr(im, "quantization", None))
+
+            if "exif" in families:
+                try:
+                    values, code, message = exif_mod.read_exif(im)
+                    ex.update(values)
+                    if code:
+                        fail(code, message, ("exif",))
+                except Exception as exc:  # noqa: BLE001
+                    fail("exif_malformed", _message(exc), ("exif",))
+
+            if "pixels" in families:
+                if width * height > limits.max_pixels or width <= 0 or height <= 0:
+                    fail("too_many_pixels", f"{width}x{height} > max_pixels {limits.max_pixels}", ("pixels",))
+                elif time.monotonic() > deadline:
+                    fail("timeout", f"time budget {limits.timeout_s}s used before decoding", ("pixels",))
+                else:
+                    _pixels(im, pix, fail, deadline, limits)
+    except MemoryError as exc:
+        fail("too_many_pixels", _message(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug: keep the row, say what happened
+        fail("internal_error", _message(exc))
+    return pix, _finish_exif(ex, facts, families)
+
+
+def _pixels(im: Image.Image, pix: dict, fail, deadline: float, limits: ImageLimits) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            work = pixels_mod.decode_working(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        fail("too_many_pixels", _message(exc), ("pixels",))
+        return
+    except OSError as exc:
+        text = str(exc).lower()
+        code = "truncated" if ("truncated" in text or "broken data stream" in text
+                               or "premature end" in text) else "decode_error"
+        fail(code, _message(exc), ("pixels",))
+        return
+    except Exception as exc:  # noqa: BLE001 - SyntaxError, ValueError, struct.error from broken streams
+        fail("decode_error", _message(exc), ("pixels",))
+        return
+    if time.monotonic() > deadline:
+        fail("timeout", f"time budget {limits.timeout_s}s used while decoding", ("pixels",))
+        return
+    pix.update(pixels_mod.pixel_stats(work))
+
+
+def _finish_exif(ex: dict[str, Any], facts: dict[str, Any], families: set[str]) -> dict[str, Any]:
+    if "exif" not in families:
+        return ex
+    if ex.get("has_exif") is None and ex.get("exif_error") is None:
+        ex["has_exif"] = False
+    if ex.get("has_exif") is None and ex.get("exif_error") in ("empty", "not_image", "too_many_pixels"):
+        ex["has_exif"] = None
+    return exif_mod.merge_exif(ex, facts)
+
+
+# --- partition functions --------------------------------------------------------------------------------
+
+def _as_source(images: ImageSource | str, limits: ImageLimits) -> ImageSource:
+    if isinstance(images, ImageSource):
+        return images
+    return ImageSource(str(images), allow_remote=limits.allow_remote)
+
+
+def image_features(catalog: pd.DataFrame, images: ImageSource | str, families: Iterable[str] = FAMILIES,
+                   limits: ImageLimits | dict | None = None) -> pd.DataFrame:
+    """Pixel and EXIF features of every row of a catalog partition (pure; never raises on bad data).
+
+    ``catalog`` needs ``image_id`` and ``meta_data`` (JSON text) plus the columns the image template
+    uses. Returns one row per input row, in order, with the columns of :data:`IMAGE_FEATURES_META`:
+    ``image_id``, the pixel features + ``pixels_error(_message)``, the EXIF features +
+    ``exif_error(_message)``, ``event_timestamp``. Use :func:`split_families` to get the two datasets.
+    """
+    if isinstance(limits, dict):
+        limits = ImageLimits.from_kwargs(**limits)
+    limits = limits or ImageLimits()
+    families = tuple(f for f in FAMILIES if f in set(families))
+    source = _as_source(images, limits)
+    records = catalog.to_dict("records") if len(catalog) else []
+    pix_rows, exif_rows = [], []
+    for row in records:
+        deadline = time.monotonic() + limits.timeout_s
+        try:
+            data = source.read(row, limits.max_bytes)
+        except ImageError as err:
+            pix, ex = pixels_mod.empty_pixel_row(), exif_mod.empty_exif_row()
+            if "pixels" in families:
+                pix["pixels_error"], pix["pixels_error_message"] = err.code, err.message
+            if "exif" in families:
+                ex["exif_error"], ex["exif_error_message"] = err.code, err.message
+                ex = exif_mod.merge_exif(ex, exif_mod.catalog_facts(row.get("meta_data")))
+        except Exception as exc:  # noqa: BLE001
+            pix, ex = pixels_mod.empty_pixel_row(), exif_mod.empty_exif_row()
+            pix["pixels_error"] = ex["exif_error"] = "internal_error"
+            pix["pixels_error_message"] = ex["exif_error_message"] = _message(exc)
+        else:
+            if time.monotonic() > deadline:
+                pix, ex = pixels_mod.empty_pixel_row(), exif_mod.empty_exif_row()
+                pix["pixels_error"] = ex["exif_error"] = "timeout"
+                pix["pixels_error_message"] = ex["exif_error_message"] = "time budget used reading the bytes"
+            else:
+                pix, ex = analyse_bytes(data, row.get("meta_data"), families, limits, deadline)
+            del data
+        if "pixels" not in families:
+            pix = pixels_mod.empty_pixel_row()
+        if "exif" not in families:
+            ex = exif_mod.empty_exif_row()
+        pix_rows.append(pix)
+        exif_rows.append(ex)
+    return _frame(catalog, pix_rows, exif_rows)
+
+
+def _frame(catalog: pd.DataFrame, pix_rows: list[dict], exif_rows: list[dict]) -> pd.DataFrame:
+    n = len(pix_rows)
+    columns: dict[str, Any] = {"image_id": catalog["image_id"].astype("string").to_numpy() if n else []}
+    for name in PIXEL_FEATURE_NAMES + ["pixels_error", "pixels_error_message"]:
+        columns[name] = [r[name] for r in pix_rows]
+    for name in EXIF_FEATURE_NAMES + ["exif_error", "exif_error_message"]:
+        columns[name] = [r[name] for r in exif_rows]
+    frame = pd.DataFrame(columns, index=range(n))
+    out = {}
+    for name, dtype in IMAGE_FEATURES_DTYPES.items():
+        if name == "event_timestamp":
+            continue
+        col = frame[name]
+        if dtype.startswith("datetime64"):
+            out[name] = pd.to_datetime(col, errors="coerce").astype(dtype)
+        elif dtype in ("float32", "float64"):
+            out[name] = pd.to_numeric(col, errors="coerce").astype(dtype)
+        else:
+            out[name] = col.astype(dtype)
+    result = pd.DataFrame(out, index=catalog.index)
+    result["event_timestamp"] = pd.Series(pd.Timestamp.now(tz="UTC"), index=catalog.index,
+                                          dtype="datetime64[ns, UTC]")
+    return result
+
+
+def split_families(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``W/features/pixels`` and ``W/features/exif`` frames of an :func:`image_features` result."""
+    return features[PIXELS_COLUMNS], features[EXIF_COLUMNS]
+
+
+def pixel_features(catalog: pd.DataFrame, images: ImageSource | str,
+                   limits: ImageLimits | dict | None = None) -> pd.DataFrame:
+    """Only the pixel family (columns of :data:`PIXELS_META`)."""
+    return image_features(catalog, images, ("pixels",), limits)[PIXELS_COLUMNS]
+
+
+def exif_features(catalog: pd.DataFrame, images: ImageSource | str,
+                  limits: ImageLimits | dict | None = None) -> pd.DataFrame:
+    """Only the EXIF family (columns of :data:`EXIF_META`); pixels are not decoded."""
+    return image_features(catalog, images, ("exif",), limits)[EXIF_COLUMNS]
+
+
+def limits_dict(limits: ImageLimits) -> dict[str, Any]:
+    return asdict(limits)

@@ -1,0 +1,276 @@
+"""Pixel features of one image (``W/features/pixels/``): decoded once, DCT-scaled, vectorized numpy.
+
+Decoding. JPEGs are decoded with libjpeg's DCT scaling through ``Image.draft('RGB', (w // s, h // s))``
+with a *per-axis* target (a square box would make libjpeg pick the scale from the short side and
+decode non-square images at full size). ``s`` is 2 (the working image is 1/2 of the original, e.g.
+640x427 -> 320x214), or 4 / 8 for originals whose long side exceeds 2 x :data:`WORK_LONG_SIDE`, so the
+working image keeps a long side >= ``WORK_LONG_SIDE``. Other formats are decoded fully then box-reduced
+by the same factor. Sharpness and edge density are computed on that >= 1/2-scale working image (their
+ranking is not stable at 1/4); cheap global colour statistics on a further 2x box reduction.
+
+Features (see :data:`PIXELS_SCHEMA` for the dataset, one row per catalog row):
+
+=====================  =======  =============================================================================
+column                 type     definition
+=====================  =======  =============================================================================
+image_id               string   catalog identifier (key)
+format                 string   container format detected from the bytes (JPEG, PNG, GIF, WEBP, ...)
+mode                   string   Pillow mode of the file (RGB, L, CMYK, P, I;16, ...)
+n_frames               Int32    frames in the file (animated GIF/WebP/APNG > 1; the first frame is used)
+image_width/height     Int32    pixel size from the file header
+decoded_width/height   Int32    size of the working image actually decoded (DCT-scaled)
+file_bytes             Int64    size of the file
+bytes_per_pixel        float32  file_bytes / (image_width * image_height)
+jpeg_quality           Int16    IJG quality 1..100 whose standard tables (libjpeg ``jpeg_quality_scaling``)
+                                are closest (L1) to the file's quantization tables; null for non-JPEG
+brightness             float32  mean luma (ITU-R 601, Pillow ``L``) / 255, in [0, 1]
+contrast               float32  RMS contrast: standard deviation of luma / 255
+colourfulness          float32  Hasler & Suesstrunk (2003) M: sqrt(sd(rg)^2 + sd(yb)^2) + 0.3 sqrt(mean(rg)^2
+                                + mean(yb)^2), rg = R - G, yb = (R + G) / 2 - B, on the 0..255 scale
+                                (0 for a grey image, ~15 "slightly", ~33 "moderately", > 59 "extremely")
+saturation             float32  mean HSV saturation / 255
+entropy                float32  Shannon entropy of the 256-bin luma histogram, bits (0..8)
+highlights_clipped     float32  fraction of pixels with luma >= 250
+shadows_clipped        float32  fraction of pixels with luma <= 5
+sharpness              float32  variance of the 4-neighbour Laplacian of luma (0..255 scale) on the
+                                working image
+edge_density           float32  fraction of working-image pixels whose central-difference gradient
+                                |dx| + |dy| exceeds :data:`EDGE_THRESHOLD` (luma levels)
+phash                  Int64    64-bit DCT perceptual hash (see :func:`phash`), stored as signed int64
+pixels_error           string   null when the row is good, else an error code
+pixels_error_message   string   detail for the error
+event_timestamp        ts[UTC]  when the features were computed (Feast event time)
+=====================  =======  =============================================================================
+
+``phash`` is the imagehash ``phash`` algorithm (hash_size 8, highfreq_factor 4): luma resized to 32x32
+(Lanczos), 2-D DCT-II, the top-left 8x8 coefficients compared with their median; bit ``i`` (row-major
+over the 8x8 block) is bit ``63 - i`` of the unsigned 64-bit value, i.e. ``format(phash & (2**64 - 1),
+'016x')`` is imagehash's hex string, and the unsigned value is reinterpreted as two's-complement signed
+int64 for storage (``np.int64`` / Parquet INT64). Near-duplicates: Hamming distance
+``bin((a ^ b) & (2**64 - 1)).count('1')``, typically <= 10 for resized / recompressed copies. The
+hash is taken from the DCT-scaled working image, so it can differ by a few bits from imagehash run on
+the full-size decode.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from PIL import Image
+
+# --- output schema ---------------------------------------------------------------------------------
+
+PIXEL_FEATURES: list[tuple[str, str, pa.DataType]] = [
+    ("format", "string", pa.string()),
+    ("mode", "string", pa.string()),
+    ("n_frames", "Int32", pa.int32()),
+    ("image_width", "Int32", pa.int32()),
+    ("image_height", "Int32", pa.int32()),
+    ("decoded_width", "Int32", pa.int32()),
+    ("decoded_height", "Int32", pa.int32()),
+    ("file_bytes", "Int64", pa.int64()),
+    ("bytes_per_pixel", "float32", pa.float32()),
+    ("jpeg_quality", "Int16", pa.int16()),
+    ("brightness", "float32", pa.float32()),
+    ("contrast", "float32", pa.float32()),
+    ("colourfulness", "float32", pa.float32()),
+    ("saturation", "float32", pa.float32()),
+    ("entropy", "float32", pa.float32()),
+    ("highlights_clipped", "float32", pa.float32()),
+    ("shadows_clipped", "float32", pa.float32()),
+    ("sharpness", "float32", pa.float32()),
+    ("edge_density", "float32", pa.float32()),
+    ("phash", "Int64", pa.int64()),
+]
+PIXEL_FEATURE_NAMES = [name for name, _, _ in PIXEL_FEATURES]
+PIXELS_ERROR_COLUMNS = ["pixels_error", "pixels_error_message"]
+
+_COLUMNS = ([("image_id", "string", pa.string())] + PIXEL_FEATURES
+            + [("pixels_error", "string", pa.string()), ("pixels_error_message", "string", pa.string()),
+               ("event_timestamp", "datetime64[ns, UTC]", pa.timestamp("ns", tz="UTC"))])
+#: pandas dtypes of the ``W/features/pixels/`` dataset, in column order.
+PIXELS_DTYPES: dict[str, str] = {name: dtype for name, dtype, _ in _COLUMNS}
+#: pyarrow schema of the ``W/features/pixels/`` dataset (pass to ``write_ddf(schema=...)``).
+PIXELS_SCHEMA: pa.Schema = pa.schema([pa.field(name, typ) for name, _, typ in _COLUMNS])
+#: empty pandas frame with the dataset's columns and dtypes (``map_partitions(meta=PIXELS_META)``).
+PIXELS_META: pd.DataFrame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in PIXELS_DTYPES.items()})
+
+WORK_LONG_SIDE = 1280   # large originals are DCT-scaled by 4 or 8 while the long side stays >= this
+EDGE_THRESHOLD = 40.0   # |dx| + |dy| (central differences, luma levels) above which a pixel is an edge
+SHADOW_LEVEL, HIGHLIGHT_LEVEL = 5, 250
+
+
+def empty_pixel_row() -> dict[str, Any]:
+    return dict.fromkeys(PIXEL_FEATURE_NAMES + PIXELS_ERROR_COLUMNS)
+
+
+# --- decoding ----------------------------------------------------------------------------------------
+
+def work_scale(width: int, height: int) -> int:
+    """DCT scale denominator for an original of this size: 2, or 4 / 8 for very large originals."""
+    scale = 2
+    while scale < 8 and max(width, height) // (scale * 2) >= WORK_LONG_SIDE:
+        scale *= 2
+    return scale
+
+
+def draft_size(width: int, height: int, scale: int = 2) -> tuple[int, int]:
+    """The per-axis ``Image.draft`` target that makes libjpeg decode at exactly ``1/scale``."""
+    return max(1, width // scale), max(1, height // scale)
+
+
+def decode_working(im: Image.Image) -> Image.Image:
+    """Decode an opened image to its RGB working image (>= 1/2 scale, first frame).
+
+    Raises whatever Pillow raises on broken data (OSError for truncated files, ...); the caller turns
+    that into an error code.
+    """
+    width, height = im.size
+    scale = work_scale(width, height)
+    if im.format == "JPEG" and width >= 2 and height >= 2:
+        im.draft("RGB", draft_size(width, height, scale))
+        scale = 1 if im.size != (width, height) else scale  # libjpeg scaled it already
+    im.load()
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im)
+        if mode == "F" or mode == "I":
+            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+            lo, hi = (0.0, 255.0) if hi <= 255 and lo >= 0 else (lo, hi)
+            arr = (arr.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-9))
+        else:
+            arr = arr.astype(np.float32) * (255.0 / 65535.0)
+        im = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    if scale > 1 and min(im.size) >= scale:
+        im = im.reduce(scale)
+    return im
+
+
+# --- JPEG quality --------------------------------------------------------------------------------------
+
+_IJG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.int64)
+_IJG_CHROMA = np.array(
+    [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
+     24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32, dtype=np.int64)
+
+
+def _ijg_tables(base: np.ndarray) -> np.ndarray:
+    """(100, 64) quantization tables libjpeg writes for quality 1..100 (``jpeg_quality_scaling``)."""
+    q = np.arange(1, 101)
+    scale = np.where(q < 50, 5000 // q, 200 - 2 * q)
+    return np.clip((base[None, :] * scale[:, None] + 50) // 100, 1, 255)
+
+
+_LUMA_TABLES, _CHROMA_TABLES = _ijg_tables(_IJG_LUMA), _ijg_tables(_IJG_CHROMA)
+
+
+def jpeg_quality(quantization: dict | None) -> int | None:
+    """IJG quality whose standard tables best match the file's (natural-order) quantization tables."""
+    if not quantization:
+        return None
+    try:
+        luma = np.asarray(quantization.get(0), dtype=np.int64)
+        if luma.shape != (64,):
+            return None
+        error = np.abs(_LUMA_TABLES - np.minimum(luma, 255)).sum(axis=1)
+        chroma = quantization.get(1)
+        if chroma is not None and len(chroma) == 64:
+            error = error + np.abs(_CHROMA_TABLES - np.minimum(np.asarray(chroma, dtype=np.int64), 255)).sum(axis=1)
+    except (TypeError, ValueError):
+        return None
+    best = np.flatnonzero(error == error.min())
+    return int(best[-1]) + 1  # on a tie (saturated tables) the highest quality
+
+
+# --- perceptual hash -----------------------------------------------------------------------------------
+
+_N = np.arange(32)
+#: rows 0..7 of the unnormalized DCT-II matrix (scipy.fftpack.dct's default norm, as imagehash uses)
+_DCT8 = (2.0 * np.cos(np.pi * np.outer(np.arange(8), 2 * _N + 1) / 64.0))
+_BIT_WEIGHTS = np.left_shift(np.uint64(1), np.arange(63, -1, -1, dtype=np.uint64))
+
+
+def phash(grey: Image.Image) -> int:
+    """imagehash-compatible 64-bit DCT pHash of a greyscale image, as a signed int64 value."""
+    small = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+    low = _DCT8 @ small @ _DCT8.T
+    bits = (low > np.median(low)).ravel()
+    value = np.bitwise_or.reduce(np.where(bits, _BIT_WEIGHTS, np.uint64(0)))
+    return int(np.uint64(value).view(np.int64))
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits between two stored (signed) phash values."""
+    return bin((int(a) ^ int(b)) & 0xFFFFFFFFFFFFFFFF).count("1")
+
+
+# --- the features --------------------------------------------------------------------------------------
+
+_LEVELS = np.arange(256, dtype=np.float64)
+_LEVELS2 = _LEVELS ** 2
+
+
+def pixel_stats(rgb: Image.Image) -> dict[str, Any]:
+    """All pixel statistics of an RGB working image (see the module docstring for definitions)."""
+    grey = rgb.convert("L")
+    out: dict[str, Any] = {"decoded_width": rgb.size[0], "decoded_height": rgb.size[1]}
+
+    # luma histogram at working scale -> brightness, contrast, entropy, clipping
+    hist = np.asarray(grey.histogram(), dtype=np.float64)
+    n = hist.sum()
+    p = hist / n
+    mean = p @ _LEVELS
+    var = max(p @ _LEVELS2 - mean * mean, 0.0)
+    nz = p[p > 0]
+    out["brightness"] = mean / 255.0
+    out["contrast"] = math.sqrt(var) / 255.0
+    out["entropy"] = float(-(nz * np.log2(nz)).sum()) + 0.0
+    out["shadows_clipped"] = float(p[: SHADOW_LEVEL + 1].sum())
+    out["highlights_clipped"] = float(p[HIGHLIGHT_LEVEL:].sum())
+
+    # colour statistics on a further 2x box reduction (global means / variances: scale-stable)
+    small = rgb.reduce(2) if min(rgb.size) >= 8 else rgb
+    s_hist = np.asarray(small.convert("HSV").getchannel(1).histogram(), dtype=np.float64)
+    out["saturation"] = float(s_hist @ _LEVELS / s_hist.sum() / 255.0)
+    a = np.asarray(small, dtype=np.float32).reshape(-1, 3)
+    r, g, b = a[:, 0], a[:, 1], a[:, 2]
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    m = a.shape[0]
+    mean_rg, mean_yb = float(rg.sum(dtype=np.float64)) / m, float(yb.sum(dtype=np.float64)) / m
+    var_rg = max(float(np.dot(rg, rg)) / m - mean_rg * mean_rg, 0.0)
+    var_yb = max(float(np.dot(yb, yb)) / m - mean_yb * mean_yb, 0.0)
+    out["colourfulness"] = math.sqrt(var_rg + var_yb) + 0.3 * math.sqrt(mean_rg ** 2 + mean_yb ** 2)
+
+    # sharpness and edges on the working image itself (>= 1/2 scale)
+    lum = np.asarray(grey, dtype=np.float32)
+    if lum.shape[0] >= 3 and lum.shape[1] >= 3:
+        centre = lum[1:-1, 1:-1]
+        up, down, left, right = lum[:-2, 1:-1], lum[2:, 1:-1], lum[1:-1, :-2], lum[1:-1, 2:]
+        lap = up + down
+        lap += left
+        lap += right
+        lap -= 4.0 * centre
+        k = lap.size
+        lap_flat = lap.ravel()
+        lap_mean = float(lap_flat.sum(dtype=np.float64)) / k
+        out["sharpness"] = max(float(np.dot(lap_flat, lap_flat)) / k - lap_mean * lap_mean, 0.0)
+        grad = np.abs(right - left)
+        grad += np.abs(down - up)
+        out["edge_density"] = np.count_nonzero(grad > EDGE_THRESHOLD) / k
+    else:
+        out["sharpness"], out["edge_density"] = 0.0, 0.0
+    out["phash"] = phash(grey)
+    return out
