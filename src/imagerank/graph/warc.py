@@ -318,23 +318,47 @@ def _open(path: str):
 def extract_file(path: str, source_name: str | None = None
                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Edges, record rejects and counters of one WARC / WAT file (gzip or plain, any fsspec path)."""
+    chunks: list[pd.DataFrame] = []
+    rejects, counts = extract_file_chunked(path, chunks.append, source_name=source_name)
+    edges = pd.concat(chunks, ignore_index=True) if chunks else _edges_frame([])
+    return edges, rejects, counts
+
+
+def extract_file_chunked(path: str, sink, *, source_name: str | None = None, chunk_rows: int = 200_000
+                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stream the edges of one file to ``sink(frame)`` in chunks of about ``chunk_rows`` rows (bounded memory).
+
+    Returns the record rejects and the counters of the file.
+    """
     source = source_name or str(path)
     rows: list[list] = []
     rejects: list[list] = []
     counts: Counter = Counter()
+
+    def flush() -> None:
+        if rows:
+            frame = _edges_frame(rows)
+            for kind, n in frame["kind"].value_counts().items():
+                counts[f"edges_{kind}"] += int(n)
+            sink(frame)
+            rows.clear()
+
     try:
         stream = _open(path)
     except Exception as exc:  # noqa: BLE001 - a missing or unreadable file is a reject, not a crash
         rejects.append([source, -1, None, "extract", R_OPEN_ERROR, f"{type(exc).__name__}: {exc}"[:500]])
-        return _frames(rows, rejects, counts, source)
+        return _small_frames(rejects, counts, source)
     with stream:
         try:
             for record in iter_records(stream):
                 _extract_record(record, source, rows, rejects, counts)
+                if len(rows) >= chunk_rows:
+                    flush()
         except Exception as exc:  # noqa: BLE001 - corrupt gzip member / clipped file: keep what was read
             rejects.append([source, -1, None, "extract", R_READ_ERROR, f"{type(exc).__name__}: {exc}"[:500]])
             counts["file_read_error"] += 1
-    return _frames(rows, rejects, counts, source)
+    flush()
+    return _small_frames(rejects, counts, source)
 
 
 def _extract_record(record, source: str, rows: list, rejects: list, counts: Counter) -> None:
@@ -445,16 +469,15 @@ def _emit(page: PageLinks, source: str, rows: list) -> None:
                      kind, via, text, source])
 
 
-def _frames(rows, rejects, counts, source) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    edges = pd.DataFrame(rows, columns=list(EDGES_META.columns)).astype(EDGES_META.dtypes.to_dict())
-    if len(edges):
-        kinds = edges["kind"].value_counts()
-        for kind, n in kinds.items():
-            counts[f"edges_{kind}"] += int(n)
+def _edges_frame(rows: list) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(EDGES_META.columns)).astype(EDGES_META.dtypes.to_dict())
+
+
+def _small_frames(rejects, counts, source) -> tuple[pd.DataFrame, pd.DataFrame]:
     rej = pd.DataFrame(rejects, columns=list(REJECTS_META.columns)).astype(REJECTS_META.dtypes.to_dict())
     cnt = pd.DataFrame([[source, k, int(v)] for k, v in sorted(counts.items())],
                        columns=list(COUNTS_META.columns)).astype(COUNTS_META.dtypes.to_dict())
-    return edges, rej, cnt
+    return rej, cnt
 
 
 def extract_files(paths: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
