@@ -206,3 +206,18 @@ def _host_rows(part, scores, in_hosts, out_hosts, dom_in: pd.Series, dropped: pd
 
 __all__ = ["assign_ids", "page_graph", "host_graph", "host_edge_frame", "PAGES_META", "HOSTS_META",
            "PageRankResult"]
+
+
+def pages_frame(edges: pd.DataFrame, *, damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200
+                ) -> tuple[pd.DataFrame, PageRankResult]:
+    """The page graph of a small pandas edge frame, in-process (tests, demo): (PAGES_META frame, result)."""
+    links = edges.loc[edges["kind"] == "link", ["src_url", "dst_url"]]
+    links = links[links["src_url"] != links["dst_url"]].drop_duplicates()
+    urls, codes = np.unique(np.concatenate([links["src_url"].to_numpy(str), links["dst_url"].to_numpy(str)]),
+                            return_inverse=True)
+    n = len(urls)
+    src, dst = codes[: len(links)], codes[len(links):]
+    res = pagerank(src, dst, n, damping=damping, tol=tol, max_iter=max_iter)
+    part = pd.DataFrame({"url": pd.array(urls, dtype="string"), "node_id": np.arange(n, dtype=np.int64)})
+    pages = _page_rows(part, res.scores, np.bincount(dst, minlength=n), np.bincount(src, minlength=n))
+    return pages.astype(PAGES_META.dtypes.to_dict()), res
