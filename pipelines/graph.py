@@ -104,11 +104,62 @@ def run_graph(client: Client, workdir: str | Path, crawl_files: list[str] | None
     return counts
 
 
-def run_link_features(client: Client, workdir: str | Path) -> dict:
-    """``W/catalog/`` + ``W/graph/{edges,pages}`` -> ``W/features/links/``."""
-    from imagerank.features import links
+def run_link_features(client: Client, workdir: str | Path, *, damping: float = 0.85) -> dict:
+    """``W/catalog/`` + ``W/graph/{edges,pages}`` -> ``W/features/links/`` (one row per catalog image)."""
+    from imagerank.features import links as L
 
-    return links.run(client, Path(workdir))
+    workdir = Path(workdir)
+    catalog = dd.read_parquet(str(workdir / "catalog"), columns=["image_id", "url", "thumbnail",
+                                                                 "foreign_landing_url"])
+    edges = dd.read_parquet(str(workdir / "graph" / "edges"))
+    pages = dd.read_parquet(str(workdir / "graph" / "pages"), columns=["url", "pagerank", "in_links"])
+    n_pages = int(pages.map_partitions(len).sum().compute())
+    nparts = max(1, edges.npartitions)
+    img = edges.map_partitions(L.image_edge_keys, meta=L.IMAGE_EDGES_META)
+    img = img.drop_duplicates(subset=["key", "src_url"], split_out=nparts)
+    img = persist(client, img, "links: image edges")
+    counts = img[["src_url", "key"]].shuffle(on="src_url").map_partitions(
+        L.page_image_counts, meta=pd.DataFrame({"src_url": pd.Series(dtype="string"),
+                                                "n_images": pd.Series(dtype="int64")}))
+    pr = pages[["url", "pagerank"]].rename(columns={"url": "src_url"})
+    img = img.merge(counts, on="src_url", how="left").merge(pr, on="src_url", how="left")
+    img = img.map_partitions(L.add_share, n_pages, damping,
+                             meta=L.IMAGE_EDGES_META.assign(n_images=pd.Series(dtype="int64"),
+                                                            pagerank=pd.Series(dtype="float64"),
+                                                            share=pd.Series(dtype="float64")))
+    keys = catalog.map_partitions(L.catalog_image_keys, meta=L.CATALOG_KEYS_META)
+    landing = catalog.map_partitions(L.landing_frame, meta=pd.DataFrame({
+        "image_id": pd.Series(dtype="string"), "page_key": pd.Series(dtype="string")}))
+    landing = persist(client, landing, "links: landing pages")
+    matches = keys.merge(img, on="key", how="inner")
+    matches = matches.merge(landing.rename(columns={"page_key": "landing_key"}), on="image_id", how="left")
+    matches = matches.map_partitions(_mark_landing, meta=matches._meta.assign(is_landing=pd.Series(dtype="bool")))
+    evidence = matches.shuffle(on="image_id").map_partitions(L.aggregate_evidence, meta=L.EVIDENCE_META)
+    page_keys = pages.map_partitions(L.page_frame, meta=pd.DataFrame({
+        "page_key": pd.Series(dtype="string"), "landing_pagerank": pd.Series(dtype="float64"),
+        "landing_in_links": pd.Series(dtype="int64")}))
+    lp = landing.merge(page_keys, on="page_key", how="inner").drop(columns="page_key")
+    lp = lp.drop_duplicates(subset=["image_id"])
+    frame = catalog[["image_id"]].merge(evidence, on="image_id", how="left").merge(lp, on="image_id", how="left")
+    feats = frame.map_partitions(L.finalize_link_features, n_pages, meta=L.LINKS_META)
+    feats = persist(client, feats, "links: features")
+    write_ddf(feats, workdir / "features" / "links",
+              schema=pa.Schema.from_pandas(L.LINKS_META, preserve_index=False))
+    summary = feats[["has_link_evidence", "landing_crawled"]].sum().compute()
+    n = int(feats.map_partitions(len).sum().compute())
+    out = {"link_feature_rows": n, "images_with_link_evidence": int(summary["has_link_evidence"]),
+           "images_with_crawled_landing": int(summary["landing_crawled"]), "n_pages": n_pages}
+    write_json(out, workdir / "features" / "links_summary.json")
+    return out
+
+
+def _mark_landing(part: pd.DataFrame) -> pd.DataFrame:
+    from imagerank.features.links import page_key
+
+    src_keys = [page_key(u) for u in part["src_url"].tolist()]
+    landing = part["landing_key"].astype(object).tolist()
+    flag = [isinstance(lk, str) and s == lk for s, lk in zip(src_keys, landing)]
+    return part.assign(is_landing=pd.Series(flag, index=part.index, dtype=bool))
 
 
 def run_visual_features(client: Client, workdir: str | Path, **params) -> dict:
