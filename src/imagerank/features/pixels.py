@@ -1,12 +1,14 @@
 """Pixel features of one image (``W/features/pixels/``): decoded once, DCT-scaled, vectorized numpy.
 
-Decoding. JPEGs are decoded with libjpeg's DCT scaling through ``Image.draft('RGB', (w // s, h // s))``
+Decoding. JPEGs are decoded with libjpeg's DCT scaling through ``Image.draft('YCbCr', (w // s, h // s))``
 with a *per-axis* target (a square box would make libjpeg pick the scale from the short side and
 decode non-square images at full size). ``s`` is 2 (the working image is 1/2 of the original, e.g.
 640x427 -> 320x214), or 4 / 8 for originals whose long side exceeds 2 x :data:`WORK_LONG_SIDE`, so the
 working image keeps a long side >= ``WORK_LONG_SIDE``. Other formats are decoded fully then box-reduced
-by the same factor. Sharpness and edge density are computed on that >= 1/2-scale working image (their
-ranking is not stable at 1/4); cheap global colour statistics on a further 2x box reduction.
+by the same factor. The working image is YCbCr (JPEGs skip libjpeg's colour conversion; other
+formats are converted): luma is the Y plane, colour statistics come from Cb/Cr. Sharpness and edge
+density are computed on the full >= 1/2-scale working image (their ranking is not stable at 1/4);
+the global colour statistics on every second pixel of it.
 
 Features (see :data:`PIXELS_SCHEMA` for the dataset, one row per catalog row):
 
@@ -23,12 +25,12 @@ file_bytes             Int64    size of the file
 bytes_per_pixel        float32  file_bytes / (image_width * image_height)
 jpeg_quality           Int16    IJG quality 1..100 whose standard tables (libjpeg ``jpeg_quality_scaling``)
                                 are closest (L1) to the file's quantization tables; null for non-JPEG
-brightness             float32  mean luma (ITU-R 601, Pillow ``L``) / 255, in [0, 1]
+brightness             float32  mean luma (JFIF Y = ITU-R 601, as Pillow's ``L``) / 255, in [0, 1]
 contrast               float32  RMS contrast: standard deviation of luma / 255
 colourfulness          float32  Hasler & Suesstrunk (2003) M: sqrt(sd(rg)^2 + sd(yb)^2) + 0.3 sqrt(mean(rg)^2
                                 + mean(yb)^2), rg = R - G, yb = (R + G) / 2 - B, on the 0..255 scale
                                 (0 for a grey image, ~15 "slightly", ~33 "moderately", > 59 "extremely")
-saturation             float32  mean HSV saturation / 255
+saturation             float32  mean HSV saturation (max - min) / max of R, G, B, in [0, 1]
 entropy                float32  Shannon entropy of the 256-bin luma histogram, bits (0..8)
 highlights_clipped     float32  fraction of pixels with luma >= 250
 shadows_clipped        float32  fraction of pixels with luma <= 5
@@ -55,6 +57,7 @@ the full-size decode.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -124,15 +127,16 @@ def draft_size(width: int, height: int, scale: int = 2) -> tuple[int, int]:
 
 
 def decode_working(im: Image.Image) -> Image.Image:
-    """Decode an opened image to its RGB working image (>= 1/2 scale, first frame).
+    """Decode an opened image to its YCbCr working image (>= 1/2 scale, first frame).
 
+    JPEGs are decoded straight to YCbCr (libjpeg skips its colour conversion; luma is the Y plane).
     Raises whatever Pillow raises on broken data (OSError for truncated files, ...); the caller turns
     that into an error code.
     """
     width, height = im.size
     scale = work_scale(width, height)
     if im.format == "JPEG" and width >= 2 and height >= 2:
-        im.draft("RGB", draft_size(width, height, scale))
+        im.draft("YCbCr", draft_size(width, height, scale))
         scale = 1 if im.size != (width, height) else scale  # libjpeg scaled it already
     im.load()
     mode = im.mode
@@ -144,11 +148,11 @@ def decode_working(im: Image.Image) -> Image.Image:
             arr = (arr.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-9))
         else:
             arr = arr.astype(np.float32) * (255.0 / 65535.0)
-        im = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
+        im = Image.fromarray(np.clip(np.nan_to_num(arr) + 0.5, 0, 255).astype(np.uint8), "L")
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
-    if im.mode != "RGB":
-        im = im.convert("RGB")
+    if im.mode != "YCbCr":
+        im = (im if im.mode == "RGB" else im.convert("RGB")).convert("YCbCr")
     if scale > 1 and min(im.size) >= scale:
         im = im.reduce(scale)
     return im
@@ -181,34 +185,55 @@ def jpeg_quality(quantization: dict | None) -> int | None:
     if not quantization:
         return None
     try:
-        luma = np.asarray(quantization.get(0), dtype=np.int64)
-        if luma.shape != (64,):
-            return None
-        error = np.abs(_LUMA_TABLES - np.minimum(luma, 255)).sum(axis=1)
-        chroma = quantization.get(1)
-        if chroma is not None and len(chroma) == 64:
-            error = error + np.abs(_CHROMA_TABLES - np.minimum(np.asarray(chroma, dtype=np.int64), 255)).sum(axis=1)
+        luma = tuple(int(v) for v in quantization.get(0) or ())
+        chroma = tuple(int(v) for v in quantization.get(1) or ())
     except (TypeError, ValueError):
         return None
+    return _quality_of(luma, chroma)
+
+
+@lru_cache(maxsize=4096)
+def _quality_of(luma: tuple[int, ...], chroma: tuple[int, ...]) -> int | None:
+    if len(luma) != 64:
+        return None
+    error = np.abs(_LUMA_TABLES - np.minimum(np.asarray(luma, dtype=np.int64), 255)).sum(axis=1)
+    if len(chroma) == 64:
+        error += np.abs(_CHROMA_TABLES - np.minimum(np.asarray(chroma, dtype=np.int64), 255)).sum(axis=1)
     best = np.flatnonzero(error == error.min())
     return int(best[-1]) + 1  # on a tie (saturated tables) the highest quality
 
 
 # --- perceptual hash -----------------------------------------------------------------------------------
 
-_N = np.arange(32)
-#: rows 0..7 of the unnormalized DCT-II matrix (scipy.fftpack.dct's default norm, as imagehash uses)
-_DCT8 = (2.0 * np.cos(np.pi * np.outer(np.arange(8), 2 * _N + 1) / 64.0))
-_BIT_WEIGHTS = np.left_shift(np.uint64(1), np.arange(63, -1, -1, dtype=np.uint64))
+#: rows 0..7 of the unnormalized 32-point DCT-II matrix (scipy.fftpack.dct's default norm, as imagehash)
+_DCT8 = 2.0 * np.cos(np.pi * np.outer(np.arange(8), 2 * np.arange(32) + 1) / 64.0)
 
 
-def phash(grey: Image.Image) -> int:
-    """imagehash-compatible 64-bit DCT pHash of a greyscale image, as a signed int64 value."""
-    small = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
-    low = _DCT8 @ small @ _DCT8.T
-    bits = (low > np.median(low)).ravel()
-    value = np.bitwise_or.reduce(np.where(bits, _BIT_WEIGHTS, np.uint64(0)))
-    return int(np.uint64(value).view(np.int64))
+@lru_cache(maxsize=256)
+def _phash_projection(n: int) -> np.ndarray:
+    """(8, n) float32: 32-bin box averaging of n pixels (fractional overlaps, as Pillow's BOX resize)
+    followed by the first 8 rows of the 32-point DCT-II."""
+    edges = np.arange(33) * (n / 32.0)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    pix = np.arange(n)[None, :]
+    overlap = np.clip(np.minimum(hi, pix + 1) - np.maximum(lo, pix), 0.0, None) / (n / 32.0)
+    return (_DCT8 @ overlap).astype(np.float32)
+
+
+def phash(luma: np.ndarray | Image.Image) -> int:
+    """64-bit DCT pHash of a greyscale image (2-D uint8 array or Pillow image), as a signed int64.
+
+    Same steps as imagehash's ``phash``: grey resized to 32x32, 2-D DCT-II, top-left 8x8 block
+    compared with its median; the 32x32 box resize and the DCT are fused in two small matrix
+    products (``P_h @ luma @ P_w.T``), so no 32x32 image is materialised.
+    """
+    arr = np.asarray(luma, dtype=np.float32)
+    h, w = arr.shape
+    low = ((_phash_projection(h) @ arr) @ _phash_projection(w).T).ravel()
+    ordered = np.sort(low)
+    bits = low > 0.5 * (ordered[31] + ordered[32])  # > median
+    value = int.from_bytes(np.packbits(bits).tobytes(), "big")  # bit 0 = most significant
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def hamming(a: int, b: int) -> int:
@@ -220,57 +245,103 @@ def hamming(a: int, b: int) -> int:
 
 _LEVELS = np.arange(256, dtype=np.float64)
 _LEVELS2 = _LEVELS ** 2
+# JFIF: R = Y + 1.402 Cr', G = Y - 0.344136 Cb' - 0.714136 Cr', B = Y + 1.772 Cb' (Cb' = Cb - 128, ...)
+# so rg = R - G and yb = (R + G) / 2 - B do not depend on Y:
+_RG = (0.344136, 1.402 + 0.714136)            # rg = 0.344136 Cb' + 2.116136 Cr'
+_YB = (-0.344136 / 2 - 1.772, (1.402 - 0.714136) / 2)  # yb = -1.944068 Cb' + 0.343932 Cr'
 
 
-def pixel_stats(rgb: Image.Image) -> dict[str, Any]:
-    """All pixel statistics of an RGB working image (see the module docstring for definitions)."""
-    grey = rgb.convert("L")
-    out: dict[str, Any] = {"decoded_width": rgb.size[0], "decoded_height": rgb.size[1]}
+def pixel_stats(work: Image.Image) -> dict[str, Any]:
+    """All pixel statistics of a YCbCr working image (see the module docstring for definitions).
 
-    # luma histogram at working scale -> brightness, contrast, entropy, clipping
-    hist = np.asarray(grey.histogram(), dtype=np.float64)
-    n = hist.sum()
-    p = hist / n
+    Sharpness, edges and the pHash use every pixel of the working image's luma; the global luma and
+    colour statistics use every second pixel in each direction (``NEAREST`` sub-sampling: global means
+    and variances; with 4:2:0 JPEGs that is the native chroma resolution anyway). Colourfulness comes
+    from the Cb/Cr planes through the exact linear JFIF relation above (no RGB gamut clipping);
+    saturation is HSV's (max - min) / max of the RGB values, on every fourth pixel.
+    """
+    w, h = work.size
+    out: dict[str, Any] = {"decoded_width": w, "decoded_height": h}
+    luma_img = work.getchannel(0)
+    luma = np.asarray(luma_img)
+    sub_img = work.resize((w // 2, h // 2), Image.Resampling.NEAREST) if min(w, h) >= 8 else work
+
+    # luma histogram of every second pixel -> brightness, contrast, entropy, clipping
+    hist = np.asarray(sub_img.histogram()[:256], dtype=np.float64)
+    p = hist / hist.sum()
     mean = p @ _LEVELS
     var = max(p @ _LEVELS2 - mean * mean, 0.0)
     nz = p[p > 0]
     out["brightness"] = mean / 255.0
     out["contrast"] = math.sqrt(var) / 255.0
-    out["entropy"] = float(-(nz * np.log2(nz)).sum()) + 0.0
+    out["entropy"] = max(float(-(nz * np.log2(nz)).sum()), 0.0)
     out["shadows_clipped"] = float(p[: SHADOW_LEVEL + 1].sum())
     out["highlights_clipped"] = float(p[HIGHLIGHT_LEVEL:].sum())
 
-    # colour statistics on a further 2x box reduction (global means / variances: scale-stable)
-    small = rgb.reduce(2) if min(rgb.size) >= 8 else rgb
-    s_hist = np.asarray(small.convert("HSV").getchannel(1).histogram(), dtype=np.float64)
-    out["saturation"] = float(s_hist @ _LEVELS / s_hist.sum() / 255.0)
-    a = np.asarray(small, dtype=np.float32).reshape(-1, 3)
-    r, g, b = a[:, 0], a[:, 1], a[:, 2]
-    rg = r - g
-    yb = 0.5 * (r + g) - b
-    m = a.shape[0]
-    mean_rg, mean_yb = float(rg.sum(dtype=np.float64)) / m, float(yb.sum(dtype=np.float64)) / m
-    var_rg = max(float(np.dot(rg, rg)) / m - mean_rg * mean_rg, 0.0)
-    var_yb = max(float(np.dot(yb, yb)) / m - mean_yb * mean_yb, 0.0)
+    # colourfulness on every second pixel
+    sub = np.asarray(sub_img)
+    cb = sub[:, :, 1].astype(np.float32).ravel()
+    cr = sub[:, :, 2].astype(np.float32).ravel()
+    cb -= 128.0
+    cr -= 128.0
+    m = cb.size
+    s_b, s_r = float(cb.sum(dtype=np.float64)) / m, float(cr.sum(dtype=np.float64)) / m
+    s_bb, s_rr, s_br = float(np.dot(cb, cb)) / m, float(np.dot(cr, cr)) / m, float(np.dot(cb, cr)) / m
+    v_bb, v_rr, c_br = s_bb - s_b * s_b, s_rr - s_r * s_r, s_br - s_b * s_r
+    (a1, b1), (a2, b2) = _RG, _YB
+    mean_rg, mean_yb = a1 * s_b + b1 * s_r, a2 * s_b + b2 * s_r
+    var_rg = max(a1 * a1 * v_bb + b1 * b1 * v_rr + 2 * a1 * b1 * c_br, 0.0)
+    var_yb = max(a2 * a2 * v_bb + b2 * b2 * v_rr + 2 * a2 * b2 * c_br, 0.0)
     out["colourfulness"] = math.sqrt(var_rg + var_yb) + 0.3 * math.sqrt(mean_rg ** 2 + mean_yb ** 2)
 
-    # sharpness and edges on the working image itself (>= 1/2 scale)
-    lum = np.asarray(grey, dtype=np.float32)
-    if lum.shape[0] >= 3 and lum.shape[1] >= 3:
-        centre = lum[1:-1, 1:-1]
-        up, down, left, right = lum[:-2, 1:-1], lum[2:, 1:-1], lum[1:-1, :-2], lum[1:-1, 2:]
+    # saturation on every fourth pixel
+    sub4 = sub[::2, ::2] if min(sub.shape[:2]) >= 8 else sub
+    y = sub4[:, :, 0].astype(np.float32)
+    cb4 = sub4[:, :, 1].astype(np.float32)
+    cr4 = sub4[:, :, 2].astype(np.float32)
+    cb4 -= 128.0
+    cr4 -= 128.0
+    r = y + 1.402 * cr4
+    b = y + 1.772 * cb4
+    g = y - 0.344136 * cb4
+    g -= 0.714136 * cr4
+    mx = np.maximum(np.maximum(r, g), b)
+    mn = np.minimum(np.minimum(r, g), b)
+    np.clip(mx, 0.0, 255.0, out=mx)
+    np.clip(mn, 0.0, 255.0, out=mn)
+    sat = mx - mn
+    np.divide(sat, np.maximum(mx, 1.0), out=sat)
+    out["saturation"] = float(sat.sum(dtype=np.float64)) / sat.size
+
+    # sharpness and edges on every pixel of the working image (>= 1/2 scale): int16 arithmetic on
+    # the flattened luma, neighbours at offsets +-1 and +-w; the two border columns (whose +-1
+    # neighbours wrap to the other side) are zeroed and left out of the counts.
+    if h >= 3 and w >= 3:
+        f = luma.astype(np.int16).ravel()
+        n = f.size
+        centre = f[w:n - w]
+        up, down, left, right = f[: n - 2 * w], f[2 * w:], f[w - 1:n - w - 1], f[w + 1:n - w + 1]
         lap = up + down
         lap += left
         lap += right
-        lap -= 4.0 * centre
-        k = lap.size
-        lap_flat = lap.ravel()
-        lap_mean = float(lap_flat.sum(dtype=np.float64)) / k
-        out["sharpness"] = max(float(np.dot(lap_flat, lap_flat)) / k - lap_mean * lap_mean, 0.0)
-        grad = np.abs(right - left)
-        grad += np.abs(down - up)
+        lap -= centre << 2
+        rows = lap.reshape(h - 2, w)
+        rows[:, 0] = 0
+        rows[:, -1] = 0
+        k = (h - 2) * (w - 2)
+        lap_f = lap.astype(np.float32)
+        lap_mean = float(lap_f.sum(dtype=np.float64)) / k
+        out["sharpness"] = max(float(np.dot(lap_f, lap_f)) / k - lap_mean * lap_mean, 0.0)
+        grad = right - left
+        np.abs(grad, out=grad)
+        grad_y = down - up
+        np.abs(grad_y, out=grad_y)
+        grad += grad_y
+        rows = grad.reshape(h - 2, w)
+        rows[:, 0] = 0
+        rows[:, -1] = 0
         out["edge_density"] = np.count_nonzero(grad > EDGE_THRESHOLD) / k
     else:
         out["sharpness"], out["edge_density"] = 0.0, 0.0
-    out["phash"] = phash(grey)
+    out["phash"] = phash(luma)
     return out

@@ -464,7 +464,8 @@ def encode_entity_keys(df: pd.DataFrame, join_keys: dict[str, ValueType], versio
 
 def _py_datetimes(ts: pd.Series) -> list[datetime]:
     """Naive-UTC python datetimes (microseconds), as Feast's ``_coerce_datetime``/``to_naive_utc`` give."""
-    return list(np.array(_utc(ts).dt.tz_localize(None).dt.to_pydatetime()))
+    us = _utc(ts).dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+    return us.tolist()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,108 @@
+"""Authority inherited from the landing page's host and registered domain via Common Crawl ranks files.
+
+Ranks files (tab-separated, gzip, header ``#harmonicc_pos #harmonicc_val #pr_pos #pr_val #host_rev``,
+domain level with ``#n_hosts``) have hundreds of millions of rows, so they are streamed and filtered to
+the hosts/domains the catalog actually has. A position ``pos`` among ``N`` ranked names becomes
+``1 - log(pos) / log(N + 1)`` — log scale because web rank is heavy-tailed — where ``N`` is the number of
+rows the file holds. The image CDN's host is never used: only the landing page (``foreign_landing_url``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from imagerank.urls import reverse_host
+
+RANK_COLUMNS = {"#harmonicc_pos": "hc_pos", "#harmonicc_val": "hc_val", "#pr_pos": "pr_pos",
+                "#pr_val": "pr_val", "#host_rev": "name_rev", "#n_hosts": "n_hosts"}
+#: Authority of a landing page whose host and domain are in no ranks file: no evidence anyone gets there.
+AUTHORITY_PRIOR = 0.0
+
+DOMAIN_FEATURE_COLUMNS = ["host_rank_score", "domain_rank_score", "host_pr_val", "domain_pr_val",
+                          "domain_n_hosts", "domain_authority"]
+
+
+@dataclass(frozen=True)
+class RanksFile:
+    level: str  # "host" or "domain"
+    table: pd.DataFrame  # name, hc_pos, hc_val, pr_pos, pr_val, n_hosts (only wanted names)
+    rows: int  # rows in the whole file: the N of the position score
+
+
+class RanksFileError(ValueError):
+    pass
+
+
+def read_ranks(path: str | Path, wanted: set[str] | None = None, block_size: int = 1 << 24) -> RanksFile:
+    """Stream one ranks file, keeping only ``wanted`` names (un-reversed hosts/domains; None keeps all)."""
+    try:
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block_size),
+                                parse_options=pacsv.ParseOptions(delimiter="\t"))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RanksFileError(f"{path}: not a Common Crawl ranks file ({exc})") from exc
+    names = reader.schema.names
+    if not {"#harmonicc_pos", "#host_rev", "#pr_val"} <= set(names):
+        raise RanksFileError(f"{path}: missing ranks columns; header is {names}")
+    level = "domain" if "#n_hosts" in names else "host"
+    wanted_rev = None if wanted is None else {reverse_host(n) for n in wanted if n}
+    rows, kept = 0, []
+    for batch in reader:
+        frame = batch.to_pandas().rename(columns=RANK_COLUMNS)
+        rows += len(frame)
+        if wanted_rev is not None:
+            frame = frame[frame["name_rev"].isin(wanted_rev)]
+        if len(frame):
+            kept.append(frame)
+    table = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=list(RANK_COLUMNS.values()))
+    table["name"] = [reverse_host(str(n)) for n in table["name_rev"]]
+    if "n_hosts" not in table:
+        table["n_hosts"] = np.nan
+    table = table.drop_duplicates("name")[["name", "hc_pos", "hc_val", "pr_pos", "pr_val", "n_hosts"]]
+    return RanksFile(level, table.astype({"hc_pos": "float64", "pr_val": "float64", "n_hosts": "float64"}), rows)
+
+
+def position_score(position: pd.Series, population: int) -> pd.Series:
+    """1 for the top-ranked name, falling on a log scale to 0 just past the last ranked one."""
+    return (1.0 - np.log(position) / math.log(population + 1)).clip(0.0, 1.0)
+
+
+def rank_scores(ranks: list[RanksFile], level: str) -> pd.DataFrame:
+    """name -> best rank score and PageRank value among the given files of one level."""
+    frames = [r.table.assign(score=position_score(r.table["hc_pos"], r.rows)) for r in ranks if r.level == level]
+    if not frames:
+        return pd.DataFrame({"name": pd.Series(dtype="string"), "score": pd.Series(dtype="float64"),
+                             "pr_val": pd.Series(dtype="float64"), "n_hosts": pd.Series(dtype="float64")})
+    both = pd.concat(frames).sort_values("score", ascending=False).drop_duplicates("name")
+    return both[["name", "score", "pr_val", "n_hosts"]]
+
+
+def domain_features(metadata: pd.DataFrame, host_scores: pd.DataFrame, domain_scores: pd.DataFrame) -> pd.DataFrame:
+    """Partition function: per image, the landing host's and domain's rank scores and the inherited authority.
+
+    ``domain_authority`` is the host's score when the host is ranked (more specific), else the domain's,
+    else NaN (no rank evidence).
+    """
+    host = metadata[["image_id", "landing_host", "landing_domain"]].merge(
+        host_scores.rename(columns={"name": "landing_host", "score": "host_rank_score", "pr_val": "host_pr_val"})
+        .drop(columns="n_hosts"), on="landing_host", how="left")
+    both = host.merge(
+        domain_scores.rename(columns={"name": "landing_domain", "score": "domain_rank_score",
+                                      "pr_val": "domain_pr_val", "n_hosts": "domain_n_hosts"}),
+        on="landing_domain", how="left")
+    both["domain_authority"] = both["host_rank_score"].fillna(both["domain_rank_score"])
+    both[DOMAIN_FEATURE_COLUMNS] = both[DOMAIN_FEATURE_COLUMNS].astype("float64")
+    return both[["image_id", "landing_host", "landing_domain", *DOMAIN_FEATURE_COLUMNS]]
+
+
+DOMAIN_META = pd.DataFrame({
+    "image_id": pd.Series(dtype="string"), "landing_host": pd.Series(dtype="string"),
+    "landing_domain": pd.Series(dtype="string"),
+    **{c: pd.Series(dtype="float64") for c in DOMAIN_FEATURE_COLUMNS},
+})

@@ -1,0 +1,128 @@
+"""Metadata features: what the catalog row itself says about an image (text, license, size, age, place).
+
+Provider metric keys (views, global_usage_count, ...) are never features: they are the label.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+
+from imagerank.urls import host_of, registered_domain
+
+FILENAME_TITLE = re.compile(r"^(img|dsc|dscn|dscf|p|pict|photo|image|gopr|dji)?[\s_-]*\d{3,}", re.IGNORECASE)
+LICENSE_PARTS = ("by", "sa", "nc", "nd")
+CATEGORIES = ("photograph", "digitized_artwork", "illustration")
+SECONDS_PER_DAY = 86_400.0
+
+#: Numeric features the models use, in a fixed order.
+FEATURE_COLUMNS = [
+    "title_chars", "title_words", "title_is_filename", "title_digit_share",
+    "description_chars", "description_words", "tag_count", "tag_chars_mean",
+    *[f"license_{part}" for part in LICENSE_PARTS], "license_cc0", "license_pdm", "license_version",
+    "width", "height", "aspect", "log_megapixels", "log_filesize",
+    "age_days", "taken_age_days", "upload_lag_days", "has_geo", "meta_keys", "has_creator_url",
+    "has_alt_text", *[f"category_{c}" for c in CATEGORIES], "watermarked",
+]
+TEXT_COLUMNS = ["image_id", "provider", "source", "creator", "landing_host", "landing_domain"]
+METADATA_META = pd.DataFrame({
+    **{c: pd.Series(dtype="string") for c in TEXT_COLUMNS},
+    **{c: pd.Series(dtype="float64") for c in FEATURE_COLUMNS},
+})
+
+
+def metadata_features(catalog: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+    """Partition function: one row of metadata features per catalog row (``now`` fixes 'age')."""
+    meta = [json.loads(m) if isinstance(m, str) and m else {} for m in catalog["meta_data"]]
+    tags = [json.loads(t) if isinstance(t, str) and t else [] for t in catalog["tags"]]
+    title = catalog["title"].fillna("").astype(str)
+    description = pd.Series([str(m.get("description") or "") for m in meta], index=catalog.index)
+    license_code = catalog["license"].fillna("").str.lower()
+    width = pd.to_numeric(catalog["width"], errors="coerce").astype("float64")
+    height = pd.to_numeric(catalog["height"], errors="coerce").astype("float64")
+    filesize = pd.to_numeric(catalog["filesize"], errors="coerce").astype("float64")
+    published = _first_time(meta, ("pub_date", "date_published"), catalog["created_on"])
+    taken = _first_time(meta, ("date_taken", "date_originally_created"), None)
+    now = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
+    landing = [host_of(u) or host_of(c) for u, c in zip(catalog["foreign_landing_url"], catalog["creator_url"])]
+
+    out = pd.DataFrame(index=catalog.index)
+    out["image_id"] = catalog["image_id"].astype("string")
+    out["provider"] = catalog["provider"].astype("string")
+    out["source"] = catalog["source"].astype("string")
+    out["creator"] = catalog["creator"].astype("string")
+    out["landing_host"] = pd.array(landing, dtype="string")
+    out["landing_domain"] = pd.array([registered_domain(h) for h in landing], dtype="string")
+    out["title_chars"] = title.str.len()
+    out["title_words"] = title.str.split().str.len()
+    out["title_is_filename"] = title.str.match(FILENAME_TITLE).astype("float64")
+    out["title_digit_share"] = title.str.count(r"\d") / title.str.len().clip(lower=1)
+    out["description_chars"] = description.str.len()
+    out["description_words"] = description.str.split().str.len()
+    out["tag_count"] = [len(t) for t in tags]
+    out["tag_chars_mean"] = [float(np.mean([len(x) for x in t])) if t else 0.0 for t in tags]
+    for part in LICENSE_PARTS:
+        out[f"license_{part}"] = license_code.str.split("-").apply(lambda parts, p=part: p in parts).astype("float64")
+    out["license_cc0"] = (license_code == "cc0").astype("float64")
+    out["license_pdm"] = (license_code == "pdm").astype("float64")
+    out["license_version"] = pd.to_numeric(catalog["license_version"], errors="coerce")
+    out["width"] = width
+    out["height"] = height
+    out["aspect"] = width / height
+    out["log_megapixels"] = np.log10(width * height / 1e6)
+    out["log_filesize"] = np.log10(filesize)
+    out["age_days"] = (now - published).dt.total_seconds() / SECONDS_PER_DAY
+    out["taken_age_days"] = (now - taken).dt.total_seconds() / SECONDS_PER_DAY
+    out["upload_lag_days"] = (published - taken).dt.total_seconds() / SECONDS_PER_DAY
+    out["has_geo"] = [float(_has_geo(m)) for m in meta]
+    out["meta_keys"] = [float(len(m)) for m in meta]
+    out["has_creator_url"] = catalog["creator_url"].notna().astype("float64")
+    out["has_alt_text"] = [float(bool(m.get("image_alt_text"))) for m in meta]
+    category = catalog["category"].fillna("")
+    for name in CATEGORIES:
+        out[f"category_{name}"] = (category == name).astype("float64")
+    out["watermarked"] = catalog["watermarked"].astype("float64")
+    out[FEATURE_COLUMNS] = out[FEATURE_COLUMNS].astype("float64").replace([np.inf, -np.inf], np.nan)
+    return out[METADATA_META.columns].reset_index(drop=True)
+
+
+def _first_time(meta: list[dict], keys: tuple[str, ...], fallback: pd.Series | None) -> pd.Series:
+    """The first parseable timestamp among ``keys`` of each row's meta_data (epoch seconds or text)."""
+    values = []
+    for m in meta:
+        found = None
+        for key in keys:
+            raw = m.get(key)
+            if raw not in (None, ""):
+                found = _to_time(raw)
+                if found is not None:
+                    break
+        values.append(found)
+    times = pd.to_datetime(pd.Series(values, dtype="object"), utc=True, errors="coerce", format="mixed")
+    if fallback is not None:
+        times = times.fillna(pd.to_datetime(fallback.reset_index(drop=True), utc=True, errors="coerce"))
+    times.index = range(len(times))
+    return pd.Series(times.to_numpy(), index=fallback.index if fallback is not None else None,
+                     dtype="datetime64[ns, UTC]") if fallback is not None else times
+
+
+def _to_time(raw) -> pd.Timestamp | None:
+    try:
+        if isinstance(raw, (int, float)) or (isinstance(raw, str) and raw.strip().isdigit()):
+            seconds = float(raw)
+            return pd.Timestamp(seconds, unit="s", tz="UTC") if 0 < seconds < 4e9 else None
+        stamp = pd.Timestamp(str(raw))
+        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _has_geo(meta: dict) -> bool:
+    try:
+        return meta.get("latitude") not in (None, "") and meta.get("longitude") not in (None, "") and \
+            abs(float(meta["latitude"])) <= 90 and abs(float(meta["longitude"])) <= 180
+    except (TypeError, ValueError):
+        return False
