@@ -322,7 +322,7 @@ def test_feature_store_configmap():
     config = yaml.safe_load(cm["data"]["feature_store.yaml"])
     assert config["online_store"] == {"type": "redis", "connection_string": "${IMAGERANK_REDIS}"}
     assert config["batch_engine"] == {"type": "imagerank.store.engine.DaskEngine"}
-    assert config["registry"]["path"].startswith("/workdir/")
+    assert config["registry"]["path"].startswith("${IMAGERANK_WORKDIR}/")
     # Every pod mounting it gets IMAGERANK_REDIS and the shared work directory the registry lives on.
     for where, doc in WORKLOADS:
         for role, _, spec in pod_specs(doc):
@@ -330,9 +330,10 @@ def test_feature_store_configmap():
                      if v.get("configMap", {}).get("name") == cm["metadata"]["name"]}
             for c in containers(spec):
                 if any(m["name"] in names for m in c.get("volumeMounts", [])):
-                    env = {e["name"] for e in c.get("env", [])}
+                    env = {e["name"]: e.get("value") for e in c.get("env", [])}
                     assert "IMAGERANK_REDIS" in env, f"{where} {role}/{c['name']}"
-                    assert any(m["mountPath"] == "/workdir" for m in c["volumeMounts"]), where
+                    workdir = env.get("IMAGERANK_WORKDIR")
+                    assert any(m["mountPath"] == workdir for m in c["volumeMounts"]), f"{where}: {workdir}"
                     assert any(m["mountPath"] == "/feature_repo/feature_store.yaml" for m in c["volumeMounts"])
 
 
@@ -343,11 +344,17 @@ def test_feature_store_yaml_loads_in_feast(monkeypatch):
 
     (cm,) = [d for _, d in MANIFESTS if d["kind"] == "ConfigMap" and "feature_store.yaml" in d.get("data", {})]
     monkeypatch.setenv("IMAGERANK_REDIS", "imagerank-redis:6379,password=example")
+    monkeypatch.setenv("IMAGERANK_WORKDIR", "/workdir")
     raw = yaml.safe_load(os.path.expandvars(cm["data"]["feature_store.yaml"]))
     config = RepoConfig(repo_path="/feature_repo", **raw)
     assert config.online_store.type == "redis"
     assert config.online_store.connection_string == "imagerank-redis:6379,password=example"
-    assert config.registry.path == raw["registry"]["path"]
+    assert config.registry.path == "/workdir/feast/registry.db"
+    try:
+        import imagerank.store.engine  # noqa: F401
+    except ImportError:
+        pytest.skip("imagerank.store.engine not importable yet")
+    assert type(config.batch_engine).__name__ == "DaskEngineConfig"
 
 
 # ------------------------------------------------------------------------------------- kustomizations
