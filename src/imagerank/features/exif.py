@@ -133,9 +133,7 @@ def _number(value: Any) -> float | None:
     if isinstance(value, (bytes, str)) or value is None:
         return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            number = float(value)  # IFDRational with a zero denominator gives nan
+        number = float(value)  # IFDRational with a zero denominator gives nan
     except (TypeError, ValueError, ZeroDivisionError, OverflowError):
         return None
     return number if math.isfinite(number) else None

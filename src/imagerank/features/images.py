@@ -42,6 +42,7 @@ import re
 import string
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -229,9 +230,7 @@ def analyse_bytes(data: bytes, meta_data: Any = None, families: Iterable[str] = 
         pix["file_bytes"] = len(data)
         Image.MAX_IMAGE_PIXELS = limits.max_pixels
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             fail("too_many_pixels", _message(exc))
             return pix, _finish_exif(ex, facts, families)
@@ -275,9 +274,7 @@ def analyse_bytes(data: bytes, meta_data: Any = None, families: Iterable[str] = 
 
 def _pixels(im: Image.Image, pix: dict, fail, deadline: float, limits: ImageLimits) -> None:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            work = pixels_mod.decode_working(im)
+        work = pixels_mod.decode_working(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         fail("too_many_pixels", _message(exc), ("pixels",))
         return
@@ -329,6 +326,29 @@ def image_features(catalog: pd.DataFrame, images: ImageSource | str, families: I
     families = tuple(f for f in FAMILIES if f in set(families))
     source = _as_source(images, limits)
     records = catalog.to_dict("records") if len(catalog) else []
+    with _quiet_and_single_threaded():
+        pix_rows, exif_rows = _rows(records, source, families, limits)
+    return _frame(catalog, pix_rows, exif_rows)
+
+
+@contextmanager
+def _quiet_and_single_threaded():
+    """For one partition: Pillow's decompression-bomb warning is an error, other warnings from
+    corrupt files are silenced, and BLAS runs single-threaded (one image per worker thread)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover
+            yield
+            return
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+
+
+def _rows(records: list[dict], source: ImageSource, families: tuple[str, ...],
+          limits: ImageLimits) -> tuple[list[dict], list[dict]]:
     pix_rows, exif_rows = [], []
     for row in records:
         deadline = time.monotonic() + limits.timeout_s
@@ -359,7 +379,7 @@ def image_features(catalog: pd.DataFrame, images: ImageSource | str, families: I
             ex = exif_mod.empty_exif_row()
         pix_rows.append(pix)
         exif_rows.append(ex)
-    return _frame(catalog, pix_rows, exif_rows)
+    return pix_rows, exif_rows
 
 
 def _frame(catalog: pd.DataFrame, pix_rows: list[dict], exif_rows: list[dict]) -> pd.DataFrame:

@@ -267,8 +267,9 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
     sub_img = work.resize((w // 2, h // 2), Image.Resampling.NEAREST) if min(w, h) >= 8 else work
 
     # luma histogram of every second pixel -> brightness, contrast, entropy, clipping
-    hist = np.asarray(sub_img.histogram()[:256], dtype=np.float64)
-    p = hist / hist.sum()
+    sub = np.asarray(sub_img)
+    hist = np.bincount(sub[:, :, 0].ravel(), minlength=256)
+    p = hist / float(hist.sum())
     mean = p @ _LEVELS
     var = max(p @ _LEVELS2 - mean * mean, 0.0)
     nz = p[p > 0]
@@ -279,7 +280,6 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
     out["highlights_clipped"] = float(p[HIGHLIGHT_LEVEL:].sum())
 
     # colourfulness on every second pixel
-    sub = np.asarray(sub_img)
     cb = sub[:, :, 1].astype(np.float32).ravel()
     cr = sub[:, :, 2].astype(np.float32).ravel()
     cb -= 128.0
