@@ -1,0 +1,146 @@
+"""The Dask engine writes what Feast's own local engine writes, into SQLite and into a real Redis."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from feast import FeatureStore
+
+from .conftest import FEATURES, PROJECT, T0, make_repo, synthetic_frame, write_source
+
+N = 3000
+START, END = T0 - timedelta(days=1), T0 + timedelta(days=3)
+REFS = [f"synthetic:{f}" for f in FEATURES]
+
+
+def _sqlite_rows(repo):
+    with sqlite3.connect(repo / "online.db") as c:
+        return sorted(c.execute(f"select entity_key, feature_name, value, value_text, event_ts, created_ts "
+                                f"from {PROJECT}_synthetic").fetchall())
+
+
+def _online(repo, ids):
+    return FeatureStore(repo_path=str(repo)).get_online_features(
+        features=REFS, entity_rows=[{"image_id": i} for i in ids]).to_dict()
+
+
+def _redis_dump(client):
+    return {k: client.hgetall(k) for k in client.scan_iter(count=10000)}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine")
+    df = synthetic_frame(N, seed=1)
+    src = write_source(df, root / "source", files=3, row_group_size=1000)
+    return root, df, src
+
+
+@pytest.fixture(scope="module")
+def sqlite_pair(data, dask_client):
+    root, df, src = data
+    local = make_repo(root / "local", src, engine="local")
+    dask = make_repo(root / "dask", src, engine="dask")
+    for repo in (local, dask):
+        FeatureStore(repo_path=str(repo)).materialize(START, END)
+    return local, dask
+
+
+def test_engine_is_loaded_from_yaml(sqlite_pair):
+    from imagerank.store.engine import DaskEngine, DaskEngineConfig
+
+    store = FeatureStore(repo_path=str(sqlite_pair[1]))
+    assert isinstance(store.config.batch_engine, DaskEngineConfig)
+    assert store.config.batch_engine.partition_rows == 3000
+    assert isinstance(store._get_provider().batch_engine, DaskEngine)
+
+
+def test_sqlite_rows_identical_to_local_engine(sqlite_pair):
+    local, dask = sqlite_pair
+    a, b = _sqlite_rows(local), _sqlite_rows(dask)
+    assert len(a) == N * len(FEATURES)
+    assert a == b
+
+
+def test_online_features_identical_including_bad_ids(sqlite_pair, data):
+    _, df, _ = data
+    ids = list(df["image_id"].unique()[:200]) + ["no-such-id", "", "ünïcødé/?#&=\"' id", "%00\x00nul"]
+    a, b = _online(sqlite_pair[0], ids), _online(sqlite_pair[1], ids)
+    assert a == b
+    assert a["f_int"][-4] is None and a["f_str"][-1] is None  # unknown ids: nulls, not errors
+    latest = df.sort_values("event_timestamp").drop_duplicates("image_id", keep="last").set_index("image_id")
+    row = latest.loc[ids[0]]
+    assert a["f_str"][0] == (None if pd.isna(row["f_str"]) else row["f_str"])
+    assert a["f_int32"][0] == int(row["f_int32"])
+
+
+def test_empty_id_list_is_rejected_by_feast(sqlite_pair):
+    """Feast 0.67 raises IndexError on an empty entity list: callers (imagerank lookup) must short-circuit."""
+    with pytest.raises(IndexError):
+        FeatureStore(repo_path=str(sqlite_pair[1])).get_online_features(features=REFS, entity_rows=[])
+
+
+def test_rematerialization_overwrites_older_values(sqlite_pair, data, dask_client):
+    root, df, src = data
+    newer = synthetic_frame(N, seed=2, t0=T0 + timedelta(days=1), versions=1)
+    newer = newer[newer.index % 2 == 0]  # half the entities get newer values
+    both = pd.concat([df, newer], ignore_index=True)
+    write_source(both, src, files=3, row_group_size=1000)
+    try:
+        for repo in sqlite_pair:
+            FeatureStore(repo_path=str(repo)).materialize(START, END)
+        assert _sqlite_rows(sqlite_pair[0]) == _sqlite_rows(sqlite_pair[1])
+        ids = list(newer["image_id"][:50])
+        got = _online(sqlite_pair[1], ids)
+        assert got["f_str"] == [None if pd.isna(v) else v for v in newer["f_str"][:50]]
+    finally:
+        write_source(df, src, files=3, row_group_size=1000)
+
+
+def test_materialize_incremental_records_intervals(data, dask_client, tmp_path):
+    _, df, src = data
+    repo = make_repo(tmp_path / "inc", src, engine="dask")
+    store = FeatureStore(repo_path=str(repo))
+    store.materialize_incremental(END)
+    fv = store.get_feature_view("synthetic")
+    assert fv.materialization_intervals and fv.materialization_intervals[-1][1] == END
+    assert len(_sqlite_rows(repo)) == N * len(FEATURES)
+
+
+@pytest.mark.redis
+def test_redis_identical_to_local_engine(data, redis_srv, dask_client, tmp_path):
+    _, df, src = data
+    client = redis_srv.client()
+    client.flushall()
+    local = make_repo(tmp_path / "rlocal", src, engine="local", online="redis",
+                      redis=redis_srv.connection_string)
+    FeatureStore(repo_path=str(local)).materialize(START, END)
+    want = _redis_dump(client)
+    ids = list(df["image_id"].unique()[:300]) + ["no-such-id", ""]
+    want_online = _online(local, ids)
+    client.flushall()
+    dask = make_repo(tmp_path / "rdask", src, engine="dask", online="redis", redis=redis_srv.connection_string)
+    FeatureStore(repo_path=str(dask)).materialize(START, END)
+    assert len(want) == N
+    assert _redis_dump(client) == want
+    assert _online(dask, ids) == want_online
+    # same window again: Feast's rule keeps the stored values (timestamps not newer), store unchanged
+    FeatureStore(repo_path=str(dask)).materialize(START, END)
+    assert _redis_dump(client) == want
+
+
+@pytest.mark.redis
+def test_unreachable_redis_fails_clearly(data, dask_client, tmp_path):
+    from imagerank.store.redis_server import free_port
+
+    _, _, src = data
+    repo = make_repo(tmp_path / "down", src, engine="dask", online="redis",
+                     redis=f"127.0.0.1:{free_port()},password=s3cret")
+    store = FeatureStore(repo_path=str(repo))
+    with pytest.raises(ConnectionError) as err:
+        store.materialize(START, END)
+    assert "unreachable" in str(err.value) and "s3cret" not in str(err.value)
+    assert not store.get_feature_view("synthetic").materialization_intervals
