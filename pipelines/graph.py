@@ -162,11 +162,68 @@ def _mark_landing(part: pd.DataFrame) -> pd.DataFrame:
     return part.assign(is_landing=pd.Series(flag, index=part.index, dtype=bool))
 
 
-def run_visual_features(client: Client, workdir: str | Path, **params) -> dict:
-    """``W/features/pixels/`` (phash) + ``W/catalog/`` -> ``W/features/visual/``."""
-    from imagerank.features import visual
+def run_visual_features(client: Client, workdir: str | Path, *, threshold: int | None = None,
+                        n_bands: int | None = None, n_tables: int | None = None,
+                        max_bucket: int | None = None) -> dict:
+    """``W/features/pixels/`` (phash) + ``W/catalog/`` -> ``W/features/visual/`` (one row per catalog image).
 
-    return visual.run(client, Path(workdir), **params)
+    Band keys are shuffled with Dask (``bucket_pairs`` runs per bucket), never all pairs; only the verified
+    pairs (a few per duplicated image) and one int per image travel to the driver for components / VisualRank.
+    """
+    from imagerank.features import visual as V
+    from imagerank.urls import host_of
+
+    threshold = V.DEFAULT_THRESHOLD if threshold is None else threshold
+    n_bands = n_bands or V.DEFAULT_BANDS
+    n_tables = n_tables or V.DEFAULT_TABLES
+    max_bucket = max_bucket or V.DEFAULT_MAX_BUCKET
+    workdir = Path(workdir)
+    catalog = dd.read_parquet(str(workdir / "catalog"), columns=["image_id", "provider", "foreign_landing_url"])
+    pixels = dd.read_parquet(str(workdir / "features" / "pixels"), columns=["image_id", "phash"])
+    pixels = pixels.dropna(subset=["phash"]).drop_duplicates(subset=["image_id"])
+    imgs = pixels.merge(catalog, on="image_id", how="inner")
+    ids, n = build.assign_ids(imgs[["image_id"]], "image_id")
+    imgs = imgs.merge(ids, on="image_id", how="inner")
+    imgs = imgs.map_partitions(
+        lambda p: p.assign(host=pd.array([host_of(u) if isinstance(u, str) else None
+                                          for u in p["foreign_landing_url"].tolist()], dtype="string"),
+                           phash=p["phash"].astype("int64")).drop(columns=["foreign_landing_url"]),
+        meta=pd.DataFrame({"image_id": pd.Series(dtype="string"), "phash": pd.Series(dtype="int64"),
+                           "provider": pd.Series(dtype="string"), "node_id": pd.Series(dtype="int64"),
+                           "host": pd.Series(dtype="string")}))
+    imgs = persist(client, imgs, "visual: images")
+    bands = imgs[["node_id", "phash"]].map_partitions(V.band_keys, n_bands, n_tables, meta=V.BAND_META)
+    bands = persist(client, bands.shuffle(on="band_key"), "visual: band shuffle")
+    pairs = bands.map_partitions(V.bucket_pairs, threshold, max_bucket, meta=V.PAIRS_META)
+    pairs = pairs.drop_duplicates(subset=["a", "b"]).compute()
+    oversize = bands.map_partitions(V.oversize_buckets, max_bucket, meta=pd.DataFrame({
+        "band_key": pd.Series(dtype="int64"), "size": pd.Series(dtype="int64")})).compute()
+    labels, degree, rank = V.cluster_and_rank(n, pairs["a"].to_numpy(), pairs["b"].to_numpy(),
+                                              pairs["distance"].to_numpy(), threshold)
+    labels_f, degree_f, rank_f = client.scatter([labels, degree, rank], broadcast=True)
+    rows = imgs.map_partitions(V.cluster_frame, labels_f, degree_f, rank_f,
+                               meta=imgs._meta.assign(component=pd.Series(dtype="int64"),
+                                                      dup_neighbors=pd.Series(dtype="int64"),
+                                                      visualrank=pd.Series(dtype="float64")))
+    stats = rows[["component", "host", "provider"]].shuffle(on="component").map_partitions(
+        V.cluster_stats, meta=pd.DataFrame({"component": pd.Series(dtype="int64"),
+                                            "dup_cluster_size": pd.Series(dtype="int64"),
+                                            "dup_hosts": pd.Series(dtype="int64"),
+                                            "dup_providers": pd.Series(dtype="int64")}))
+    rows = rows.merge(stats, on="component", how="left")[
+        ["image_id", "dup_neighbors", "visualrank", "dup_cluster_size", "dup_hosts", "dup_providers"]]
+    rows = rows.assign(has_phash=True)
+    frame = catalog[["image_id"]].merge(rows, on="image_id", how="left")
+    feats = persist(client, frame.map_partitions(V.finalize_visual, meta=V.VISUAL_META), "visual: features")
+    write_ddf(feats, workdir / "features" / "visual",
+              schema=pa.Schema.from_pandas(V.VISUAL_META, preserve_index=False))
+    out = {"visual_rows": int(feats.map_partitions(len).sum().compute()), "images_with_phash": n,
+           "near_duplicate_pairs": int(len(pairs)), "oversize_buckets": int(len(oversize)),
+           "oversize_bucket_rows": int(oversize["size"].sum()) if len(oversize) else 0,
+           "threshold": threshold, "n_bands": n_bands, "n_tables": n_tables,
+           "recall_at_threshold": V.band_recall(threshold, n_bands, n_tables)}
+    write_json(out, workdir / "features" / "visual_summary.json")
+    return out
 
 
 class _NoBar:
