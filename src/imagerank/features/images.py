@@ -401,9 +401,10 @@ def _frame(catalog: pd.DataFrame, pix_rows: list[dict], exif_rows: list[dict]) -
             out[name] = pd.to_numeric(col, errors="coerce").astype(dtype)
         else:
             out[name] = col.astype(dtype)
-    result = pd.DataFrame(out, index=catalog.index)
-    result["event_timestamp"] = pd.Series(pd.Timestamp.now(tz="UTC"), index=catalog.index,
+    result = pd.DataFrame(out, index=range(n))
+    result["event_timestamp"] = pd.Series(pd.Timestamp.now(tz="UTC"), index=result.index,
                                           dtype="datetime64[ns, UTC]")
+    result.index = catalog.index
     return result
 
 
