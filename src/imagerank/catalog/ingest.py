@@ -177,7 +177,7 @@ def validate_rows(raw: pd.DataFrame) -> pd.DataFrame:
                 out[name].append(_fallback(record, name))
     frame = pd.DataFrame(out)
     for column in TIME_COLUMNS:
-        frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce", format="mixed")
+        frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce", format="mixed").dt.floor("us")
     frame = to_arrow_frame(frame, CATALOG_SCHEMA)
     frame["reason"] = pd.array(reasons, dtype="string")
     frame["raw"] = pd.array(raws, dtype="string")

@@ -1,0 +1,90 @@
+"""Dask jobs: metadata features, observed popularity labels and domain-rank features from ``W/catalog/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask.dataframe as dd
+import pandas as pd
+from distributed import Client
+
+from imagerank.cluster import persist
+from imagerank.features.domains import DOMAIN_META, domain_features, rank_scores, read_ranks
+from imagerank.features.metadata import METADATA_META, metadata_features
+from imagerank.io import write_ddf, write_frame
+from imagerank.popularity import StandardizationConfig, provider_constants, raw_metrics, standardize
+
+
+def with_timestamp(frame: pd.DataFrame, event_timestamp: pd.Timestamp) -> pd.DataFrame:
+    """Feast reads every dataset by event time: stamp a partition with the run's timestamp."""
+    return frame.assign(event_timestamp=pd.Series([event_timestamp] * len(frame), index=frame.index,
+                                                  dtype="datetime64[us, UTC]"))
+
+
+def _stamped_meta(meta: pd.DataFrame) -> pd.DataFrame:
+    return meta.assign(event_timestamp=pd.Series(dtype="datetime64[us, UTC]"))
+
+
+def run_metadata_features(client: Client, workdir: str | Path, now: pd.Timestamp) -> int:
+    workdir = Path(workdir)
+    catalog = dd.read_parquet(workdir / "catalog")
+    features = catalog.map_partitions(metadata_features, now, meta=METADATA_META)
+    features = features.map_partitions(with_timestamp, now, meta=_stamped_meta(METADATA_META))
+    write_ddf(persist(client, features, "features: metadata"), workdir / "features" / "metadata")
+    return int(features.map_partitions(len).sum().compute())
+
+
+def run_popularity_labels(client: Client, workdir: str | Path, config: StandardizationConfig,
+                          now: pd.Timestamp) -> dict:
+    """Raw provider metrics -> per-provider constants (exact percentile_disc) -> standardized popularity."""
+    workdir = Path(workdir)
+    catalog = dd.read_parquet(workdir / "catalog", columns=["image_id", "provider", "meta_data"])
+    meta = raw_metrics(catalog._meta, config)
+    metrics = persist(client, catalog.map_partitions(raw_metrics, config, meta=meta), "features: popularity metrics")
+    observed = metrics.dropna(subset=["metric_value"])
+    counts = observed.groupby(["provider", "metric_value"]).size().compute().rename("count").reset_index()
+    constants = provider_constants(counts, config)
+
+    def label(part: pd.DataFrame) -> pd.DataFrame:
+        return with_timestamp(part.assign(observed_popularity=standardize(part, constants)), now)
+
+    labels = metrics.map_partitions(label, meta=_stamped_meta(meta.assign(observed_popularity=pd.Series(dtype="float64"))))
+    write_ddf(labels, workdir / "features" / "popularity")
+    return {"config": config.to_dict(), "constants": {p: vars(c) for p, c in constants.items()}}
+
+
+def run_domain_features(client: Client, workdir: str | Path, ranks_files: list[str], now: pd.Timestamp) -> dict:
+    """Stream the ranks files for the catalog's landing hosts/domains, then join per image and per domain."""
+    workdir = Path(workdir)
+    metadata = dd.read_parquet(workdir / "features" / "metadata",
+                               columns=["image_id", "provider", "landing_host", "landing_domain"])
+    hosts = set(metadata["landing_host"].dropna().unique().compute())
+    domains = set(metadata["landing_domain"].dropna().unique().compute())
+    ranks = client.gather([client.submit(read_ranks, str(path), hosts | domains, pure=False) for path in ranks_files])
+    host_scores, domain_scores = rank_scores(ranks, "host"), rank_scores(ranks, "domain")
+    per_image = metadata.map_partitions(domain_features, host_scores, domain_scores, meta=DOMAIN_META)
+    per_image = per_image.map_partitions(with_timestamp, now, meta=_stamped_meta(DOMAIN_META))
+    write_ddf(per_image, workdir / "features" / "domains")
+    write_frame(domain_stats(workdir, domain_scores, now), workdir / "features" / "domain_stats")
+    return {"ranks_files": [str(p) for p in ranks_files],
+            "ranked_rows": {str(p): r.rows for p, r in zip(ranks_files, ranks)},
+            "matched_hosts": len(host_scores), "matched_domains": len(domain_scores),
+            "images_with_rank": int(per_image["domain_authority"].notnull().sum().compute())}
+
+
+def domain_stats(workdir: Path, domain_scores: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+    """Per landing domain: images, providers, share with an observed popularity metric, and rank score."""
+    metadata = dd.read_parquet(workdir / "features" / "metadata", columns=["image_id", "provider", "landing_domain"])
+    labels = dd.read_parquet(workdir / "features" / "popularity", columns=["image_id", "observed_popularity"])
+    both = metadata.merge(labels, on="image_id", how="left")
+    both["observed"] = both["observed_popularity"].notnull().astype("int64")
+    per_provider = both.groupby(["landing_domain", "provider"]).agg(
+        images=("image_id", "count"), observed=("observed", "sum")).compute().reset_index()
+    stats = per_provider.groupby("landing_domain").agg(images=("images", "sum"), providers=("provider", "nunique"),
+                                                       observed=("observed", "sum"))
+    stats = stats.reset_index().rename(columns={"landing_domain": "domain"})
+    stats["observed_share"] = stats["observed"] / stats["images"]
+    scores = domain_scores.rename(columns={"name": "domain", "score": "rank_score"})[["domain", "rank_score"]]
+    stats = stats.merge(scores, on="domain", how="left")
+    stats = with_timestamp(stats[["domain", "rank_score", "images", "providers", "observed_share"]], now)
+    return stats.astype({"images": "int64", "providers": "int64"})

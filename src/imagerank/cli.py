@@ -1,0 +1,273 @@
+"""``imagerank``: recalculate and read popularity and authority for a Creative Commons image catalog."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+DEFAULT_WORKDIR = "imagerank-data"
+
+
+def _workdir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", "-w", type=Path, default=Path(DEFAULT_WORKDIR),
+                        help=f"work directory holding every stage's Parquet datasets (default ./{DEFAULT_WORKDIR})")
+
+
+def _scheduler(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, else a LocalCluster sized to this machine)")
+
+
+def _feature_repo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--feature-repo", type=Path, default=None,
+                        help="Feast repository (default: $IMAGERANK_FEATURE_REPO, else the project's feature_repo/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagerank",
+        description="Popularity and authority in [0, 1] for every image of a Creative Commons catalog, "
+                    "recalculated on a Dask cluster and served through Feast.",
+        epilog="Start with `imagerank recalculate --catalog FILE --workdir W`, then `imagerank lookup --workdir W ID`.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("recalculate", help="run the whole process: ingest, features, train, score, materialize",
+                       description="Run every stage on the Dask cluster and publish the scores to the Feast online store.")
+    p.add_argument("--catalog", nargs="+", required=True, metavar="FILE",
+                   help="catalog files: Openverse image rows as .csv, .tsv (optionally .gz) or .parquet")
+    _workdir(p)
+    p.add_argument("--images", metavar="TEMPLATE",
+                   help="image bytes: a local folder of {image_id}.jpg or an fsspec URL template such as s3://bucket/{image_id}.jpg")
+    p.add_argument("--crawl", nargs="+", default=[], metavar="FILE", help="WARC/WAT files for link evidence")
+    p.add_argument("--ranks", nargs="+", default=[], metavar="FILE",
+                   help="Common Crawl host/domain ranks files (tab-separated, gzip)")
+    p.add_argument("--percentile", type=float, default=0.85,
+                   help="percentile r of the popularity standardization (Openverse uses 0.85)")
+    p.add_argument("--no-materialize", action="store_true", help="stop after writing W/scores/")
+    _scheduler(p)
+    _feature_repo(p)
+
+    p = sub.add_parser("ingest", help="validate catalog files into W/catalog/ and W/rejects/")
+    p.add_argument("catalog", nargs="+", metavar="FILE")
+    _workdir(p)
+    _scheduler(p)
+
+    p = sub.add_parser("features", help="compute one feature family from W/catalog/")
+    p.add_argument("family", choices=["metadata", "popularity", "domains"])
+    _workdir(p)
+    p.add_argument("--ranks", nargs="+", default=[], metavar="FILE", help="ranks files (domains family)")
+    p.add_argument("--percentile", type=float, default=0.85, help="standardization percentile (popularity family)")
+    _scheduler(p)
+
+    p = sub.add_parser("train", help="train the ensemble on the features into W/models/<version>/")
+    _workdir(p)
+    p.add_argument("--model-version", help="name of the model version (default: a UTC timestamp)")
+    _scheduler(p)
+
+    p = sub.add_parser("score", help="score every catalog image with a model version into W/scores/")
+    _workdir(p)
+    p.add_argument("--model-version", help="model version to use (default: the newest in W/models/)")
+    _scheduler(p)
+
+    p = sub.add_parser("materialize", help="feast apply + materialize-incremental for this work directory")
+    _workdir(p)
+    _feature_repo(p)
+
+    p = sub.add_parser("lookup", help="print each image's scores from the online store as JSON lines",
+                       description="Read popularity and authority through Feast's online store. Ids come from the "
+                                   "arguments, or from --file (one per line; '-' reads standard input).")
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument("--file", "-f", help="file of ids, one per line ('-' for standard input)")
+    _workdir(p)
+    _feature_repo(p)
+
+    p = sub.add_parser("runs", help="list past runs of a work directory")
+    _workdir(p)
+
+    p = sub.add_parser("report", help="summarize the latest run: reconciliation, metrics, score distributions")
+    _workdir(p)
+
+    p = sub.add_parser("explain", help="why one image has the scores it has")
+    p.add_argument("image_id", metavar="ID")
+    _workdir(p)
+
+    p = sub.add_parser("demo", help="generate the embedded sample catalog, recalculate it, and show lookups")
+    _workdir(p)
+    p.add_argument("--rows", type=int, default=400, help="rows of the generated catalog (default 400)")
+    _scheduler(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args) or 0
+    except KeyboardInterrupt:
+        print("imagerank: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's one place to turn errors into messages
+        if args.debug:
+            raise
+        print(f"imagerank {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _now():
+    import pandas as pd
+
+    return pd.Timestamp.now(tz="UTC").floor("s")
+
+
+def cmd_recalculate(args) -> int:
+    from imagerank.popularity import StandardizationConfig
+    from pipelines.recalculate import RecalculateOptions, recalculate
+
+    options = RecalculateOptions(catalog=args.catalog, workdir=args.workdir, images=args.images, crawl=args.crawl,
+                                 ranks=args.ranks, scheduler=args.scheduler, feature_repo=args.feature_repo,
+                                 materialize=not args.no_materialize,
+                                 standardization=StandardizationConfig(percentile=args.percentile))
+    manifest = recalculate(options)
+    print(json.dumps({"run_id": manifest["run_id"], "reconciliation": manifest["reconciliation"],
+                      "timings_s": manifest["timings_s"]}, indent=2))
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from imagerank.cluster import dask_client
+    from pipelines.ingest import run_ingest
+
+    with dask_client(args.scheduler) as client:
+        print(json.dumps(run_ingest(client, args.catalog, args.workdir), indent=2))
+    return 0
+
+
+def cmd_features(args) -> int:
+    from imagerank.cluster import dask_client
+    from imagerank.popularity import StandardizationConfig
+    from pipelines import features
+
+    now = _now()
+    with dask_client(args.scheduler) as client:
+        if args.family == "metadata":
+            result = {"rows": features.run_metadata_features(client, args.workdir, now)}
+        elif args.family == "popularity":
+            result = features.run_popularity_labels(client, args.workdir, StandardizationConfig(percentile=args.percentile), now)
+        else:
+            result = features.run_domain_features(client, args.workdir, args.ranks, now)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from imagerank.cluster import dask_client
+    from pipelines.train import run_train
+
+    version = args.model_version or _now().strftime("%Y%m%dT%H%M%SZ")
+    with dask_client(args.scheduler) as client:
+        print(json.dumps(run_train(client, args.workdir, version), indent=2, default=str))
+    return 0
+
+
+def latest_model_version(workdir: Path) -> str:
+    versions = sorted(p.name for p in (Path(workdir) / "models").glob("*") if (p / "metrics.json").is_file())
+    if not versions:
+        raise FileNotFoundError(f"no trained models under {workdir}/models: run `imagerank train` first")
+    return versions[-1]
+
+
+def cmd_score(args) -> int:
+    from imagerank.cluster import dask_client
+    from pipelines.score import run_score
+
+    version = args.model_version or latest_model_version(args.workdir)
+    with dask_client(args.scheduler) as client:
+        print(json.dumps(run_score(client, args.workdir, version, _now()), indent=2))
+    return 0
+
+
+def cmd_materialize(args) -> int:
+    from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
+
+    print(json.dumps(apply_and_materialize(args.feature_repo or default_feature_repo(), args.workdir), indent=2))
+    return 0
+
+
+def read_ids(args) -> list[str]:
+    ids = list(args.ids)
+    if args.file:
+        source = nullcontext(sys.stdin) if args.file == "-" else open(args.file, encoding="utf-8")
+        with source as handle:
+            ids += [line.strip() for line in handle if line.strip()]
+    return ids
+
+
+def cmd_lookup(args) -> int:
+    from imagerank.store.feast_repo import default_feature_repo, lookup
+
+    ids = read_ids(args)
+    if not ids:
+        raise ValueError("no image ids given (pass them as arguments or with --file)")
+    if not (Path(args.workdir) / "feast" / "registry.db").exists():
+        raise FileNotFoundError(f"{args.workdir} has no Feast registry: run `imagerank recalculate` or `imagerank materialize` first")
+    rows = lookup(args.feature_repo or default_feature_repo(), args.workdir, ids)
+    for row in rows:
+        print(json.dumps(row))
+    return 0 if all(r["found"] for r in rows) else 1
+
+
+def cmd_runs(args) -> int:
+    for path in sorted((Path(args.workdir) / "runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        rec = run.get("reconciliation", {})
+        print(f"{run['run_id']}  input={rec.get('input_rows')} scored={rec.get('score_rows')} "
+              f"rejected={rec.get('rejected_rows')}  {sum(run.get('timings_s', {}).values()):.1f} s")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from imagerank.report import text_report
+
+    print(text_report(args.workdir))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from imagerank.report import explain
+
+    print(json.dumps(explain(args.workdir, args.image_id), indent=2, default=str))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from imagerank.demo import generate
+    from imagerank.store.feast_repo import default_feature_repo, lookup
+    from pipelines.recalculate import RecalculateOptions, recalculate
+
+    sample = generate(Path(args.workdir) / "demo-input", rows=args.rows)
+    print(f"generated a sample catalog of {sample['rows']} rows (+ broken rows) in {args.workdir}/demo-input", file=sys.stderr)
+    manifest = recalculate(RecalculateOptions(catalog=sample["catalog"], workdir=args.workdir, ranks=sample["ranks"],
+                                              scheduler=args.scheduler))
+    print(json.dumps({"reconciliation": manifest["reconciliation"], "timings_s": manifest["timings_s"]}, indent=2))
+    import pandas as pd
+
+    scores = pd.read_parquet(Path(args.workdir) / "scores")
+    picks = pd.concat([scores.nlargest(2, "popularity"), scores.groupby("popularity_source").head(1)])["image_id"]
+    print("\nonline lookups through Feast (imagerank lookup):")
+    for row in lookup(default_feature_repo(), args.workdir, list(dict.fromkeys(picks))):
+        print(json.dumps(row))
+    return 0
+
+
+COMMANDS = {
+    "recalculate": cmd_recalculate, "ingest": cmd_ingest, "features": cmd_features, "train": cmd_train,
+    "score": cmd_score, "materialize": cmd_materialize, "lookup": cmd_lookup, "runs": cmd_runs,
+    "report": cmd_report, "explain": cmd_explain, "demo": cmd_demo,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The feature families of the work directory and how they join into one frame per image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask.dataframe as dd
+import pandas as pd
+
+#: family -> dataset under the work directory; ``metadata`` is the base every image has.
+FAMILIES = {
+    "metadata": "features/metadata",
+    "popularity": "features/popularity",
+    "domains": "features/domains",
+    "pixels": "features/pixels",
+    "exif": "features/exif",
+    "links": "features/links",
+    "visual": "features/visual",
+}
+#: Columns that are labels, keys or bookkeeping, never model inputs.
+NOT_MODEL_INPUTS = {
+    "metric_value", "observed_popularity", "event_timestamp", "link_authority", "has_link_evidence",
+    "domain_authority",  # authority evidence itself; popularity may use the rank scores it is made of
+}
+
+
+def available_families(workdir: str | Path) -> list[str]:
+    return [name for name, rel in FAMILIES.items() if (Path(workdir) / rel).is_dir()]
+
+
+def load_features(workdir: str | Path) -> dd.DataFrame:
+    """Every available family left-joined on image_id onto the metadata features (one row per image)."""
+    workdir = Path(workdir)
+    frame = dd.read_parquet(workdir / FAMILIES["metadata"])
+    for name in available_families(workdir):
+        if name == "metadata":
+            continue
+        other = dd.read_parquet(workdir / FAMILIES[name])
+        keep = ["image_id"] + [c for c in other.columns if c not in frame.columns]
+        frame = frame.merge(other[keep], on="image_id", how="left")
+    return frame
+
+
+def model_feature_columns(frame: pd.DataFrame | dd.DataFrame) -> list[str]:
+    """Numeric columns that may feed a model: everything numeric but labels, keys and bookkeeping."""
+    numeric = frame._meta if isinstance(frame, dd.DataFrame) else frame
+    return [c for c in numeric.columns
+            if c not in NOT_MODEL_INPUTS and not c.endswith(("_error", "_pos"))
+            and pd.api.types.is_numeric_dtype(numeric[c])]
