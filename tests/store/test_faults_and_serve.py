@@ -1,0 +1,85 @@
+"""A worker killed mid-materialization, and `feast serve` over HTTP end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from feast import FeatureStore
+
+from .conftest import FEATURES, make_repo, synthetic_frame, write_source
+from .test_engine import END, START, _online, _sqlite_rows
+
+N = 2000
+
+
+@pytest.mark.slow
+def test_worker_killed_during_write_is_retried(tmp_path, monkeypatch):
+    from distributed import LocalCluster
+
+    src = write_source(synthetic_frame(N, seed=5), tmp_path / "src", files=2, row_group_size=500)
+    marker = tmp_path / "fault"
+    marker.write_text("write")
+    monkeypatch.setenv("IMAGERANK_ENGINE_FAULT", str(marker))  # inherited by the workers below
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster:
+        repo = make_repo(tmp_path / "dask", src, engine="dask",
+                         engine_options={"scheduler_address": f'"{cluster.scheduler_address}"'})
+        FeatureStore(repo_path=str(repo)).materialize(START, END)
+    assert not marker.exists()  # the fault fired: one worker died inside write_partition
+    local = make_repo(tmp_path / "local", src, engine="local")
+    FeatureStore(repo_path=str(local)).materialize(START, END)
+    assert _sqlite_rows(repo) == _sqlite_rows(local)
+
+
+def _free_port() -> int:
+    from imagerank.store.redis_server import free_port
+
+    return free_port()
+
+
+@pytest.mark.slow
+def test_feast_serve_http_lookup(tmp_path, dask_client):
+    df = synthetic_frame(500, seed=7)
+    src = write_source(df, tmp_path / "src", files=1)
+    repo = make_repo(tmp_path / "repo", src, engine="dask")
+    FeatureStore(repo_path=str(repo)).materialize(START, END)
+    port = _free_port()
+    feast = Path(sys.executable).with_name("feast")
+    proc = subprocess.Popen([str(feast), "-c", str(repo), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"feast serve did not start: {proc.stderr.read().decode()[-2000:]}")
+                time.sleep(0.3)
+        ids = list(df["image_id"].unique()[:20]) + ["no-such-id", "ünïcødé/?#&=\"' id"]
+        body = json.dumps({"features": [f"synthetic:{f}" for f in FEATURES],
+                           "entities": {"image_id": ids}}).encode()
+        req = urllib.request.Request(base + "/get-online-features", data=body,
+                                     headers={"Content-Type": "application/json"})
+        got = json.load(urllib.request.urlopen(req, timeout=30))
+        names = got["metadata"]["feature_names"]
+        want = _online(repo, ids)
+        for name, result in zip(names, got["results"]):
+            values = result["values"]
+            expected = want[name]
+            if name == "f_float":
+                assert values == pytest.approx([v for v in expected], nan_ok=True) or values == expected
+            else:
+                assert values == expected, name
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
