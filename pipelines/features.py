@@ -11,26 +11,18 @@ from distributed import Client
 from imagerank.cluster import persist
 from imagerank.features.domains import DOMAIN_META, domain_features, rank_scores, read_ranks
 from imagerank.features.metadata import METADATA_META, metadata_features
-from imagerank.io import write_ddf, write_frame
+from imagerank.io import stamped, stamped_meta, with_timestamp, write_ddf, write_frame
 from imagerank.popularity import StandardizationConfig, provider_constants, raw_metrics, standardize
 
 
-def with_timestamp(frame: pd.DataFrame, event_timestamp: pd.Timestamp) -> pd.DataFrame:
-    """Feast reads every dataset by event time: stamp a partition with the run's timestamp."""
-    return frame.assign(event_timestamp=pd.Series([event_timestamp] * len(frame), index=frame.index,
-                                                  dtype="datetime64[us, UTC]"))
-
-
-def _stamped_meta(meta: pd.DataFrame) -> pd.DataFrame:
-    return meta.assign(event_timestamp=pd.Series(dtype="datetime64[us, UTC]"))
 
 
 def run_metadata_features(client: Client, workdir: str | Path, now: pd.Timestamp) -> int:
     workdir = Path(workdir)
     catalog = dd.read_parquet(workdir / "catalog")
     features = catalog.map_partitions(metadata_features, now, meta=METADATA_META)
-    features = features.map_partitions(with_timestamp, now, meta=_stamped_meta(METADATA_META))
-    write_ddf(persist(client, features, "features: metadata"), workdir / "features" / "metadata")
+    features = persist(client, stamped(features, now), "features: metadata")
+    write_ddf(features, workdir / "features" / "metadata")
     return int(features.map_partitions(len).sum().compute())
 
 
@@ -48,7 +40,7 @@ def run_popularity_labels(client: Client, workdir: str | Path, config: Standardi
     def label(part: pd.DataFrame) -> pd.DataFrame:
         return with_timestamp(part.assign(observed_popularity=standardize(part, constants)), now)
 
-    labels = metrics.map_partitions(label, meta=_stamped_meta(meta.assign(observed_popularity=pd.Series(dtype="float64"))))
+    labels = metrics.map_partitions(label, meta=stamped_meta(meta.assign(observed_popularity=pd.Series(dtype="float64"))))
     write_ddf(labels, workdir / "features" / "popularity")
     return {"config": config.to_dict(), "constants": {p: vars(c) for p, c in constants.items()}}
 
@@ -63,13 +55,28 @@ def run_domain_features(client: Client, workdir: str | Path, ranks_files: list[s
     ranks = client.gather([client.submit(read_ranks, str(path), hosts | domains, pure=False) for path in ranks_files])
     host_scores, domain_scores = rank_scores(ranks, "host"), rank_scores(ranks, "domain")
     per_image = metadata.map_partitions(domain_features, host_scores, domain_scores, meta=DOMAIN_META)
-    per_image = per_image.map_partitions(with_timestamp, now, meta=_stamped_meta(DOMAIN_META))
+    own = own_host_ranks(workdir, hosts)
+    if own is not None:  # ranks from our own crawl's host graph, when a crawl was processed
+        per_image = per_image.merge(own, on="landing_host", how="left")
+    per_image = stamped(per_image, now)
     write_ddf(per_image, workdir / "features" / "domains")
     write_frame(domain_stats(workdir, domain_scores, now), workdir / "features" / "domain_stats")
     return {"ranks_files": [str(p) for p in ranks_files],
             "ranked_rows": {str(p): r.rows for p, r in zip(ranks_files, ranks)},
             "matched_hosts": len(host_scores), "matched_domains": len(domain_scores),
             "images_with_rank": int(per_image["domain_authority"].notnull().sum().compute())}
+
+
+def own_host_ranks(workdir: Path, hosts: set[str]) -> pd.DataFrame | None:
+    """PageRank and distinct linking domains of the catalog's landing hosts in ``W/graph/hosts/``."""
+    path = workdir / "graph" / "hosts"
+    if not path.is_dir():
+        return None
+    graph = dd.read_parquet(path, columns=["host", "pagerank", "in_domains"])
+    graph = graph[graph["host"].isin(list(hosts))].compute()
+    return pd.DataFrame({"landing_host": graph["host"].astype("string"),
+                         "host_graph_pagerank": graph["pagerank"].astype("float64"),
+                         "host_graph_in_domains": graph["in_domains"].astype("float64")})
 
 
 def domain_stats(workdir: Path, domain_scores: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from distributed import Client, as_completed
 from imagerank.cluster import persist, show_progress
 from imagerank.graph import build
 from imagerank.graph import warc as W
-from imagerank.io import atomic_path, write_ddf, write_frame, write_json
+from imagerank.io import atomic_path, stamped, write_ddf, write_frame, write_json
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def run_graph(client: Client, workdir: str | Path, crawl_files: list[str] | None
     return counts
 
 
-def run_link_features(client: Client, workdir: str | Path, *, damping: float = 0.85) -> dict:
+def run_link_features(client: Client, workdir: str | Path, *, damping: float = 0.85,
+                      event_timestamp: pd.Timestamp | None = None) -> dict:
     """``W/catalog/`` + ``W/graph/{edges,pages}`` -> ``W/features/links/`` (one row per catalog image)."""
     from imagerank.features import links as L
 
@@ -143,8 +144,7 @@ def run_link_features(client: Client, workdir: str | Path, *, damping: float = 0
     frame = catalog[["image_id"]].merge(evidence, on="image_id", how="left").merge(lp, on="image_id", how="left")
     feats = frame.map_partitions(L.finalize_link_features, n_pages, meta=L.LINKS_META)
     feats = persist(client, feats, "links: features")
-    write_ddf(feats, workdir / "features" / "links",
-              schema=pa.Schema.from_pandas(L.LINKS_META, preserve_index=False))
+    write_ddf(stamped(feats, event_timestamp), workdir / "features" / "links")
     summary = feats[["has_link_evidence", "landing_crawled"]].sum().compute()
     n = int(feats.map_partitions(len).sum().compute())
     out = {"link_feature_rows": n, "images_with_link_evidence": int(summary["has_link_evidence"]),
@@ -164,7 +164,7 @@ def _mark_landing(part: pd.DataFrame) -> pd.DataFrame:
 
 def run_visual_features(client: Client, workdir: str | Path, *, threshold: int | None = None,
                         n_bands: int | None = None, n_tables: int | None = None,
-                        max_bucket: int | None = None) -> dict:
+                        max_bucket: int | None = None, event_timestamp: pd.Timestamp | None = None) -> dict:
     """``W/features/pixels/`` (phash) + ``W/catalog/`` -> ``W/features/visual/`` (one row per catalog image).
 
     Band keys are shuffled with Dask (``bucket_pairs`` runs per bucket), never all pairs; only the verified
@@ -215,8 +215,7 @@ def run_visual_features(client: Client, workdir: str | Path, *, threshold: int |
     rows = rows.assign(has_phash=True)
     frame = catalog[["image_id"]].merge(rows, on="image_id", how="left")
     feats = persist(client, frame.map_partitions(V.finalize_visual, meta=V.VISUAL_META), "visual: features")
-    write_ddf(feats, workdir / "features" / "visual",
-              schema=pa.Schema.from_pandas(V.VISUAL_META, preserve_index=False))
+    write_ddf(stamped(feats, event_timestamp), workdir / "features" / "visual")
     out = {"visual_rows": int(feats.map_partitions(len).sum().compute()), "images_with_phash": n,
            "near_duplicate_pairs": int(len(pairs)), "oversize_buckets": int(len(oversize)),
            "oversize_bucket_rows": int(oversize["size"].sum()) if len(oversize) else 0,

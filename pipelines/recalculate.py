@@ -18,6 +18,7 @@ from imagerank.cluster import dask_client
 from imagerank.io import write_json
 from imagerank.popularity import StandardizationConfig
 from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
+from pipelines.graph import run_graph, run_link_features, run_visual_features
 from pipelines.features import run_domain_features, run_metadata_features, run_popularity_labels
 from pipelines.ingest import run_ingest
 from pipelines.score import run_score
@@ -73,6 +74,16 @@ def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
         manifest["features"] = {"metadata_rows": clock("features: metadata", run_metadata_features, client, workdir, now)}
         manifest["popularity"] = clock("features: popularity", run_popularity_labels, client, workdir,
                                        options.standardization, now)
+        if options.images:
+            from pipelines.images import run_image_features
+
+            manifest["images"] = clock("features: pixels + exif", run_image_features, client, workdir,
+                                       options.images, event_timestamp=now)
+            manifest["visual"] = clock("features: visual duplicates", run_visual_features, client, workdir,
+                                       event_timestamp=now)
+        if options.crawl:
+            manifest["graph"] = clock("graph: extract + PageRank", run_graph, client, workdir, options.crawl)
+            manifest["links"] = clock("features: links", run_link_features, client, workdir, event_timestamp=now)
         manifest["domains"] = clock("features: domains", run_domain_features, client, workdir, options.ranks, now)
         manifest["models"] = clock("train", run_train, client, workdir, run_id)
         manifest["scores"] = clock("score", run_score, client, workdir, run_id, now)

@@ -56,11 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     _workdir(p)
     _scheduler(p)
 
-    p = sub.add_parser("features", help="compute one feature family from W/catalog/")
-    p.add_argument("family", choices=["metadata", "popularity", "domains"])
+    p = sub.add_parser("features", help="compute one feature family from W/catalog/",
+                       description="Compute one feature family into W/features/<family>/. pixels and exif need "
+                                   "--images; links needs `imagerank graph` first; visual needs pixels first.")
+    p.add_argument("family", choices=["metadata", "popularity", "domains", "pixels", "exif", "links", "visual"])
     _workdir(p)
     p.add_argument("--ranks", nargs="+", default=[], metavar="FILE", help="ranks files (domains family)")
     p.add_argument("--percentile", type=float, default=0.85, help="standardization percentile (popularity family)")
+    p.add_argument("--images", metavar="TEMPLATE", help="image folder or fsspec URL template (pixels, exif)")
+    p.add_argument("--phash-threshold", type=int, default=None,
+                   help="near-duplicate Hamming distance of 64-bit perceptual hashes (visual; default 10)")
+    _scheduler(p)
+
+    p = sub.add_parser("graph", help="link graph from web crawls: extract edges, PageRank pages and hosts",
+                       description="extract: WARC/WAT files -> W/graph/edges/; build: edges -> W/graph/pages/ and "
+                                   "W/graph/hosts/ with PageRank (both: extract then build).")
+    p.add_argument("action", choices=["extract", "build", "both"])
+    p.add_argument("crawl", nargs="*", metavar="CRAWL", help="WARC or WAT files (extract, both)")
+    _workdir(p)
+    p.add_argument("--damping", type=float, default=0.85, help="PageRank damping factor (default 0.85)")
+    p.add_argument("--tol", type=float, default=1e-10, help="PageRank L1 convergence tolerance (default 1e-10)")
+    p.add_argument("--max-iter", type=int, default=200, help="PageRank iteration cap (default 200)")
     _scheduler(p)
 
     p = sub.add_parser("train", help="train the ensemble on the features into W/models/<version>/")
@@ -157,8 +173,38 @@ def cmd_features(args) -> int:
             result = {"rows": features.run_metadata_features(client, args.workdir, now)}
         elif args.family == "popularity":
             result = features.run_popularity_labels(client, args.workdir, StandardizationConfig(percentile=args.percentile), now)
-        else:
+        elif args.family == "domains":
             result = features.run_domain_features(client, args.workdir, args.ranks, now)
+        elif args.family in ("pixels", "exif"):
+            from pipelines.images import run_image_features
+
+            if not args.images:
+                raise ValueError(f"the {args.family} features need --images (a folder or URL template)")
+            result = run_image_features(client, args.workdir, args.images, (args.family,), event_timestamp=now)
+        elif args.family == "links":
+            from pipelines.graph import run_link_features
+
+            result = run_link_features(client, args.workdir, event_timestamp=now)
+        else:
+            from pipelines.graph import run_visual_features
+
+            result = run_visual_features(client, args.workdir, threshold=args.phash_threshold, event_timestamp=now)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from imagerank.cluster import dask_client
+    from pipelines.graph import run_extract, run_graph
+
+    if args.action in ("extract", "both") and not args.crawl:
+        raise ValueError(f"graph {args.action} needs at least one WARC/WAT file")
+    with dask_client(args.scheduler) as client:
+        if args.action == "extract":
+            result = run_extract(client, args.workdir, args.crawl)
+        else:
+            result = run_graph(client, args.workdir, args.crawl, damping=args.damping, tol=args.tol,
+                               max_iter=args.max_iter, extract=args.action == "both")
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -264,7 +310,7 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {
-    "recalculate": cmd_recalculate, "ingest": cmd_ingest, "features": cmd_features, "train": cmd_train,
+    "recalculate": cmd_recalculate, "ingest": cmd_ingest, "features": cmd_features, "graph": cmd_graph, "train": cmd_train,
     "score": cmd_score, "materialize": cmd_materialize, "lookup": cmd_lookup, "runs": cmd_runs,
     "report": cmd_report, "explain": cmd_explain, "demo": cmd_demo,
 }

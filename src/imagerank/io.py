@@ -61,6 +61,23 @@ def write_ddf(ddf, target: str | os.PathLike, *, schema=None) -> Path:
     return target
 
 
+def with_timestamp(frame: pd.DataFrame, event_timestamp: pd.Timestamp) -> pd.DataFrame:
+    """Feast reads every dataset by event time: stamp a partition with the run's timestamp."""
+    return frame.assign(event_timestamp=pd.Series([event_timestamp] * len(frame), index=frame.index,
+                                                  dtype="datetime64[us, UTC]"))
+
+
+def stamped_meta(meta: pd.DataFrame) -> pd.DataFrame:
+    return meta.assign(event_timestamp=pd.Series(dtype="datetime64[us, UTC]"))
+
+
+def stamped(ddf, event_timestamp: pd.Timestamp | None):
+    """A Dask frame with the ``event_timestamp`` column Feast needs (unchanged when no timestamp is given)."""
+    if event_timestamp is None:
+        return ddf
+    return ddf.map_partitions(with_timestamp, event_timestamp, meta=stamped_meta(ddf._meta))
+
+
 def read_frame(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a whole dataset into pandas (for small datasets: models, reports, tests)."""
     return pd.read_parquet(path, columns=columns)

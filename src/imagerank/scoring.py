@@ -29,11 +29,14 @@ def score_partition(features: pd.DataFrame, popularity_model, authority_model, m
     predicted = popularity_model.predict(features) if popularity_model is not None else np.full(len(features), np.nan)
     popularity, popularity_source = _choose([("observed", observed), ("predicted", predicted)], POPULARITY_PRIOR)
 
-    link_authority = _column(features, "link_authority")
-    domain_authority = _column(features, "domain_authority")
+    has_links = _column(features, "has_link_evidence") > 0
+    link_authority = np.where(has_links, _column(features, "link_authority"), np.nan)
     predicted_authority = authority_model.predict(features) if authority_model is not None else np.full(len(features), np.nan)
-    authority, authority_source = _choose([("links", link_authority), ("domain_rank", domain_authority),
-                                           ("predicted", predicted_authority)], AUTHORITY_PRIOR)
+    domain_authority = _column(features, "domain_authority")
+    # Link evidence first; the model (trained on link evidence, using the domain ranks among its inputs)
+    # for the rest; the bare domain rank only when no crawl was given to train a model on.
+    authority, authority_source = _choose([("links", link_authority), ("predicted", predicted_authority),
+                                           ("domain_rank", domain_authority)], AUTHORITY_PRIOR)
     return pd.DataFrame({
         "image_id": features["image_id"].astype(str).to_numpy(),
         "popularity": np.clip(popularity, 0.0, 1.0),
