@@ -9,7 +9,7 @@ import dask
 import dask.dataframe as dd
 from distributed import Client
 
-from imagerank.catalog.ingest import RAW_META, check_catalog_files, good_rows, mark_duplicates, read_raw, reason_kind, rejected_rows, validate_rows
+from imagerank.catalog.ingest import RAW_META, check_catalog_files, expand_catalog_paths, good_rows, mark_duplicates, read_raw, reason_kind, rejected_rows, validate_rows
 from imagerank.catalog.schema import CATALOG_SCHEMA, REJECTS_SCHEMA
 from imagerank.cluster import persist
 from imagerank.io import write_ddf
@@ -19,7 +19,7 @@ ROWS_PER_PARTITION = 250_000
 
 def run_ingest(client: Client, catalog_files: list[str], workdir: str | Path) -> dict:
     """Read, validate and de-duplicate every catalog file; returns the reconciliation counts."""
-    files = [str(f) for f in catalog_files]
+    files = expand_catalog_paths([str(f) for f in catalog_files])
     check_catalog_files(files)
     workdir = Path(workdir)
     raw = dd.from_delayed([dask.delayed(read_raw)(f, i) for i, f in enumerate(files)], meta=RAW_META,

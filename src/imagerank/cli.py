@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recalculate", help="run the whole process: ingest, features, train, score, materialize",
                        description="Run every stage on the Dask cluster and publish the scores to the Feast online store.")
     p.add_argument("--catalog", nargs="+", required=True, metavar="FILE",
-                   help="catalog files: Openverse image rows as .csv, .tsv (optionally .gz) or .parquet")
+                   help="catalog files or directories of them: Openverse image rows as .csv, .tsv (optionally .gz) or .parquet")
     _workdir(p)
     p.add_argument("--images", metavar="TEMPLATE",
                    help="image bytes: a local folder of {image_id}.jpg or an fsspec URL template such as s3://bucket/{image_id}.jpg")

@@ -116,3 +116,16 @@ def test_ingest_job_reconciles_broken_files(tmp_path, dask_client):
     assert sum(r.startswith("malformed line") for r in reasons) >= 1
     assert set(rejects["source_file"]) <= set(files)
     assert counts["rejects_by_reason"]["duplicate identifier"] == 1
+
+
+def test_a_directory_stands_for_the_catalog_files_inside(tmp_path):
+    from imagerank.catalog.ingest import expand_catalog_paths
+
+    (tmp_path / "export").mkdir()
+    for name in ("b.csv", "a.parquet", "notes.txt", ".hidden.csv"):
+        (tmp_path / "export" / name).write_text("x")
+    assert expand_catalog_paths([str(tmp_path / "export")]) == [str(tmp_path / "export" / "a.parquet"),
+                                                                 str(tmp_path / "export" / "b.csv")]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CatalogError, match="holds no .csv"):
+        expand_catalog_paths([str(tmp_path / "empty")])

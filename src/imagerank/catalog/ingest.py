@@ -42,6 +42,29 @@ def catalog_format(path: str | Path) -> str:
     return "parquet" if FORMATS[ext] is None else ext[1:]
 
 
+def expand_catalog_paths(paths: list[str]) -> list[str]:
+    """Files named directly, plus every catalog file inside a named directory (a split export), sorted."""
+    files: list[str] = []
+    for path in paths:
+        if Path(path).is_dir():
+            inside = sorted(str(p) for p in Path(path).rglob("*") if p.is_file() and not p.name.startswith("."))
+            usable = [p for p in inside if _known_format(p)]
+            if not usable:
+                raise CatalogError(f"{path}: directory holds no .csv, .tsv or .parquet catalog files")
+            files += usable
+        else:
+            files.append(str(path))
+    return files
+
+
+def _known_format(path: str) -> bool:
+    try:
+        catalog_format(path)
+        return True
+    except CatalogError:
+        return False
+
+
 def check_catalog_files(paths: list[str]) -> None:
     """Fail fast, before any cluster work, on files that are missing or of an unknown format."""
     if not paths:
