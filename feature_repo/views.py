@@ -1,10 +1,11 @@
 from datetime import timedelta
 
 from feast import FeatureView, Field
-from feast.types import Float64, Int64, String
+from feast.types import Bool, Float32, Float64, Int32, Int64, String
 
 from entities import domain, image
-from sources import domain_stats_source, domains_source, metadata_source, scores_source
+from sources import (domain_stats_source, domains_source, exif_source, links_source, metadata_source, pixels_source,
+                     scores_source, visual_source)
 
 NO_EXPIRY = timedelta(0)
 
@@ -37,4 +38,41 @@ domain_stats = FeatureView(
     description="Per registered domain: its rank score and what the catalog holds from it.",
     schema=[Field(name="rank_score", dtype=Float64), Field(name="images", dtype=Int64),
             Field(name="providers", dtype=Int64), Field(name="observed_share", dtype=Float64)],
+)
+
+image_pixels = FeatureView(
+    name="image_pixels", entities=[image], ttl=NO_EXPIRY, source=pixels_source, online=True,
+    description="Pixel statistics of the DCT-scaled decode, JPEG quality and the 64-bit perceptual hash.",
+    schema=[Field(name=name, dtype=Float32) for name in (
+        "bytes_per_pixel", "brightness", "contrast", "colourfulness", "saturation", "entropy",
+        "highlights_clipped", "shadows_clipped", "sharpness", "edge_density")]
+    + [Field(name="jpeg_quality", dtype=Int32), Field(name="decoded_width", dtype=Int32),
+       Field(name="decoded_height", dtype=Int32), Field(name="phash", dtype=Int64),
+       Field(name="format", dtype=String), Field(name="pixels_error", dtype=String)],
+)
+
+image_exif = FeatureView(
+    name="image_exif", entities=[image], ttl=NO_EXPIRY, source=exif_source, online=True,
+    description="Camera facts from EXIF (Pillow) and the EXIF-like facts providers put in meta_data.",
+    schema=[Field(name="has_exif", dtype=Bool), Field(name="make", dtype=String), Field(name="model", dtype=String),
+            Field(name="camera_class", dtype=String), Field(name="focal_length", dtype=Float32),
+            Field(name="f_number", dtype=Float32), Field(name="exposure_time", dtype=Float32),
+            Field(name="iso", dtype=Int32), Field(name="edited", dtype=Bool), Field(name="gps_present", dtype=Bool),
+            Field(name="taken_at_source", dtype=String), Field(name="exif_error", dtype=String)],
+)
+
+image_links = FeatureView(
+    name="image_links", entities=[image], ttl=NO_EXPIRY, source=links_source, online=True,
+    description="Link evidence from web crawls: embedding pages/hosts/domains, PicASHOW, landing PageRank.",
+    schema=[Field(name="has_link_evidence", dtype=Bool), Field(name="link_pages", dtype=Int64),
+            Field(name="link_hosts", dtype=Int64), Field(name="link_domains", dtype=Int64),
+            Field(name="picashow", dtype=Float64), Field(name="landing_pagerank", dtype=Float64),
+            Field(name="link_authority", dtype=Float64)],
+)
+
+image_visual = FeatureView(
+    name="image_visual", entities=[image], ttl=NO_EXPIRY, source=visual_source, online=True,
+    description="Near-duplicate copies by perceptual hash and a VisualRank score (1.0 = the average image).",
+    schema=[Field(name="dup_cluster_size", dtype=Int64), Field(name="dup_hosts", dtype=Int64),
+            Field(name="dup_providers", dtype=Int64), Field(name="visualrank", dtype=Float64)],
 )

@@ -297,7 +297,7 @@ def cmd_demo(args) -> int:
     sample = generate(Path(args.workdir) / "demo-input", rows=args.rows)
     print(f"generated a sample catalog of {sample['rows']} rows (+ broken rows) in {args.workdir}/demo-input", file=sys.stderr)
     manifest = recalculate(RecalculateOptions(catalog=sample["catalog"], workdir=args.workdir, ranks=sample["ranks"],
-                                              scheduler=args.scheduler))
+                                              images=sample["images"], crawl=sample["crawl"], scheduler=args.scheduler))
     print(json.dumps({"reconciliation": manifest["reconciliation"], "timings_s": manifest["timings_s"]}, indent=2))
     import pandas as pd
 

@@ -1,4 +1,4 @@
-"""A generated sample catalog for ``make demo``: Openverse-shaped rows, JPEGs, and a ranks file.
+"""A generated sample catalog for ``make demo``: Openverse-shaped rows, JPEGs, a crawl and a ranks file.
 
 Nothing here is real data: rows, views and ranks come from a seeded generator whose hidden popularity
 depends on the same kind of signals real catalogs carry (tags, descriptions, age, place), so the
@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from imagerank.graph.synthetic import demo_pages, write_demo_warc
+
 PROVIDERS = {  # provider -> (landing URL template, metric key or None, share of rows)
     "flickr": ("https://www.flickr.com/photos/{creator}/{n}", "views", 0.45),
     "wikimedia": ("https://commons.wikimedia.org/wiki/File:{title}_{n}.jpg", "global_usage_count", 0.2),
@@ -30,7 +32,7 @@ DEMO_DOMAIN_RANKS = [("com.flickr", 69, 1.6e-4, 167), ("org.wikimedia", 107, 1.1
 
 
 def generate(out_dir: str | Path, rows: int = 400, seed: int = 7, images: bool = True) -> dict:
-    """Write ``catalog.csv`` (+ ``broken.csv``), ``images/{image_id}.jpg`` and ``ranks-domain.txt.gz``."""
+    """Write ``catalog.csv`` (+ ``broken.csv``), ``images/{image_id}.jpg``, ``crawl.warc.gz`` and ``ranks-domain.txt.gz``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -44,6 +46,8 @@ def generate(out_dir: str | Path, rows: int = 400, seed: int = 7, images: bool =
         (out / "images").mkdir(exist_ok=True)
         for record in records:
             render_image(out / "images" / f"{record['identifier']}.jpg", record["_quality"], rng)
+    crawled = catalog.sample(frac=0.4, random_state=seed)  # the crawl saw 40% of the images' pages
+    write_demo_warc(out / "crawl.warc.gz", demo_pages(crawled["url"].tolist(), crawled["foreign_landing_url"].tolist()))
     with gzip.open(out / "ranks-domain.txt.gz", "wt") as handle:
         handle.write("#harmonicc_pos\t#harmonicc_val\t#pr_pos\t#pr_val\t#host_rev\t#n_hosts\n")
         for name, pos, pr, hosts in DEMO_DOMAIN_RANKS:
@@ -51,6 +55,7 @@ def generate(out_dir: str | Path, rows: int = 400, seed: int = 7, images: bool =
         for pos in range(len(DEMO_DOMAIN_RANKS) + 1, 5_000):  # fill the file to a plausible population
             handle.write(f"{pos * 10}\t{1e6:.1f}\t{pos * 10}\t1e-7\tcom.example{pos}\t1\n")
     return {"catalog": [str(out / "catalog.csv"), str(out / "broken.csv")], "ranks": [str(out / "ranks-domain.txt.gz")],
+            "crawl": [str(out / "crawl.warc.gz")],
             "images": str(out / "images") if images else None, "rows": rows}
 
 

@@ -21,6 +21,7 @@ FAMILIES = {
 NOT_MODEL_INPUTS = {
     "metric_value", "observed_popularity", "event_timestamp", "link_authority", "has_link_evidence",
     "domain_authority",  # authority evidence itself; popularity may use the rank scores it is made of
+    "phash",  # a hash, not a quantity: its numeric value means nothing
 }
 
 

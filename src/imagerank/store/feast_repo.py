@@ -57,11 +57,12 @@ def feature_store(repo: Path, workdir: str | Path):
 def apply_and_materialize(repo: Path, workdir: str | Path, end: datetime | None = None) -> dict:
     """``feast apply`` then ``materialize-incremental`` up to ``end`` (now): only new values are written."""
     end = end or datetime.now(timezone.utc)
-    feast_cli(repo, workdir, "apply")
+    feast_cli(repo, workdir, "apply", "--skip-source-validation")
     store = feature_store(repo, workdir)
+    views = [v.name for v in store.list_feature_views() if Path(v.batch_source.path).exists()]
     with workdir_env(workdir):
-        store.materialize_incremental(end_date=end)
-    return {"repo": str(repo), "end": end.isoformat(), "views": [v.name for v in store.list_feature_views()]}
+        store.materialize_incremental(end_date=end, feature_views=views)
+    return {"repo": str(repo), "end": end.isoformat(), "materialized_views": views}
 
 
 def lookup(repo: Path, workdir: str | Path, image_ids: list[str]) -> list[dict]:
