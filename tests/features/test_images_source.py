@@ -114,6 +114,7 @@ def test_partition_function_one_row_per_input_row(folder):
     assert len(empty) == 0 and list(empty.columns) == list(IMAGE_FEATURES_META.columns)
 
 
+@pytest.mark.slow
 def test_stage_on_local_cluster(tmp_path, folder, dask_client):
     from pipelines.images import run_image_features
 

@@ -55,6 +55,7 @@ import math
 import re
 import warnings
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import pandas as pd
@@ -221,6 +222,7 @@ EDITOR_PATTERNS = re.compile(
     re.I)
 
 
+@lru_cache(maxsize=8192)
 def camera_class(make: str | None, model: str | None, software: str | None) -> str:
     """Classify the capture device from EXIF make / model / software.
 
@@ -252,6 +254,7 @@ def camera_class(make: str | None, model: str | None, software: str | None) -> s
     return "unknown"
 
 
+@lru_cache(maxsize=8192)
 def software_is_editor(software: str | None) -> bool | None:
     if not software:
         return None

@@ -267,9 +267,8 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
     sub_img = work.resize((w // 2, h // 2), Image.Resampling.NEAREST) if min(w, h) >= 8 else work
 
     # luma histogram of every second pixel -> brightness, contrast, entropy, clipping
-    sub = np.asarray(sub_img)
-    hist = np.bincount(sub[:, :, 0].ravel(), minlength=256)
-    p = hist / float(hist.sum())
+    hist = np.asarray(sub_img.histogram()[:256], dtype=np.float64)  # Y band of the YCbCr histogram
+    p = hist / hist.sum()
     mean = p @ _LEVELS
     var = max(p @ _LEVELS2 - mean * mean, 0.0)
     nz = p[p > 0]
@@ -280,12 +279,13 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
     out["highlights_clipped"] = float(p[HIGHLIGHT_LEVEL:].sum())
 
     # colourfulness on every second pixel
+    sub = np.asarray(sub_img)
     cb = sub[:, :, 1].astype(np.float32).ravel()
     cr = sub[:, :, 2].astype(np.float32).ravel()
     cb -= 128.0
     cr -= 128.0
     m = cb.size
-    s_b, s_r = float(cb.sum(dtype=np.float64)) / m, float(cr.sum(dtype=np.float64)) / m
+    s_b, s_r = float(cb.sum()) / m, float(cr.sum()) / m  # float32 pairwise sums: ~1e-6 relative
     s_bb, s_rr, s_br = float(np.dot(cb, cb)) / m, float(np.dot(cr, cr)) / m, float(np.dot(cb, cr)) / m
     v_bb, v_rr, c_br = s_bb - s_b * s_b, s_rr - s_r * s_r, s_br - s_b * s_r
     (a1, b1), (a2, b2) = _RG, _YB
@@ -294,24 +294,13 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
     var_yb = max(a2 * a2 * v_bb + b2 * b2 * v_rr + 2 * a2 * b2 * c_br, 0.0)
     out["colourfulness"] = math.sqrt(var_rg + var_yb) + 0.3 * math.sqrt(mean_rg ** 2 + mean_yb ** 2)
 
-    # saturation on every fourth pixel
-    sub4 = sub[::2, ::2] if min(sub.shape[:2]) >= 8 else sub
-    y = sub4[:, :, 0].astype(np.float32)
-    cb4 = sub4[:, :, 1].astype(np.float32)
-    cr4 = sub4[:, :, 2].astype(np.float32)
-    cb4 -= 128.0
-    cr4 -= 128.0
-    r = y + 1.402 * cr4
-    b = y + 1.772 * cb4
-    g = y - 0.344136 * cb4
-    g -= 0.714136 * cr4
+    # saturation on every fourth pixel: HSV (max - min) / max of the RGB values (Pillow's C conversion)
+    rgb4 = np.asarray(work.resize((max(1, w // 4), max(1, h // 4)), Image.Resampling.NEAREST).convert("RGB"))
+    r, g, b = rgb4[:, :, 0], rgb4[:, :, 1], rgb4[:, :, 2]
     mx = np.maximum(np.maximum(r, g), b)
-    mn = np.minimum(np.minimum(r, g), b)
-    np.clip(mx, 0.0, 255.0, out=mx)
-    np.clip(mn, 0.0, 255.0, out=mn)
-    sat = mx - mn
-    np.divide(sat, np.maximum(mx, 1.0), out=sat)
-    out["saturation"] = float(sat.sum(dtype=np.float64)) / sat.size
+    spread = (mx - np.minimum(np.minimum(r, g), b)).astype(np.float32)
+    spread /= np.maximum(mx, 1).astype(np.float32)
+    out["saturation"] = float(spread.sum()) / spread.size
 
     # sharpness and edges on every pixel of the working image (>= 1/2 scale): int16 arithmetic on
     # the flattened luma, neighbours at offsets +-1 and +-w; the two border columns (whose +-1
@@ -330,7 +319,7 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
         rows[:, -1] = 0
         k = (h - 2) * (w - 2)
         lap_f = lap.astype(np.float32)
-        lap_mean = float(lap_f.sum(dtype=np.float64)) / k
+        lap_mean = float(lap_f.sum()) / k
         out["sharpness"] = max(float(np.dot(lap_f, lap_f)) / k - lap_mean * lap_mean, 0.0)
         grad = right - left
         np.abs(grad, out=grad)

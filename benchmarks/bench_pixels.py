@@ -1,0 +1,215 @@
+"""Pixel + EXIF feature extraction vs a bare Pillow DCT-scaled JPEG decode of the same files.
+
+    python -m benchmarks.bench_pixels [--quick] [--n N] [--repeats R]
+
+Generates N q85 4:2:0 640x427 JPEGs with natural-ish content (gradients + noise + shapes + a small
+EXIF block), then measures in one process, interleaving the contenders on every repeat (medians
+reported; the machine is shared, so compare ratios, not absolute figures):
+
+- bare decode: ``Image.open`` + ``draft('RGB', (w // 2, h // 2))`` + ``load`` (the reference; full-size
+  and 1/4-scale decodes are printed for context);
+- features: :func:`imagerank.features.images.analyse_bytes` (one open, EXIF, JPEG quality, the 1/2-scale
+  decode and every pixel feature + pHash);
+- the partition function over a catalog frame reading the files from disk;
+
+then the Dask stage (``pipelines.images.run_image_features``) on a LocalCluster with 1 and 2
+single-threaded workers, and the peak worker RSS of a fresh 1-worker cluster for N and 4N images
+(it must stay flat: images are streamed one at a time). Ends with one JSON line of figures.
+Targets: features >= 0.5x the bare 1/2-scale decode, >= 250 img/s per core.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # one core per measurement
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from imagerank.features.images import ImageLimits, analyse_bytes, image_features  # noqa: E402
+from imagerank.io import write_frame  # noqa: E402
+
+
+def natural_jpeg(rng: np.random.Generator, width: int = 640, height: int = 427) -> bytes:
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    corners = rng.uniform(10, 245, (3, 3))
+    arr = np.stack([c[0] + (c[1] - c[0]) * x / width + (c[2] - c[0]) * y / height for c in corners], -1)
+    arr += rng.normal(0, 6, arr.shape).astype(np.float32)
+    im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    for _ in range(int(rng.integers(5, 15))):
+        x0, y0 = int(rng.integers(-50, width)), int(rng.integers(-50, height))
+        box = [x0, y0, x0 + int(rng.integers(10, 250)), y0 + int(rng.integers(10, 200))]
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        shape = rng.integers(0, 3)
+        if shape == 0:
+            draw.ellipse(box, fill=colour)
+        elif shape == 1:
+            draw.rectangle(box, fill=colour)
+        else:
+            draw.line(box, fill=colour, width=int(rng.integers(1, 8)))
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "Canon EOS 80D"
+    exif.get_ifd(0x8769)[0x9003] = "2019:07:01 12:00:00"
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85, subsampling=2, exif=exif)  # subsampling=2 is 4:2:0
+    return buf.getvalue()
+
+
+def bare_decode(scale: int):
+    def run(data: bytes) -> None:
+        im = Image.open(io.BytesIO(data))
+        if scale > 1:
+            w, h = im.size
+            im.draft("RGB", (w // scale, h // scale))
+        im.load()
+    return run
+
+
+def features(data: bytes) -> None:
+    analyse_bytes(data, '{"date_taken": "2019-07-01 12:00:00"}', ("pixels", "exif"), ImageLimits())
+
+
+def timed(fn, items) -> float:
+    """Images per second of CPU time of this process (robust to other processes on a shared machine)."""
+    start = time.process_time()
+    for item in items:
+        fn(item)
+    return len(items) / max(time.process_time() - start, 1e-9)
+
+
+def in_process(blobs: list[bytes], catalog: pd.DataFrame, folder: Path, repeats: int) -> dict[str, float]:
+    contenders = {
+        "bare decode 1/2 (reference)": lambda: timed(bare_decode(2), blobs),
+        "bare decode full": lambda: timed(bare_decode(1), blobs),
+        "bare decode 1/4": lambda: timed(bare_decode(4), blobs),
+        "features (pixels + exif)": lambda: timed(features, blobs),
+        "partition fn (files -> frame)": lambda: timed(lambda c: image_features(c, str(folder)), [catalog])
+        * len(catalog),
+    }
+    for fn in contenders.values():  # warm up caches, imports, lru tables
+        fn()
+    runs: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            runs[name].append(fn())
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def dask_runs(workdir: Path, folder: Path, n: int, quick: bool) -> dict[str, float]:
+    from distributed import Client, LocalCluster
+
+    from pipelines.images import run_image_features
+
+    def catalog(rows: int) -> pd.DataFrame:
+        return pd.DataFrame({"image_id": [f"id{i:07d}" for i in range(rows)],
+                             "file": [f"{i % n:06d}" for i in range(rows)],
+                             "provider": "bench", "meta_data": ["{}"] * rows})
+
+    out: dict[str, float] = {}
+    template = f"{folder}/{{file}}.jpg"
+    plans = [("1 worker, N", 1, n), ("2 workers, N", 2, n), ("1 worker, 4N", 1, 4 * n)]
+    for label, workers, rows in plans:
+        w = workdir / f"W-{workers}-{rows}"
+        write_frame(catalog(rows), w / "catalog")
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit="2GiB",
+                          dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+            client.run(lambda: __import__("imagerank.features.images"))  # imports outside the timing
+            start = time.perf_counter()
+            counts = run_image_features(client, w, template, rows_per_partition=max(10, rows // 16),
+                                        progress=False)
+            elapsed = time.perf_counter() - start
+            rss = client.run(_peak_rss_mb)
+        assert counts["pixels"]["ok"] == rows, counts
+        out[f"{label}: img/s"] = rows / elapsed
+        out[f"{label}: peak worker RSS MB"] = max(rss.values())
+        shutil.rmtree(w, ignore_errors=True)
+    return out
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke size (60 images, 3 repeats)")
+    parser.add_argument("--n", type=int, default=None, help="number of generated JPEGs (default 400)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per contender (default 5)")
+    parser.add_argument("--no-dask", action="store_true", help="skip the LocalCluster part")
+    args = parser.parse_args(argv)
+    n = args.n or (60 if args.quick else 400)
+    repeats = args.repeats or (3 if args.quick else 5)
+
+    rng = np.random.default_rng(20240611)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_pixels_"))
+    try:
+        folder = tmp / "images"
+        folder.mkdir()
+        blobs = [natural_jpeg(rng) for _ in range(n)]
+        for i, blob in enumerate(blobs):
+            (folder / f"{i:06d}.jpg").write_bytes(blob)
+        catalog = pd.DataFrame({"image_id": [f"{i:06d}" for i in range(n)], "meta_data": ["{}"] * n})
+
+        speeds = in_process(blobs, catalog, folder, repeats)
+        reference = speeds["bare decode 1/2 (reference)"]
+        print(f"\nimagerank pixel+EXIF features, {n} JPEGs 640x427 q85 4:2:0 "
+              f"(mean {np.mean([len(b) for b in blobs]) / 1024:.0f} KiB), median of {repeats}, one core")
+        print(f"{'contender':34s} {'img/s':>9s} {'x ref':>7s}")
+        for name, value in speeds.items():
+            print(f"{name:34s} {value:9.0f} {value / reference:7.2f}")
+        ratio = speeds["features (pixels + exif)"] / reference
+
+        cluster: dict[str, float] = {}
+        if not args.no_dask:
+            cluster = dask_runs(tmp, folder, n, args.quick)
+            print(f"\n{'Dask stage (wall clock, incl. parquet writes)':46s} {'value':>9s}")
+            for name, value in cluster.items():
+                print(f"{name:46s} {value:9.1f}")
+
+        figures = {
+            "benchmark": "bench_pixels", "n_images": n, "repeats": repeats,
+            "bare_decode_half_img_s": round(reference, 1),
+            "bare_decode_full_img_s": round(speeds["bare decode full"], 1),
+            "bare_decode_quarter_img_s": round(speeds["bare decode 1/4"], 1),
+            "features_img_s_per_core": round(speeds["features (pixels + exif)"], 1),
+            "partition_fn_img_s_per_core": round(speeds["partition fn (files -> frame)"], 1),
+            "ratio_features_to_bare_decode": round(ratio, 3),
+            "target_ratio": 0.5, "target_img_s_per_core": 250,
+            "meets_ratio": ratio >= 0.5, "meets_rate": speeds["features (pixels + exif)"] >= 250,
+        }
+        if cluster:
+            one, two = cluster["1 worker, N: img/s"], cluster["2 workers, N: img/s"]
+            figures.update({
+                "dask_1_worker_img_s": round(one, 1), "dask_2_workers_img_s": round(two, 1),
+                "dask_scaling_2_vs_1": round(two / one, 2),
+                "peak_rss_mb_n": round(cluster["1 worker, N: peak worker RSS MB"], 1),
+                "peak_rss_mb_4n": round(cluster["1 worker, 4N: peak worker RSS MB"], 1),
+                "rss_ratio_4n_vs_n": round(cluster["1 worker, 4N: peak worker RSS MB"]
+                                           / cluster["1 worker, N: peak worker RSS MB"], 2),
+            })
+        print(f"\nfeatures / bare 1/2 decode = {ratio:.2f} (target >= 0.5); "
+              f"{speeds['features (pixels + exif)']:.0f} img/s per core (target >= 250)")
+        print(json.dumps(figures))
+        return figures
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
