@@ -18,12 +18,13 @@ from typing import Any, Iterable
 
 import dask
 import dask.dataframe as dd
+import pandas as pd
 
 from imagerank.features.images import (EXIF_COLUMNS, FAMILIES, IMAGE_FEATURES_META, PIXELS_COLUMNS,
                                        ImageLimits, ImageSource, image_features)
 from imagerank.features.exif import EXIF_SCHEMA
 from imagerank.features.pixels import PIXELS_SCHEMA
-from imagerank.io import atomic_path, write_ddf
+from imagerank.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def run_image_features(client, workdir: str | Path, images: str, families: Itera
     if "meta_data" not in catalog.columns:
         catalog = catalog.assign(meta_data=None)
     if rows_per_partition:
-        n_rows = int(catalog.map_partitions(len).sum().compute())
+        n_rows = _row_count(catalog_path)
         npartitions = max(1, math.ceil(n_rows / rows_per_partition))
         if npartitions != catalog.npartitions:
             catalog = catalog.repartition(npartitions=npartitions)
@@ -70,48 +71,56 @@ def run_image_features(client, workdir: str | Path, images: str, families: Itera
     features = catalog.map_partitions(image_features, source, families, limit,
                                       meta=IMAGE_FEATURES_META, align_dataframes=False)
     targets = {family: workdir / "features" / family for family in families}
-    if len(families) == 1:
-        family = families[0]
-        part = features[COLUMNS[family]]
-        if progress and client is not None:
-            _write_with_progress(client, {family: part}, targets)
-        else:
-            write_ddf(part, targets[family], schema=SCHEMAS[family])
-    else:
-        _write_with_progress(client, {f: features[COLUMNS[f]] for f in families}, targets,
+    errors = features[[f"{f}_error" for f in families]].map_partitions(
+        _error_counts, families, meta=ERROR_COUNTS_META)
+    totals = _write_together(client, {f: features[COLUMNS[f]] for f in families}, targets, errors,
                              show=progress)
-    return _counts(targets)
+    counts: dict[str, Any] = {}
+    for family in families:
+        by_code = totals[totals["family"] == family].groupby("code")["n"].sum()
+        counts[family] = {"rows": int(by_code.sum()), "ok": int(by_code.get("ok", 0)),
+                          "errors": {str(k): int(v) for k, v in by_code.items() if k != "ok"},
+                          "path": str(targets[family])}
+    return counts
 
 
-def _write_with_progress(client, frames: dict[str, dd.DataFrame], targets: dict[str, Path],
-                         show: bool = True) -> None:
-    """Write several frames that share one graph in a single compute, each atomically."""
+ERROR_COUNTS_META = pd.DataFrame({"family": pd.Series(dtype="string"), "code": pd.Series(dtype="string"),
+                                  "n": pd.Series(dtype="int64")})
+
+
+def _error_counts(errors: pd.DataFrame, families: tuple[str, ...]) -> pd.DataFrame:
+    """Rows per (family, error code) of one partition; ``ok`` for rows without an error."""
+    parts = []
+    for family in families:
+        codes = errors[f"{family}_error"].astype("string").fillna("ok").value_counts()
+        parts.append(pd.DataFrame({"family": family, "code": codes.index.astype(str), "n": codes.to_numpy()}))
+    return pd.concat(parts, ignore_index=True).astype(ERROR_COUNTS_META.dtypes.to_dict())
+
+
+def _row_count(path: Path) -> int:
+    """Rows of a Parquet dataset from its footers (no data read)."""
+    import pyarrow.dataset as ds
+
+    return int(ds.dataset(str(path), format="parquet").count_rows())
+
+
+def _write_together(client, frames: dict[str, dd.DataFrame], targets: dict[str, Path],
+                    errors: dd.DataFrame, show: bool = True) -> pd.DataFrame:
+    """Write frames that share one graph and compute their error counts in a single pass over the
+    images; each dataset goes to a temporary sibling renamed into place only when all succeeded."""
     with ExitStack() as stack:
         tmp = {f: stack.enter_context(atomic_path(targets[f])) for f in frames}
         writes = [frames[f].to_parquet(str(tmp[f]), write_index=False, schema=SCHEMAS[f], compute=False)
                   for f in frames]
         if client is None:
-            dask.compute(*writes)
-            return
-        futures = client.compute(writes)
+            *_, totals = dask.compute(*writes, errors)
+            return totals
+        futures = client.compute([*writes, errors])
         if show:
             from distributed import progress
 
             progress(futures)
-        client.gather(futures)
-
-
-def _counts(targets: dict[str, Path]) -> dict[str, Any]:
-    """Rows and error codes per family, read back from the written datasets (error column only)."""
-    counts: dict[str, Any] = {}
-    for family, path in targets.items():
-        errors = dd.read_parquet(str(path), columns=[f"{family}_error"])[f"{family}_error"]
-        by_code = errors.fillna("ok").value_counts().compute()
-        total = int(by_code.sum())
-        counts[family] = {"rows": total, "ok": int(by_code.get("ok", 0)),
-                          "errors": {str(k): int(v) for k, v in by_code.items() if k != "ok"},
-                          "path": str(path)}
-    return counts
+        return client.gather(futures)[-1]
 
 
 def template_fields(template: str) -> list[str]:
