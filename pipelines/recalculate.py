@@ -14,8 +14,11 @@ from pathlib import Path
 import dask.dataframe as dd
 import pandas as pd
 
+from imagerank import __version__
+from imagerank.catalog.ingest import expand_catalog_paths
 from imagerank.cluster import dask_client
 from imagerank.io import write_json
+from imagerank.runs import RunState, file_fingerprint, last_finished_run, package_versions, run_key, workdir_lock
 from imagerank.popularity import StandardizationConfig
 from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
 from pipelines.graph import run_graph, run_link_features, run_visual_features
@@ -39,60 +42,98 @@ class RecalculateOptions:
     scheduler: str | None = None
     feature_repo: Path | None = None
     materialize: bool = True
+    force: bool = False  # recalculate even when inputs and parameters are unchanged since the last run
     standardization: StandardizationConfig = field(default_factory=StandardizationConfig)
 
 
-class StageClock:
-    """Prints each stage as it starts and ends, and keeps the timings for the manifest."""
+class Stages:
+    """Runs the stages of one run in order: prints them, times them, and skips those a resumed run finished."""
 
-    def __init__(self, quiet: bool = False):
-        self.timings: dict[str, float] = {}
+    def __init__(self, state: RunState, quiet: bool = False):
+        self.state = state
         self.quiet = quiet
+        self.timings: dict[str, float] = dict(state.stages.get("_timings", {}))
 
     def __call__(self, name: str, fn, *args, **kwargs):
-        if not self.quiet:
-            print(f"[imagerank] {name} ...", file=sys.stderr, flush=True)
+        if self.state.done(name):
+            self._say(f"{name}: finished before the interruption, kept")
+            return self.state.stages[name]
+        self._say(f"{name} ...")
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         self.timings[name] = round(time.perf_counter() - start, 3)
-        if not self.quiet:
-            print(f"[imagerank] {name} done in {self.timings[name]:.1f} s", file=sys.stderr, flush=True)
+        self.state.stages["_timings"] = self.timings
+        self.state.record(name, result)
+        self._say(f"{name} done in {self.timings[name]:.1f} s")
         return result
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[imagerank] {text}", file=sys.stderr, flush=True)
+
+
+def run_inputs(options: RecalculateOptions) -> dict:
+    """Fingerprints of everything a run reads (image bytes are named by their template, not hashed)."""
+    files = expand_catalog_paths([str(c) for c in options.catalog])
+    return {"catalog": [file_fingerprint(f) for f in files], "crawl": [file_fingerprint(f) for f in options.crawl],
+            "ranks": [file_fingerprint(f) for f in options.ranks], "images": options.images}
+
+
+def run_parameters(options: RecalculateOptions) -> dict:
+    return {"standardization": options.standardization.to_dict(), "imagerank": __version__}
 
 
 def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
+    """Run (or resume) the whole process on a work directory; returns the run manifest."""
     workdir = Path(options.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    now = pd.Timestamp.now(tz="UTC").floor("s")
-    run_id = now.strftime("%Y%m%dT%H%M%SZ")
-    clock = StageClock(quiet)
-    manifest: dict = {"run_id": run_id, "event_timestamp": now.isoformat(), "workdir": str(workdir.resolve()),
-                      "inputs": {"catalog": options.catalog, "images": options.images, "crawl": options.crawl,
-                                 "ranks": options.ranks}}
+    with workdir_lock(workdir):
+        inputs, parameters = run_inputs(options), run_parameters(options)
+        key = run_key(inputs, parameters)
+        last = last_finished_run(workdir)
+        if last and last.get("key") == key and not options.force and (workdir / "scores").is_dir():
+            if not quiet:
+                print(f"[imagerank] inputs and parameters unchanged since run {last['run_id']}: nothing to do "
+                      "(--force recalculates anyway)", file=sys.stderr)
+            return {**last, "unchanged": True}
+        now = pd.Timestamp.now(tz="UTC").floor("s")
+        state = RunState.start(workdir, now.strftime("%Y%m%dT%H%M%SZ"), now.isoformat(), key)
+        if state.resumed and not quiet:
+            print(f"[imagerank] resuming run {state.run_id} after its interruption", file=sys.stderr)
+        manifest = _run_stages(options, workdir, state, pd.Timestamp(state.event_timestamp), quiet)
+        manifest.update(key=key, inputs=inputs, parameters=parameters, packages=package_versions(),
+                        resumed=state.resumed)
+        write_json(manifest, workdir / "runs" / f"{state.run_id}.json")
+        state.finish()
+        return manifest
+
+
+def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now: pd.Timestamp, quiet: bool) -> dict:
+    run_id = state.run_id
+    stage = Stages(state, quiet)
+    manifest: dict = {"run_id": run_id, "event_timestamp": now.isoformat(), "workdir": str(workdir.resolve())}
     with dask_client(options.scheduler) as client:
-        manifest["ingest"] = clock("ingest", run_ingest, client, options.catalog, workdir)
-        manifest["features"] = {"metadata_rows": clock("features: metadata", run_metadata_features, client, workdir, now)}
-        manifest["popularity"] = clock("features: popularity", run_popularity_labels, client, workdir,
+        manifest["ingest"] = stage("ingest", run_ingest, client, options.catalog, workdir)
+        manifest["features"] = {"metadata_rows": stage("features: metadata", run_metadata_features, client, workdir, now)}
+        manifest["popularity"] = stage("features: popularity", run_popularity_labels, client, workdir,
                                        options.standardization, now)
         if options.images:
             from pipelines.images import run_image_features
 
-            manifest["images"] = clock("features: pixels + exif", run_image_features, client, workdir,
+            manifest["images"] = stage("features: pixels + exif", run_image_features, client, workdir,
                                        options.images, event_timestamp=now)
-            manifest["visual"] = clock("features: visual duplicates", run_visual_features, client, workdir,
+            manifest["visual"] = stage("features: visual duplicates", run_visual_features, client, workdir,
                                        event_timestamp=now)
         if options.crawl:
-            manifest["graph"] = clock("graph: extract + PageRank", run_graph, client, workdir, options.crawl)
-            manifest["links"] = clock("features: links", run_link_features, client, workdir, event_timestamp=now)
-        manifest["domains"] = clock("features: domains", run_domain_features, client, workdir, options.ranks, now)
-        manifest["models"] = clock("train", run_train, client, workdir, run_id)
-        manifest["scores"] = clock("score", run_score, client, workdir, run_id, now)
-        manifest["reconciliation"] = reconcile(workdir, manifest["ingest"])
+            manifest["graph"] = stage("graph: extract + PageRank", run_graph, client, workdir, options.crawl)
+            manifest["links"] = stage("features: links", run_link_features, client, workdir, event_timestamp=now)
+        manifest["domains"] = stage("features: domains", run_domain_features, client, workdir, options.ranks, now)
+        manifest["models"] = stage("train", run_train, client, workdir, run_id)
+        manifest["scores"] = stage("score", run_score, client, workdir, run_id, now)
+        manifest["reconciliation"] = stage("reconcile", reconcile, workdir, manifest["ingest"])
     if options.materialize:
-        manifest["feast"] = clock("feast: apply + materialize", apply_and_materialize,
+        manifest["feast"] = stage("feast: apply + materialize", apply_and_materialize,
                                   options.feature_repo or default_feature_repo(), workdir, now.to_pydatetime())
-    manifest["timings_s"] = clock.timings
-    write_json(manifest, workdir / "runs" / f"{run_id}.json")
+    manifest["timings_s"] = stage.timings
     return manifest
 
 

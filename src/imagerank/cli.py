@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--percentile", type=float, default=0.85,
                    help="percentile r of the popularity standardization (Openverse uses 0.85)")
     p.add_argument("--no-materialize", action="store_true", help="stop after writing W/scores/")
+    p.add_argument("--force", action="store_true",
+                   help="recalculate even if inputs and parameters are unchanged since the last finished run")
     _scheduler(p)
     _feature_repo(p)
 
@@ -104,12 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list past runs of a work directory")
     _workdir(p)
 
-    p = sub.add_parser("report", help="summarize the latest run: reconciliation, metrics, score distributions")
+    p = sub.add_parser("report", help="write the latest run's HTML report to W/report/index.html",
+                       description="Write one self-contained HTML file (plots, model evaluation, coverage, rejects, "
+                                   "timings, top and bottom images) for the newest run of the work directory and "
+                                   "print its path. Open it in any browser; it needs no network.")
     _workdir(p)
+    p.add_argument("--output", "-o", type=Path, default=None,
+                   help="write the HTML here instead of W/report/index.html")
+    p.add_argument("--text", action="store_true", help="print a plain-text summary instead of writing HTML")
+    p.add_argument("--no-thumbnails", action="store_true", help="do not embed image thumbnails")
+    p.add_argument("--importance-rows", type=int, default=400, metavar="N",
+                   help="labelled rows sampled for permutation importance (default 400)")
+    p.add_argument("--oof-rows", type=int, default=1000, metavar="N",
+                   help="labelled rows sampled for the out-of-fold scatter; 0 skips the refits (default 1000)")
+    p.add_argument("--check", action="store_true",
+                   help="also open the report in headless chromium: fail on console errors or network requests, "
+                        "save screenshots next to the report")
 
-    p = sub.add_parser("explain", help="why one image has the scores it has")
+    p = sub.add_parser("explain", help="why one image has the scores it has",
+                       description="An image's popularity and authority, their sources (observed / predicted / "
+                                   "links / domain_rank / prior), the features that moved its predictions most, its "
+                                   "domain's rank, its link evidence and its near-duplicate copies.")
     p.add_argument("image_id", metavar="ID")
     _workdir(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="features to show per model (default 10)")
+    p.add_argument("--no-contributions", action="store_true",
+                   help="skip the per-feature contributions (no model is loaded)")
 
     p = sub.add_parser("demo", help="generate the embedded sample catalog, recalculate it, and show lookups")
     _workdir(p)
@@ -145,10 +168,11 @@ def cmd_recalculate(args) -> int:
 
     options = RecalculateOptions(catalog=args.catalog, workdir=args.workdir, images=args.images, crawl=args.crawl,
                                  ranks=args.ranks, scheduler=args.scheduler, feature_repo=args.feature_repo,
-                                 materialize=not args.no_materialize,
+                                 materialize=not args.no_materialize, force=args.force,
                                  standardization=StandardizationConfig(percentile=args.percentile))
     manifest = recalculate(options)
-    print(json.dumps({"run_id": manifest["run_id"], "reconciliation": manifest["reconciliation"],
+    print(json.dumps({"run_id": manifest["run_id"], "unchanged": manifest.get("unchanged", False),
+                      "resumed": manifest.get("resumed", False), "reconciliation": manifest["reconciliation"],
                       "timings_s": manifest["timings_s"]}, indent=2))
     return 0
 
@@ -276,16 +300,31 @@ def cmd_runs(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from imagerank.report import text_report
+    from imagerank import report
 
-    print(text_report(args.workdir))
+    if args.text:
+        print(report.text_report(args.workdir))
+        return 0
+    path = report.write_report(args.workdir, args.output, importance_rows=args.importance_rows,
+                               oof_rows=args.oof_rows, thumbnails=not args.no_thumbnails, quiet=False)
+    print(path)
+    if args.check:
+        from imagerank.reporting.browser import check_page
+
+        check = check_page(path, path.parent)
+        print(json.dumps({"facts": check.facts, "console_errors": check.console_errors,
+                          "network_requests": check.network_requests,
+                          "screenshots": {k: str(v) for k, v in check.screenshots.items()}}, indent=2))
+        if check.console_errors or check.network_requests:
+            raise RuntimeError("the report has console errors or loads network resources (see above)")
     return 0
 
 
 def cmd_explain(args) -> int:
-    from imagerank.report import explain
+    from imagerank import report
 
-    print(json.dumps(explain(args.workdir, args.image_id), indent=2, default=str))
+    result = report.explain(args.workdir, args.image_id, contributions=not args.no_contributions, top=args.top)
+    print(report.to_json(result) if args.json else report.format_text(result))
     return 0
 
 

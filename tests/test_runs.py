@@ -1,0 +1,121 @@
+"""The process a data engineer leaves running: one run per work directory, resumable, change-aware."""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from imagerank.demo import generate
+from imagerank.runs import RunState, WorkdirBusy, file_fingerprint, workdir_lock
+from pipelines.recalculate import RecalculateOptions, recalculate
+
+
+def test_a_second_run_on_the_same_workdir_is_refused(tmp_path):
+    with workdir_lock(tmp_path):
+        with pytest.raises(WorkdirBusy, match="in use by another recalculation"):
+            with workdir_lock(tmp_path):
+                pass
+    with workdir_lock(tmp_path):  # released on exit
+        pass
+
+
+def _hold_lock(path, ready):
+    with workdir_lock(Path(path)):
+        ready.set()
+        time.sleep(60)
+
+
+def test_the_lock_of_a_killed_run_is_released(tmp_path):
+    ready = multiprocessing.get_context("spawn").Event()
+    holder = multiprocessing.get_context("spawn").Process(target=_hold_lock, args=(str(tmp_path), ready))
+    holder.start()
+    assert ready.wait(60)
+    with pytest.raises(WorkdirBusy, match=f"pid {holder.pid}"):
+        with workdir_lock(tmp_path):
+            pass
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join()
+    with workdir_lock(tmp_path):
+        pass
+
+
+def test_fingerprints_see_content_changes(tmp_path):
+    path = tmp_path / "catalog.csv"
+    path.write_text("a,b\n1,2\n")
+    first = file_fingerprint(path)
+    path.write_text("a,b\n1,3\n")
+    os.utime(path, ns=(first["mtime_ns"], first["mtime_ns"]))  # same size and mtime, other bytes
+    assert file_fingerprint(path)["sha256_edges"] != first["sha256_edges"]
+
+
+def test_run_state_resumes_only_the_same_run(tmp_path):
+    state = RunState.start(tmp_path, "r1", "2026-01-01T00:00:00+00:00", "key-a")
+    state.record("ingest", {"rows": 3})
+    again = RunState.start(tmp_path, "r2", "2026-01-02T00:00:00+00:00", "key-a")
+    assert again.resumed and again.run_id == "r1" and again.done("ingest")
+    other = RunState.start(tmp_path, "r3", "2026-01-03T00:00:00+00:00", "key-b")
+    assert not other.resumed and other.run_id == "r3" and not other.done("ingest")
+
+
+@pytest.fixture(scope="module")
+def demo_inputs(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("demo-input"), rows=150, images=False)
+
+
+def _options(inputs, workdir, scheduler, **extra):
+    return RecalculateOptions(catalog=inputs["catalog"], workdir=workdir, ranks=inputs["ranks"], materialize=False,
+                              scheduler=scheduler, **extra)
+
+
+def _scores(workdir):
+    return pd.read_parquet(Path(workdir) / "scores").sort_values("image_id").reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_unchanged_inputs_do_next_to_nothing(demo_inputs, tmp_path, dask_client):
+    address = dask_client.scheduler.address
+    first = recalculate(_options(demo_inputs, tmp_path, address), quiet=True)
+    started = time.perf_counter()
+    second = recalculate(_options(demo_inputs, tmp_path, address), quiet=True)
+    assert second["unchanged"] and second["run_id"] == first["run_id"]
+    assert time.perf_counter() - started < sum(first["timings_s"].values())
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 1
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+import pipelines.recalculate as r
+from pipelines.recalculate import RecalculateOptions, recalculate
+original = r.run_score
+def run_score_then_die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # the driver dies in the middle of the run
+r.run_score = run_score_then_die
+recalculate(RecalculateOptions(catalog=sys.argv[1].split(','), ranks=[sys.argv[2]], workdir=sys.argv[3],
+                               materialize=False, scheduler=sys.argv[4]), quiet=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_result(demo_inputs, tmp_path, dask_client):
+    address = dask_client.scheduler.address
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, ",".join(demo_inputs["catalog"]), demo_inputs["ranks"][0],
+                             str(tmp_path / "w"), address], capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    state = json.loads((tmp_path / "w" / "runs" / "in-progress.json").read_text())
+    assert "train" in state["stages"] and "score" not in state["stages"]
+    assert not (tmp_path / "w" / "scores").exists()
+
+    resumed = recalculate(_options(demo_inputs, tmp_path / "w", address), quiet=True)
+    assert resumed["resumed"] and resumed["run_id"] == state["run_id"]
+    assert not (tmp_path / "w" / "runs" / "in-progress.json").exists()
+
+    uninterrupted = recalculate(_options(demo_inputs, tmp_path / "u", address), quiet=True)
+    pd.testing.assert_frame_equal(_scores(tmp_path / "w").drop(columns=["model_version", "event_timestamp"]),
+                                  _scores(tmp_path / "u").drop(columns=["model_version", "event_timestamp"]))
