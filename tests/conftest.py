@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def shared_fixture(relative: str) -> Path:
-    """Path of a file in ../shared/fixtures; skip when absent locally, fail under CI."""
-    path = SHARED_FIXTURES / relative
-    if not path.exists():
-        if IN_CI:
-            pytest.fail(f"fixture {path} is missing (CI must have ../shared/fixtures)")
-        pytest.skip(f"fixture {path} not present (../shared/fixtures absent)")
-    return path
+from imagerank.testing import IN_CI, SHARED_FIXTURES, shared_fixture  # noqa: F401 (re-exported)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared_fixture
+from imagerank.testing import shared_fixture
 from imagerank.store.feast_repo import default_feature_repo, lookup
 from pipelines.recalculate import RecalculateOptions, recalculate
 

@@ -9,7 +9,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_fixture
+from imagerank.testing import shared_fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared_fixture
+from imagerank.testing import shared_fixture
 from imagerank.features import links as L
 from imagerank.graph.build import pages_frame
 from imagerank.graph.synthetic import demo_pages, write_demo_warc

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-from conftest import shared_fixture
+from imagerank.testing import shared_fixture
 from imagerank.graph import warc as W
 from imagerank.urls import normalize_url
 
