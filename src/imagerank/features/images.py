@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 import pandas as pd
+import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
 from imagerank.features import exif as exif_mod
@@ -382,28 +383,27 @@ def _rows(records: list[dict], source: ImageSource, families: tuple[str, ...],
     return pix_rows, exif_rows
 
 
+_ARROW_TO_PANDAS = {pa.string(): pd.StringDtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+                    pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+_ROW_SCHEMA = pa.schema([pa.field("image_id", pa.string()),
+                         *(PIXELS_SCHEMA.field(c) for c in PIXEL_FEATURE_NAMES + ["pixels_error", "pixels_error_message"]),
+                         *(EXIF_SCHEMA.field(c) for c in EXIF_FEATURE_NAMES + ["exif_error", "exif_error_message"]),
+                         PIXELS_SCHEMA.field("event_timestamp")])
+
+
 def _frame(catalog: pd.DataFrame, pix_rows: list[dict], exif_rows: list[dict]) -> pd.DataFrame:
+    """Rows -> the typed frame of :data:`IMAGE_FEATURES_META` (one pyarrow conversion, no per-cell pandas)."""
     n = len(pix_rows)
-    columns: dict[str, Any] = {"image_id": catalog["image_id"].astype("string").to_numpy() if n else []}
+    ids = pa.array(catalog["image_id"].astype(str).tolist() if n else [], type=pa.string())
+    columns: list = [ids]
     for name in PIXEL_FEATURE_NAMES + ["pixels_error", "pixels_error_message"]:
-        columns[name] = [r[name] for r in pix_rows]
+        columns.append(pa.array([r[name] for r in pix_rows], type=_ROW_SCHEMA.field(name).type))
     for name in EXIF_FEATURE_NAMES + ["exif_error", "exif_error_message"]:
-        columns[name] = [r[name] for r in exif_rows]
-    frame = pd.DataFrame(columns, index=range(n))
-    out = {}
-    for name, dtype in IMAGE_FEATURES_DTYPES.items():
-        if name == "event_timestamp":
-            continue
-        col = frame[name]
-        if dtype.startswith("datetime64"):
-            out[name] = pd.to_datetime(col, errors="coerce").astype(dtype)
-        elif dtype in ("float32", "float64"):
-            out[name] = pd.to_numeric(col, errors="coerce").astype(dtype)
-        else:
-            out[name] = col.astype(dtype)
-    result = pd.DataFrame(out, index=range(n))
-    result["event_timestamp"] = pd.Series(pd.Timestamp.now(tz="UTC"), index=result.index,
-                                          dtype="datetime64[ns, UTC]")
+        columns.append(pa.array([r[name] for r in exif_rows], type=_ROW_SCHEMA.field(name).type))
+    now = pd.Timestamp.now(tz="UTC")
+    columns.append(pa.array([now] * n, type=_ROW_SCHEMA.field("event_timestamp").type))
+    table = pa.Table.from_arrays(columns, schema=_ROW_SCHEMA)
+    result = table.to_pandas(types_mapper=_ARROW_TO_PANDAS.get)
     result.index = catalog.index
     return result
 
