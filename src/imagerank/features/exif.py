@@ -107,6 +107,8 @@ SENSITIVITY_ISO, DATETIME_ORIGINAL, OFFSET_TIME_ORIGINAL = 0x8833, 0x9003, 0x901
 LENS_MAKE, LENS_MODEL = 0xA433, 0xA434
 GPS_LAT_REF, GPS_LAT, GPS_LON_REF, GPS_LON = 1, 2, 3, 4
 
+_IFD0_WANTED = (MAKE, MODEL, ORIENTATION, SOFTWARE, FOCAL_LENGTH, F_NUMBER, EXPOSURE_TIME, ISO_SPEED,
+                SENSITIVITY_ISO, FLASH, DATETIME_ORIGINAL, OFFSET_TIME_ORIGINAL, LENS_MAKE, LENS_MODEL)
 MAX_TEXT = 200  # longest string kept from a tag
 
 
@@ -122,7 +124,9 @@ def _text(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.split("\x00", 1)[0]  # C string: the text ends at the first NUL
-    value = "".join(ch for ch in value if ch.isprintable())[:MAX_TEXT].strip()
+    if not value.isprintable():
+        value = "".join(ch for ch in value if ch.isprintable())
+    value = value[:MAX_TEXT].strip()
     return value or None
 
 
@@ -291,22 +295,28 @@ def read_exif(im) -> tuple[dict[str, Any], str | None, str | None]:
             exif = im.getexif()
         except Exception as exc:  # noqa: BLE001 - corrupt EXIF may raise anything
             return out, "exif_malformed", f"getexif: {type(exc).__name__}: {exc}"[:500]
+        try:
+            keys = set(exif)
+        except Exception as exc:  # noqa: BLE001
+            return out, "exif_malformed", f"IFD0: {type(exc).__name__}: {exc}"[:500]
         sub: dict[int, dict] = {}
         for ifd in (EXIF_IFD, GPS_IFD):
             try:
-                sub[ifd] = dict(exif.get_ifd(ifd)) if ifd in exif else {}
+                sub[ifd] = dict(exif.get_ifd(ifd)) if ifd in keys else {}
             except Exception as exc:  # noqa: BLE001
                 sub[ifd] = {}
                 problems.append(f"IFD {ifd:#06x}: {type(exc).__name__}: {exc}")
         try:
-            ifd0 = dict(exif)
+            ifd0 = {tag: exif[tag] for tag in _IFD0_WANTED if tag in keys}
+            n_ifd0 = len(keys)
         except Exception as exc:  # noqa: BLE001
-            ifd0 = {}
+            ifd0, n_ifd0 = {}, 0
             problems.append(f"IFD0: {type(exc).__name__}: {exc}")
     exif_ifd, gps = sub[EXIF_IFD], sub[GPS_IFD]
     # an Exif IFD pointer alone does not count as EXIF, nor does orientation lifted from XMP
-    real_tags = [t for t in ifd0 if t not in (EXIF_IFD, GPS_IFD)] + list(exif_ifd) + list(gps)
-    out["has_exif"] = bool(real_tags) and bool(im.info.get("exif") or hasattr(im, "tag_v2")
+    n_pointers = (EXIF_IFD in keys) + (GPS_IFD in keys)
+    real_tags = n_ifd0 - n_pointers + len(exif_ifd) + len(gps)
+    out["has_exif"] = real_tags > 0 and bool(im.info.get("exif") or hasattr(im, "tag_v2")
                                                or "Raw profile type exif" in im.info)
 
     def tag(name: int) -> Any:  # Exif-IFD tags sometimes sit in IFD0
@@ -345,6 +355,7 @@ _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y
                  "%Y:%m:%d %H:%M:%S", "%A, %d %B, %Y", "%d %B %Y, %H:%M:%S", "%d %B %Y, %H:%M",
                  "%d %B %Y", "%B %d, %Y", "%B %Y", "%Y")
 _ISO_IN_TEXT = re.compile(r"\+?(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):(\d{2}))?")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?$")
 _YEAR = re.compile(r"(?<!\d)(1[6-9]\d\d|20\d\d|21\d\d)(?!\d)")
 
 
@@ -359,7 +370,15 @@ def parse_catalog_date(value: Any) -> datetime | None:
     text = _text(value)
     if not text:
         return None
-    plain = _TAG.sub(" ", text).strip()
+    fast = _ISO_DATE.match(text)
+    if fast:
+        try:
+            moment = datetime(*(int(g) for g in fast.groups() if g is not None))
+        except ValueError:
+            moment = None
+        if moment is not None:
+            return moment if 1800 <= moment.year <= 2200 else None
+    plain = _TAG.sub(" ", text).strip() if "<" in text else text
     for candidate in (plain, plain.split(" <")[0]):
         for fmt in _DATE_FORMATS:
             try:

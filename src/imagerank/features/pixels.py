@@ -45,13 +45,14 @@ event_timestamp        ts[UTC]  when the features were computed (Feast event tim
 =====================  =======  =============================================================================
 
 ``phash`` is the imagehash ``phash`` algorithm (hash_size 8, highfreq_factor 4): luma resized to 32x32
-(Lanczos), 2-D DCT-II, the top-left 8x8 coefficients compared with their median; bit ``i`` (row-major
+(box filter), 2-D DCT-II, the top-left 8x8 coefficients compared with their median; bit ``i`` (row-major
 over the 8x8 block) is bit ``63 - i`` of the unsigned 64-bit value, i.e. ``format(phash & (2**64 - 1),
 '016x')`` is imagehash's hex string, and the unsigned value is reinterpreted as two's-complement signed
 int64 for storage (``np.int64`` / Parquet INT64). Near-duplicates: Hamming distance
-``bin((a ^ b) & (2**64 - 1)).count('1')``, typically <= 10 for resized / recompressed copies. The
-hash is taken from the DCT-scaled working image, so it can differ by a few bits from imagehash run on
-the full-size decode.
+``bin((a ^ b) & (2**64 - 1)).count('1')`` (:func:`hamming`): 0-2 bits for resized / recompressed
+copies of the test images, 20+ for different images; use <= 8-10 as "near duplicate". The 32x32 grey
+image is a box average of the 1/4-scale luma (the working image sub-sampled 2x), so the hash can differ
+by a few bits from imagehash run on the full-size decode; compare hashes made by this module only.
 """
 
 from __future__ import annotations
@@ -332,5 +333,5 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
         out["edge_density"] = np.count_nonzero(grad > EDGE_THRESHOLD) / k
     else:
         out["sharpness"], out["edge_density"] = 0.0, 0.0
-    out["phash"] = phash(luma)
+    out["phash"] = phash(sub[:, :, 0])  # 32x32 box bins of the 1/4-scale luma: >= 2.5 pixels per bin
     return out
