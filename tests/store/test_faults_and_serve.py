@@ -56,7 +56,7 @@ def test_feast_serve_http_lookup(tmp_path, dask_client):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
                 urllib.request.urlopen(base + "/health", timeout=2)
