@@ -30,7 +30,8 @@ contrast               float32  RMS contrast: standard deviation of luma / 255
 colourfulness          float32  Hasler & Suesstrunk (2003) M: sqrt(sd(rg)^2 + sd(yb)^2) + 0.3 sqrt(mean(rg)^2
                                 + mean(yb)^2), rg = R - G, yb = (R + G) / 2 - B, on the 0..255 scale
                                 (0 for a grey image, ~15 "slightly", ~33 "moderately", > 59 "extremely")
-saturation             float32  mean HSV saturation (max - min) / max of R, G, B, in [0, 1]
+saturation             float32  mean HSV saturation (max - min) / max of R, G, B (from YCbCr, gamut-clipped
+                                max), in [0, 1]
 entropy                float32  Shannon entropy of the 256-bin luma histogram, bits (0..8)
 highlights_clipped     float32  fraction of pixels with luma >= 250
 shadows_clipped        float32  fraction of pixels with luma <= 5
@@ -255,21 +256,20 @@ _YB = (-0.344136 / 2 - 1.772, (1.402 - 0.714136) / 2)  # yb = -1.944068 Cb' + 0.
 def pixel_stats(work: Image.Image) -> dict[str, Any]:
     """All pixel statistics of a YCbCr working image (see the module docstring for definitions).
 
-    Sharpness, edges and the pHash use every pixel of the working image's luma; the global luma and
-    colour statistics use every second pixel in each direction (``NEAREST`` sub-sampling: global means
-    and variances; with 4:2:0 JPEGs that is the native chroma resolution anyway). Colourfulness comes
-    from the Cb/Cr planes through the exact linear JFIF relation above (no RGB gamut clipping);
-    saturation is HSV's (max - min) / max of the RGB values, on every fourth pixel.
+    Sharpness and edges use every pixel of the working image's luma; the global luma and colour
+    statistics and the pHash use every second pixel in each direction (strided views: global means and
+    variances; with 4:2:0 JPEGs that is the native chroma resolution anyway), saturation every fourth.
+    Colourfulness comes from the Cb/Cr moments through the exact linear JFIF relation above (no RGB
+    gamut clipping).
     """
     w, h = work.size
     out: dict[str, Any] = {"decoded_width": w, "decoded_height": h}
-    luma_img = work.getchannel(0)
-    luma = np.asarray(luma_img)
-    sub_img = work.resize((w // 2, h // 2), Image.Resampling.NEAREST) if min(w, h) >= 8 else work
+    ycc = np.asarray(work)  # (h, w, 3) uint8: Y, Cb, Cr
+    sub = ycc[::2, ::2] if min(w, h) >= 8 else ycc  # every second pixel (a view)
 
     # luma histogram of every second pixel -> brightness, contrast, entropy, clipping
-    hist = np.asarray(sub_img.histogram()[:256], dtype=np.float64)  # Y band of the YCbCr histogram
-    p = hist / hist.sum()
+    hist = np.bincount(sub[:, :, 0].ravel(), minlength=256)
+    p = hist / float(hist.sum())
     mean = p @ _LEVELS
     var = max(p @ _LEVELS2 - mean * mean, 0.0)
     nz = p[p > 0]
@@ -279,8 +279,7 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
     out["shadows_clipped"] = float(p[: SHADOW_LEVEL + 1].sum())
     out["highlights_clipped"] = float(p[HIGHLIGHT_LEVEL:].sum())
 
-    # colourfulness on every second pixel
-    sub = np.asarray(sub_img)
+    # colourfulness on every second pixel, from the Cb/Cr moments
     cb = sub[:, :, 1].astype(np.float32).ravel()
     cr = sub[:, :, 2].astype(np.float32).ravel()
     cb -= 128.0
@@ -295,19 +294,30 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
     var_yb = max(a2 * a2 * v_bb + b2 * b2 * v_rr + 2 * a2 * b2 * c_br, 0.0)
     out["colourfulness"] = math.sqrt(var_rg + var_yb) + 0.3 * math.sqrt(mean_rg ** 2 + mean_yb ** 2)
 
-    # saturation on every fourth pixel: HSV (max - min) / max of the RGB values (Pillow's C conversion)
-    rgb4 = np.asarray(work.resize((max(1, w // 4), max(1, h // 4)), Image.Resampling.NEAREST).convert("RGB"))
-    r, g, b = rgb4[:, :, 0], rgb4[:, :, 1], rgb4[:, :, 2]
-    mx = np.maximum(np.maximum(r, g), b)
-    spread = (mx - np.minimum(np.minimum(r, g), b)).astype(np.float32)
-    spread /= np.maximum(mx, 1).astype(np.float32)
-    out["saturation"] = float(spread.sum()) / spread.size
+    # saturation on every fourth pixel: HSV (max - min) / max of R, G, B; with X - Y linear in Cb/Cr,
+    # max - min = max(X - Y) - min(X - Y) and max = Y + max(X - Y)
+    quarter = (sub[::2, ::2] if min(sub.shape[:2]) >= 8 else sub).astype(np.float32)
+    y4, cb4, cr4 = quarter[:, :, 0], quarter[:, :, 1], quarter[:, :, 2]
+    cb4 -= 128.0
+    cr4 -= 128.0
+    r_y = 1.402 * cr4
+    b_y = 1.772 * cb4
+    g_y = -0.344136 * cb4
+    g_y -= 0.714136 * cr4
+    top = np.maximum(np.maximum(r_y, g_y), b_y)
+    bottom = np.minimum(np.minimum(r_y, g_y), b_y)
+    value = y4 + top
+    np.clip(value, 1.0, 255.0, out=value)
+    top -= bottom
+    top /= value
+    np.minimum(top, 1.0, out=top)
+    out["saturation"] = float(top.sum()) / top.size
 
     # sharpness and edges on every pixel of the working image (>= 1/2 scale): int16 arithmetic on
     # the flattened luma, neighbours at offsets +-1 and +-w; the two border columns (whose +-1
     # neighbours wrap to the other side) are zeroed and left out of the counts.
     if h >= 3 and w >= 3:
-        f = luma.astype(np.int16).ravel()
+        f = ycc[:, :, 0].astype(np.int16).ravel()
         n = f.size
         centre = f[w:n - w]
         up, down, left, right = f[: n - 2 * w], f[2 * w:], f[w - 1:n - w - 1], f[w + 1:n - w + 1]
