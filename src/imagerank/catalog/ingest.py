@@ -6,6 +6,9 @@ Everything is read as text first so that a malformed value is reported, not sile
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
 import json
 import math
 import uuid
@@ -87,15 +90,24 @@ RAW_META = pd.DataFrame({
 
 
 def read_raw(path: str, file_index: int) -> pd.DataFrame:
-    """All rows of one file as text (columns of :data:`RAW_META`), undelimitable rows carrying a reason."""
+    """All rows of one file as text (columns of :data:`RAW_META`), undelimitable rows carrying a reason.
+
+    Never raises on bad content: a file that cannot be parsed at all (corrupt Parquet, a CSV pyarrow
+    refuses) becomes one reject row ``unreadable file: ...``; a compressed file cut short keeps the rows
+    before the cut and adds one ``truncated file: ...`` reject holding the incomplete last line.
+    """
     fmt = catalog_format(path)
     broken: list[dict] = []
-    if Path(path).stat().st_size == 0:
+    try:
+        if Path(path).stat().st_size == 0:
+            table = None
+        elif fmt == "parquet":
+            table = pq.read_table(path)
+        else:
+            table = _read_text_table(path, "," if fmt == "csv" else "\t", broken)
+    except Exception as exc:  # noqa: BLE001 - a broken file is reported as a reject, the run goes on
         table = None
-    elif fmt == "parquet":
-        table = pq.read_table(path)
-    else:
-        table = _read_text_table(path, "," if fmt == "csv" else "\t", broken)
+        broken = [{"reason": f"unreadable file: {type(exc).__name__}: {exc}"[:RAW_TEXT_CHARS], "raw": None}]
     frame = _table_to_text_frame(table)
     n = len(frame)
     frame["source_file"] = path
@@ -122,33 +134,86 @@ def _read_text_table(path: str, delimiter: str, broken: list[dict]) -> pa.Table 
                        "raw": (row.text or "")[:RAW_TEXT_CHARS]})
         return "skip"
 
-    read = pacsv.ReadOptions(use_threads=False, block_size=1 << 24)
-    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
-    names = _header(path, delimiter)
+    data, text, problem = _text_bytes(path)
+    if problem:
+        tail = text[text.rfind("\n") + 1:] if "\n" in text else text
+        text = text[: len(text) - len(tail)]
+        data = text.encode("utf-8")
+        broken.append({"reason": f"truncated file: {problem}"[:RAW_TEXT_CHARS], "raw": tail[:RAW_TEXT_CHARS]})
+    names = _header(text, delimiter)
+    del text
     if not names:
         return None
+    read = pacsv.ReadOptions(use_threads=False, block_size=1 << 24)
+    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
     convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in names},
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
     try:
-        return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        return pacsv.read_csv(pa.BufferReader(data), read_options=read, parse_options=parse,
+                              convert_options=convert)
     except pa.ArrowInvalid as exc:
-        if "UTF8" not in str(exc) and "utf8" not in str(exc).lower():
-            raise CatalogError(f"{path}: cannot be parsed as {delimiter!r}-separated text: {exc}") from exc
-        # Not UTF-8: read again decoding every value leniently, so good rows are kept.
-        binary = pacsv.ConvertOptions(column_types={name: pa.binary() for name in names})
-        table = pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=binary)
-        return pa.table({name: pa.array([None if v is None else v.decode("utf-8", "replace")
-                                         for v in table[name].to_pylist()], pa.string())
-                         for name in table.column_names})
+        raise CatalogError(f"{path}: cannot be parsed as {delimiter!r}-separated text: {exc}") from exc
 
 
-def _header(path: str, delimiter: str) -> list[str]:
-    import csv
-    import gzip
+def _text_bytes(path: str) -> tuple[bytes, str, str | None]:
+    """UTF-8 bytes and text of a (possibly compressed) text file, and why it ended early (None: it did not).
 
-    opener = gzip.open if str(path).lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
-        first = next(csv.reader(handle, delimiter=delimiter), [])
+    A UTF-8 BOM is dropped, UTF-16 (with BOM) is decoded, other undecodable bytes become U+FFFD, so that
+    pyarrow always sees valid UTF-8 and a bad byte costs one value, not the file.
+    """
+    chunks: list[bytes] = []
+    problem = _read_decompressed(str(path), chunks)
+    data = b"".join(chunks)
+    del chunks
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[3:]
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = data.decode("utf-16", "replace")
+        return text.encode("utf-8"), text, problem
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "replace")
+        data = text.encode("utf-8")
+    return data, text, problem
+
+
+def _read_decompressed(path: str, chunks: list[bytes]) -> str | None:
+    """Append the (decompressed) bytes of ``path`` to ``chunks``; a cut or corrupt stream keeps what came
+    before and returns why it stopped (None when the whole file was read)."""
+    import bz2
+    import zlib
+
+    lower = path.lower()
+    factory = (lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)) if lower.endswith(".gz") else \
+        bz2.BZ2Decompressor if lower.endswith(".bz2") else None
+    try:
+        if lower.endswith(".zst"):
+            with pa.input_stream(path, compression="zstd") as stream:
+                while chunk := stream.read(1 << 20):
+                    chunks.append(chunk)
+            return None
+        with open(path, "rb") as handle:
+            if factory is None:
+                while chunk := handle.read(1 << 24):
+                    chunks.append(chunk)
+                return None
+            decoder = factory()
+            while block := handle.read(1 << 20):
+                while block:
+                    chunks.append(decoder.decompress(block))
+                    block = decoder.unused_data if decoder.eof else b""
+                    if block:  # a concatenated member starts here
+                        decoder = factory()
+        if not decoder.eof:
+            return "compressed stream ends before its end marker"
+    except (OSError, EOFError, ValueError, zlib.error, pa.ArrowException) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _header(text: str, delimiter: str) -> list[str]:
+    first = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
     return [name.strip().lstrip("\ufeff") for name in first]
 
 
