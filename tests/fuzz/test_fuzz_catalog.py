@@ -313,3 +313,14 @@ def test_giant_header_field_is_a_file_reject(tmp_path):
     path.write_text("identifier," + "h" * 300_000 + "\n" + ",".join(_good(0)[:2]) + "\n")
     _, checked = check_file(path, None)
     assert len(checked) >= 1 and checked["reason"].notna().all()
+
+
+def test_reject_raw_text_of_giant_fields_is_bounded_and_keeps_every_column():
+    """_raw_text JSON-encoded whole megabyte values and then cut the text: slow, and the columns after the
+    first giant value (the identifier, the url) vanished from the reject."""
+    from imagerank.catalog.ingest import RAW_TEXT_CHARS, _raw_text
+
+    text = _raw_text({"title": "x" * 900_000, "identifier": "id-1", "url": "https://h.org/a.jpg", "reason": None,
+                      "raw": None, "input_order": 1, "source_file": "f.csv", "source_row": 3})
+    assert len(text) <= RAW_TEXT_CHARS
+    assert "id-1" in text and "https://h.org/a.jpg" in text

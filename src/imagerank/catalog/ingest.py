@@ -26,6 +26,7 @@ FORMATS = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
 MAX_DIMENSION = 100_000  # pixels; larger widths/heights are data errors, not images
 MAX_FIELD_CHARS = 1_000_000  # a single catalog value larger than this is rejected, not stored
 RAW_TEXT_CHARS = 2_000  # how much of a rejected row is kept for a person to read
+RAW_VALUE_CHARS = 300  # ... and of each of its values
 REQUIRED = ("identifier", "url", "provider")
 
 
@@ -282,7 +283,9 @@ def _fallback(record: dict, name: str):
 
 
 def _raw_text(record: dict) -> str:
-    keep = {k: v for k, v in record.items() if k not in ("reason", "raw", "input_order") and v not in (None, "")}
+    # values are cut before encoding: a row of giant fields costs RAW_TEXT_CHARS per field, not its size
+    keep = {k: v[:RAW_VALUE_CHARS] if isinstance(v, str) else v for k, v in record.items()
+            if k not in ("reason", "raw", "input_order") and v is not None and not (isinstance(v, str) and not v)}
     return json.dumps(keep, ensure_ascii=False, default=str)[:RAW_TEXT_CHARS]
 
 
