@@ -1,20 +1,44 @@
-"""Dask job: fit the popularity ensemble on rows with an observed metric; write ``W/models/<version>/``."""
+"""Dask job: fit the popularity and authority ensembles; write ``W/models/<version>/``.
+
+Also home of the text feature stage (``W/features/text/``: the cleaned title/description/tags document the
+popularity estimator embeds itself); :func:`run_train` writes it when it is missing, so a recalculation
+that does not call :func:`run_text_features` in its features stage still trains and scores with text.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import dask.dataframe as dd
+import pandas as pd
 from distributed import Client
 
+from imagerank.cluster import persist
 from imagerank.features.registry import load_features, model_feature_columns
-from imagerank.models.train import save_model, train_popularity, write_model_card
+from imagerank.features.text import TEXT_META, text_documents
+from imagerank.io import stamped, write_ddf
+from imagerank.models.train import (TargetConfig, save_model, train_authority, train_popularity,
+                                    write_model_card)
 
 MAX_TRAINING_ROWS = 2_000_000  # a uniform sample beyond this: the ensemble saturates long before
+TEXT_DATASET = "features/text"
 
 
-def run_train(client: Client, workdir: str | Path, model_version: str, *, random_state: int = 0) -> dict:
+def run_text_features(client: Client, workdir: str | Path, now: pd.Timestamp | None = None) -> int:
+    """``W/features/text/``: image_id, the cleaned document and its counts, one row per catalog image."""
+    workdir = Path(workdir)
+    catalog = dd.read_parquet(workdir / "catalog", columns=["image_id", "title", "meta_data", "tags"])
+    text = persist(client, stamped(catalog.map_partitions(text_documents, meta=TEXT_META), now), "features: text")
+    write_ddf(text, workdir / TEXT_DATASET)
+    return int(text.map_partitions(len).sum().compute())
+
+
+def run_train(client: Client, workdir: str | Path, model_version: str, *, random_state: int = 0,
+              target: TargetConfig = TargetConfig()) -> dict:
     """Train on a worker (single-threaded BLAS/OpenMP there, so boosting does not oversubscribe cores)."""
     workdir = Path(workdir)
+    if not (workdir / TEXT_DATASET).is_dir() and (workdir / "catalog").is_dir():
+        run_text_features(client, workdir, pd.Timestamp.now(tz="UTC").floor("s"))
     features = load_features(workdir)
     columns = model_feature_columns(features)
     labelled = features[features["observed_popularity"].notnull()]
@@ -22,8 +46,25 @@ def run_train(client: Client, workdir: str | Path, model_version: str, *, random
     if n > MAX_TRAINING_ROWS:
         labelled = labelled.sample(frac=MAX_TRAINING_ROWS / n, random_state=random_state)
     training = labelled.compute()
-    model = client.submit(train_popularity, training, columns, random_state=random_state, pure=False).result()
+    popularity = client.submit(train_popularity, training, columns, target=target, random_state=random_state,
+                               pure=False)
+    evidence = _link_evidence_rows(features, random_state)
+    authority = client.submit(train_authority, evidence, columns, random_state=random_state, pure=False)
+    models = {"popularity": popularity.result(), "authority": authority.result()}
     directory = workdir / "models" / model_version
-    entries = {"popularity": save_model(model, directory)}
-    write_model_card(directory, entries, model_version)
-    return {"model_version": model_version, "directory": str(directory), "models": entries}
+    entries = {name: save_model(m, directory) for name, m in models.items() if m.estimator is not None}
+    untrained = {name: m.metrics for name, m in models.items() if m.estimator is None}
+    write_model_card(directory, entries, model_version, untrained,
+                     extra={"popularity_authority_correlation": "computed by the report from W/scores/ per provider"})
+    return {"model_version": model_version, "directory": str(directory), "models": entries, "untrained": untrained}
+
+
+def _link_evidence_rows(features: dd.DataFrame, random_state: int) -> pd.DataFrame:
+    """Rows with link evidence (the authority model's training set); empty when no crawl was processed."""
+    if "has_link_evidence" not in features.columns:
+        return features._meta.copy()
+    rows = features[features["has_link_evidence"].fillna(False).astype(bool)]
+    n = int(rows.map_partitions(len).sum().compute())
+    if n > MAX_TRAINING_ROWS:
+        rows = rows.sample(frac=MAX_TRAINING_ROWS / n, random_state=random_state)
+    return rows.compute()
