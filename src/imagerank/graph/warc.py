@@ -69,6 +69,7 @@ R_PARSE_ERROR = "html_parse_error"
 R_READ_ERROR = "file_read_error"
 R_WAT_JSON = "wat_bad_json"
 R_OPEN_ERROR = "file_open_error"
+R_INTERNAL = "record_internal_error"  # an unexpected exception on one record (a bug): the file goes on
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xhtml", "text/xhtml")
 _CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
@@ -128,8 +129,17 @@ def _looks_binary(body: bytes) -> bool:
     return b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
 
 
+def _dict(value) -> dict:
+    """``value`` when it is a JSON object, else an empty one (WAT fields are untrusted JSON)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _clean_text(text: str | None) -> str:
-    if not text:
+    if not text or not isinstance(text, str):
         return ""
     return _WS.sub(" ", text).strip()[:MAX_TEXT]
 
@@ -266,16 +276,15 @@ def html_links(html: str, page_url: str, counts: Counter | None = None) -> PageL
 def wat_links(envelope: dict, page_url: str, counts: Counter | None = None) -> PageLinks:
     """Edges of one WAT JSON record (``Envelope.Payload-Metadata.HTTP-Response-Metadata.HTML-Metadata``)."""
     counts = counts if counts is not None else Counter()
-    meta = (((envelope.get("Envelope") or {}).get("Payload-Metadata") or {})
-            .get("HTTP-Response-Metadata") or {})
-    html_meta = meta.get("HTML-Metadata") or {}
+    meta = _dict(_dict(_dict(envelope.get("Envelope")).get("Payload-Metadata")).get("HTTP-Response-Metadata"))
+    html_meta = _dict(meta.get("HTML-Metadata"))
     base = page_url
-    head = html_meta.get("Head") or {}
-    if isinstance(head, dict) and head.get("Base"):
+    head = _dict(html_meta.get("Head"))
+    if head.get("Base"):
         resolved, _ = normalize_url(head.get("Base"), page_url)
         base = resolved or base
     page = PageLinks(page_url, base, counts)
-    for link in html_meta.get("Links") or []:
+    for link in _list(html_meta.get("Links")):
         if not isinstance(link, dict):
             counts["skipped_link:wat_bad_link"] += 1
             continue
@@ -287,8 +296,9 @@ def wat_links(envelope: dict, page_url: str, counts: Counter | None = None) -> P
             page.add(url, "link", "wat", _clean_text(link.get("text") or link.get("title") or link.get("alt")))
         else:
             counts["skipped_link:wat_other_path"] += 1
-    for link in (head.get("Metas") or []) if isinstance(head, dict) else []:
-        if isinstance(link, dict) and (link.get("property") or link.get("name") or "").lower() in _META_IMAGE:
+    for link in _list(head.get("Metas")):
+        name = link.get("property") or link.get("name") if isinstance(link, dict) else None
+        if isinstance(name, str) and name.lower() in _META_IMAGE:
             page.add(link.get("content"), "image", "meta")
     return page
 
@@ -351,7 +361,12 @@ def extract_file_chunked(path: str, sink, *, source_name: str | None = None, chu
     with stream:
         try:
             for record in iter_records(stream):
-                _extract_record(record, source, rows, rejects, counts)
+                try:
+                    _extract_record(record, source, rows, rejects, counts)
+                except Exception as exc:  # noqa: BLE001 - one hostile record must not end the file
+                    counts[f"rejected_record:{R_INTERNAL}"] += 1
+                    rejects.append([source, int(getattr(record, "stream_pos", -1) or -1), None, "extract",
+                                    R_INTERNAL, f"{type(exc).__name__}: {exc}"[:500]])
                 if len(rows) >= chunk_rows:
                     flush()
         except Exception as exc:  # noqa: BLE001 - corrupt gzip member / clipped file: keep what was read
@@ -444,16 +459,17 @@ def _extract_wat(record, source, target, rows, counts, reject) -> None:
     if not isinstance(env, dict):
         reject(R_WAT_JSON, "no Envelope")
         return
-    warc_type = ((env.get("WARC-Header-Metadata") or {}).get("WARC-Type") or "").lower()
+    warc_type = _dict(env.get("WARC-Header-Metadata")).get("WARC-Type") or ""
+    warc_type = warc_type.lower() if isinstance(warc_type, str) else "invalid"
     if warc_type and warc_type != "response":
         counts[f"skipped_record:wat_{warc_type}"] += 1
         return
-    page_url, reason = normalize_url(target or (env.get("WARC-Header-Metadata") or {}).get("WARC-Target-URI"))
+    page_url, reason = normalize_url(target or _dict(env.get("WARC-Header-Metadata")).get("WARC-Target-URI"))
     if page_url is None:
         reject(R_BAD_PAGE_URL, reason or "")
         return
-    meta = (env.get("Payload-Metadata") or {}).get("HTTP-Response-Metadata") or {}
-    if "HTML-Metadata" not in meta:
+    meta = _dict(_dict(env.get("Payload-Metadata")).get("HTTP-Response-Metadata"))
+    if not isinstance(meta.get("HTML-Metadata"), dict):
         counts["skipped_record:wat_not_html"] += 1
         return
     counts["pages_wat"] += 1
