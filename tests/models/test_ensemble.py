@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 from imagerank.models.ensemble import QuantileMap, ScoreEnsemble
 from imagerank.models.evaluation import grouped_cv_predictions, pairwise_accuracy, spearman
 
-FAST = dict(max_iter=40, n_estimators=30)
+FAST = dict(max_iter=25, n_estimators=15, cv=2)
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def one_thread():
         yield
 
 
-def synthetic(n=600, seed=0):
+def synthetic(n=400, seed=0):
     rng = np.random.default_rng(seed)
     X = pd.DataFrame(rng.normal(size=(n, 5)), columns=list("abcde"))
     X.loc[rng.random(n) < 0.3, "c"] = np.nan  # missing values are normal in the catalog

@@ -53,9 +53,9 @@ def test_text_score_is_out_of_fold_on_training_rows_and_learns_words():
 
 def test_text_lives_inside_the_cross_validated_pipeline():
     with threadpool_limits(1):
-        docs, y = words(300, 1)
-        frame = pd.DataFrame({"text": docs, "creator": [f"c{i % 50}" for i in range(300)], "n": np.zeros(300)})
-        model = popularity_estimator(["n"], text_components=4, max_iter=30, n_estimators=20)
+        docs, y = words(200, 1)
+        frame = pd.DataFrame({"text": docs, "creator": [f"c{i % 50}" for i in range(200)], "n": np.zeros(200)})
+        model = popularity_estimator(["n"], text_components=4, max_iter=20, n_estimators=10, cv=2)
         predicted = grouped_cv_predictions(model, frame, pd.Series(y), frame["creator"])
         assert spearman(predicted, y) > 0.6
         names = list(model.fit(frame, y).named_steps["features"].get_feature_names_out())

@@ -16,6 +16,7 @@ FAMILIES = {
     "exif": "features/exif",
     "links": "features/links",
     "visual": "features/visual",
+    "text": "features/text",  # the cleaned text document (a string: embedded inside the popularity estimator)
 }
 #: Columns that are labels, keys or bookkeeping, never model inputs.
 NOT_MODEL_INPUTS = {
