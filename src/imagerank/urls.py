@@ -63,7 +63,7 @@ def normalize_host(host: str | None) -> str | None:
 
     IPv6 literals come back without brackets; ``normalize_url`` adds them back.
     """
-    if not host or not isinstance(host, str):
+    if not isinstance(host, str) or not host:  # type first: pd.NA has no truth value
         return None
     host = host.strip().strip("[]").rstrip(".").lower()
     if not host or len(host) > MAX_HOST_LENGTH:
@@ -92,7 +92,7 @@ def normalize_host(host: str | None) -> str | None:
 
 def host_of(url: str | None) -> str | None:
     """Lower-case host name of a URL (no port, no trailing dot, IDNA as punycode), or None when there is none."""
-    if not url or not isinstance(url, str) or len(url) > MAX_URL_LENGTH * 4:
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH * 4:  # pd.NA / NaN from a null column
         return None
     try:
         host = urlsplit(with_scheme(_TAB_NEWLINE.sub("", url))).hostname
@@ -107,7 +107,7 @@ def registered_domain(host: str | None) -> str | None:
 
     IP addresses and hosts under an unknown TLD give the host itself; bare suffixes give None.
     """
-    if not host:
+    if not isinstance(host, str) or not host:
         return None
     try:
         parts = _EXTRACT(host)

@@ -206,3 +206,19 @@ def test_a_hostile_wat_record_does_not_end_the_file(tmp_path):
     assert c["records"] == 6 and W.R_READ_ERROR not in set(rejects["reason"])
     assert {"http://page.example.org/next", "http://page.example.org/a.jpg",
             "http://page.example.org/og.jpg"} <= set(edges["dst_url"])
+
+
+def test_null_values_from_string_columns_are_no_host():
+    """host_of / normalize_host / registered_domain tested ``not value`` first: pd.NA (a null in a pandas
+    string column, e.g. a catalog row without foreign_landing_url) raised TypeError and took the whole
+    metadata-features partition down."""
+    import math
+
+    import pandas as pd
+
+    for null in (pd.NA, None, math.nan, pd.NaT, 0, b"h.org"):
+        assert U.host_of(null) is None
+        assert U.normalize_host(null) is None
+        assert U.registered_domain(null) is None
+    catalog_column = pd.array(["https://www.flickr.com/p/1", None], dtype="string")
+    assert [U.host_of(u) for u in catalog_column] == ["www.flickr.com", None]
