@@ -1,0 +1,30 @@
+"""A plain-text summary of the latest run (for terminals and logs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imagerank.reporting import data
+
+
+def text_report(workdir: str | Path) -> str:
+    workdir = Path(workdir)
+    run = data.latest_run(workdir)
+    both = data.scores_with_provider(workdir)
+    lines = [f"run {run['run_id']}", "", "reconciliation:"]
+    lines += [f"  {k}: {v}" for k, v in (run.get("reconciliation") or {}).items()]
+    rejects = data.rejects_by_reason(workdir, run)
+    lines += ["", "rejects by reason:"] + [f"  {k}: {v}" for k, v in rejects.items()]
+    lines += ["", "popularity constants:"]
+    lines += [f"  {p}: V={c['percentile_value']:g} C={c['constant']:.4g} (n={c['n_observed']})"
+              for p, c in ((run.get("popularity") or {}).get("constants") or {}).items()]
+    card = data.model_card(workdir, data.model_version(workdir, run))
+    for name, entry in (card.get("models") or {}).items():
+        evaluation = (entry.get("metrics") or {}).get("evaluation") or {}
+        lines += ["", f"{name} model (cross-validated):"] + [f"  {k}: {v}" for k, v in evaluation.items()]
+    if not both.empty:
+        both["provider"] = both["provider"].astype(str)
+        table = both.groupby("provider")[["popularity", "authority"]].describe(percentiles=[0.5]).round(3)
+        lines += ["", "scores per provider:", table.to_string()]
+    lines += ["", "timings (s):"] + [f"  {k}: {v}" for k, v in (run.get("timings_s") or {}).items()]
+    return "\n".join(lines)
