@@ -11,7 +11,7 @@ from distributed import Client
 from imagerank.cluster import persist
 from imagerank.features.domains import DOMAIN_META, domain_features, rank_scores, read_ranks
 from imagerank.features.metadata import METADATA_META, metadata_features
-from imagerank.io import stamped, stamped_meta, with_timestamp, write_ddf, write_frame
+from imagerank.io import keep_unchanged_timestamps, stamped, stamped_meta, with_timestamp, write_ddf, write_frame
 from imagerank.popularity import StandardizationConfig, provider_constants, raw_metrics, standardize
 
 
@@ -41,7 +41,8 @@ def run_popularity_labels(client: Client, workdir: str | Path, config: Standardi
         return with_timestamp(part.assign(observed_popularity=standardize(part, constants)), now)
 
     labels = metrics.map_partitions(label, meta=stamped_meta(meta.assign(observed_popularity=pd.Series(dtype="float64"))))
-    write_ddf(labels, workdir / "features" / "popularity")
+    labels = keep_unchanged_timestamps(labels, workdir / "features" / "popularity")
+    write_ddf(persist(client, labels, "features: popularity labels"), workdir / "features" / "popularity")
     return {"config": config.to_dict(), "constants": {p: vars(c) for p, c in constants.items()}}
 
 
@@ -58,7 +59,8 @@ def run_domain_features(client: Client, workdir: str | Path, ranks_files: list[s
     own = own_host_ranks(workdir, hosts)
     if own is not None:  # ranks from our own crawl's host graph, when a crawl was processed
         per_image = per_image.merge(own, on="landing_host", how="left")
-    per_image = stamped(per_image, now)
+    per_image = keep_unchanged_timestamps(stamped(per_image, now), workdir / "features" / "domains")
+    per_image = persist(client, per_image, "features: domains")
     write_ddf(per_image, workdir / "features" / "domains")
     write_frame(domain_stats(workdir, domain_scores, now), workdir / "features" / "domain_stats")
     return {"ranks_files": [str(p) for p in ranks_files],

@@ -22,7 +22,7 @@ from distributed import Client, as_completed
 from imagerank.cluster import persist, show_progress
 from imagerank.graph import build
 from imagerank.graph import warc as W
-from imagerank.io import atomic_path, stamped, write_ddf, write_frame, write_json
+from imagerank.io import atomic_path, keep_unchanged_timestamps, stamped, write_ddf, write_frame, write_json
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,9 @@ def run_link_features(client: Client, workdir: str | Path, *, damping: float = 0
     frame = catalog[["image_id"]].merge(evidence, on="image_id", how="left").merge(lp, on="image_id", how="left")
     feats = frame.map_partitions(L.finalize_link_features, n_pages, meta=L.LINKS_META)
     feats = persist(client, feats, "links: features")
-    write_ddf(stamped(feats, event_timestamp), workdir / "features" / "links")
+    links_path = workdir / "features" / "links"
+    write_ddf(persist(client, keep_unchanged_timestamps(stamped(feats, event_timestamp), links_path), "links: stamp"),
+              links_path)
     summary = feats[["has_link_evidence", "landing_crawled"]].sum().compute()
     n = int(feats.map_partitions(len).sum().compute())
     out = {"link_feature_rows": n, "images_with_link_evidence": int(summary["has_link_evidence"]),
@@ -215,7 +217,9 @@ def run_visual_features(client: Client, workdir: str | Path, *, threshold: int |
     rows = rows.assign(has_phash=True)
     frame = catalog[["image_id"]].merge(rows, on="image_id", how="left")
     feats = persist(client, frame.map_partitions(V.finalize_visual, meta=V.VISUAL_META), "visual: features")
-    write_ddf(stamped(feats, event_timestamp), workdir / "features" / "visual")
+    visual_path = workdir / "features" / "visual"
+    write_ddf(persist(client, keep_unchanged_timestamps(stamped(feats, event_timestamp), visual_path), "visual: stamp"),
+              visual_path)
     out = {"visual_rows": int(feats.map_partitions(len).sum().compute()), "images_with_phash": n,
            "near_duplicate_pairs": int(len(pairs)), "oversize_buckets": int(len(oversize)),
            "oversize_bucket_rows": int(oversize["size"].sum()) if len(oversize) else 0,

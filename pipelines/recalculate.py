@@ -17,7 +17,9 @@ import pandas as pd
 from imagerank import __version__
 from imagerank.catalog.ingest import expand_catalog_paths
 from imagerank.cluster import dask_client
-from imagerank.io import write_json
+from imagerank.features.metadata import RELATIVE_TO_RUN
+from imagerank.features.registry import load_features
+from imagerank.io import row_digest, write_json
 from imagerank.runs import RunState, file_fingerprint, last_finished_run, package_versions, run_key, workdir_lock
 from imagerank.popularity import StandardizationConfig
 from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
@@ -43,6 +45,7 @@ class RecalculateOptions:
     feature_repo: Path | None = None
     materialize: bool = True
     force: bool = False  # recalculate even when inputs and parameters are unchanged since the last run
+    retrain: str = "auto"  # always | never | auto (when the labelled rows or their features changed)
     standardization: StandardizationConfig = field(default_factory=StandardizationConfig)
 
 
@@ -127,14 +130,50 @@ def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now
             manifest["graph"] = stage("graph: extract + PageRank", run_graph, client, workdir, options.crawl)
             manifest["links"] = stage("features: links", run_link_features, client, workdir, event_timestamp=now)
         manifest["domains"] = stage("features: domains", run_domain_features, client, workdir, options.ranks, now)
-        manifest["models"] = stage("train", run_train, client, workdir, run_id)
-        manifest["scores"] = stage("score", run_score, client, workdir, run_id, now)
+        manifest["models"] = stage("train", train_or_reuse, client, workdir, run_id, options.retrain)
+        manifest["scores"] = stage("score", run_score, client, workdir, manifest["models"]["model_version"], now)
         manifest["reconciliation"] = stage("reconcile", reconcile, workdir, manifest["ingest"])
     if options.materialize:
         manifest["feast"] = stage("feast: apply + materialize", apply_and_materialize,
                                   options.feature_repo or default_feature_repo(), workdir, now.to_pydatetime())
     manifest["timings_s"] = stage.timings
     return manifest
+
+
+RETRAIN_POLICIES = ("always", "never", "auto")
+
+
+def train_or_reuse(client, workdir: Path, run_id: str, policy: str) -> dict:
+    """Train a new model version, or keep the last one when the policy allows and nothing it learnt from changed."""
+    if policy not in RETRAIN_POLICIES:
+        raise ValueError(f"--retrain must be one of {', '.join(RETRAIN_POLICIES)}, not {policy!r}")
+    fingerprint = training_fingerprint(workdir)
+    last = last_finished_run(workdir)
+    previous = (last or {}).get("models", {})
+    previous_ok = bool(previous.get("model_version")) and (workdir / "models" / previous["model_version"] / "metrics.json").is_file()
+    if policy == "never" and not previous_ok:
+        raise FileNotFoundError("--retrain never, but no earlier model version exists in this work directory")
+    if previous_ok and (policy == "never" or (policy == "auto" and previous.get("training_fingerprint") == fingerprint)):
+        return {**previous, "reused": True, "training_fingerprint": fingerprint}
+    return {**run_train(client, workdir, run_id), "reused": False, "training_fingerprint": fingerprint}
+
+
+def training_fingerprint(workdir: Path) -> str:
+    """Order-independent digest of every row a model learns from (labelled or with link evidence), all features.
+
+    Ages are left out: they advance with the clock every run, which alone does not call for a new model.
+    """
+    features = load_features(workdir)
+    learnt = features["observed_popularity"].notnull()
+    if "has_link_evidence" in features.columns:
+        learnt = learnt | features["has_link_evidence"].fillna(False).astype(bool)
+    rows = features[learnt]
+    columns = sorted(c for c in rows.columns if c != "event_timestamp" and c not in RELATIVE_TO_RUN)
+    # 31 high bits per row, summed as int64: exact and independent of row order up to ~4e9 rows
+    digests = rows.map_partitions(lambda p: pd.Series(row_digest(p, columns).to_numpy() >> 33, dtype="int64"),
+                                  meta=("d", "int64"))
+    count, total = dd.compute(digests.size, digests.sum())
+    return f"{int(count)}:{int(total)}:{','.join(columns)}"
 
 
 def reconcile(workdir: Path, ingest_counts: dict) -> dict:

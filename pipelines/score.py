@@ -10,7 +10,7 @@ from distributed import Client
 
 from imagerank.cluster import persist
 from imagerank.features.registry import load_features
-from imagerank.io import write_ddf
+from imagerank.io import keep_unchanged_timestamps, write_ddf
 from imagerank.models.train import load_model
 from imagerank.scoring import SCORES_META, SCORES_SCHEMA, score_partition
 
@@ -30,6 +30,8 @@ def run_score(client: Client, workdir: str | Path, model_version: str, event_tim
     features = load_features(workdir)
     scores = features.map_partitions(score_partition, popularity, authority, model_version, event_timestamp,
                                      meta=SCORES_META)
+    # Unchanged scores keep their model_version and event_timestamp: materialize-incremental skips them.
+    scores = keep_unchanged_timestamps(scores, workdir / "scores", carry=("model_version", "event_timestamp"))
     scores = persist(client, scores, "score")
     write_ddf(scores, workdir / "scores", schema=SCORES_SCHEMA)
     summary = scores.groupby(["popularity_source", "authority_source"]).size().compute()

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--percentile", type=float, default=0.85,
                    help="percentile r of the popularity standardization (Openverse uses 0.85)")
     p.add_argument("--no-materialize", action="store_true", help="stop after writing W/scores/")
+    p.add_argument("--retrain", choices=["always", "never", "auto"], default="auto",
+                   help="train new models always, never (reuse the last version), or when the rows they learn "
+                        "from changed (auto, the default)")
     p.add_argument("--force", action="store_true",
                    help="recalculate even if inputs and parameters are unchanged since the last finished run")
     _scheduler(p)
@@ -168,7 +171,7 @@ def cmd_recalculate(args) -> int:
 
     options = RecalculateOptions(catalog=args.catalog, workdir=args.workdir, images=args.images, crawl=args.crawl,
                                  ranks=args.ranks, scheduler=args.scheduler, feature_repo=args.feature_repo,
-                                 materialize=not args.no_materialize, force=args.force,
+                                 materialize=not args.no_materialize, force=args.force, retrain=args.retrain,
                                  standardization=StandardizationConfig(percentile=args.percentile))
     manifest = recalculate(options)
     print(json.dumps({"run_id": manifest["run_id"], "unchanged": manifest.get("unchanged", False),

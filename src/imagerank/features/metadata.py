@@ -27,6 +27,8 @@ FEATURE_COLUMNS = [
     "age_days", "taken_age_days", "upload_lag_days", "has_geo", "meta_keys", "has_creator_url",
     "has_alt_text", *[f"category_{c}" for c in CATEGORIES], "watermarked",
 ]
+#: Columns measured from the run's clock: they advance every run without anything in the catalog changing.
+RELATIVE_TO_RUN = ["age_days", "taken_age_days"]
 TEXT_COLUMNS = ["image_id", "provider", "source", "creator", "landing_host", "landing_domain"]
 METADATA_META = pd.DataFrame({
     **{c: pd.Series(dtype="string") for c in TEXT_COLUMNS},
