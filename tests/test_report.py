@@ -33,7 +33,7 @@ def build_report_workdir(tmp_path_factory, dask_client) -> tuple[Path, dict, Pat
         manifest = recalculate(RecalculateOptions(catalog=sample["catalog"], workdir=workdir, ranks=sample["ranks"],
                                                   images=sample["images"], crawl=sample["crawl"], materialize=False,
                                                   scheduler=dask_client.scheduler.address), quiet=True)
-        path = write_report(workdir, importance_rows=120, oof_rows=200)
+        path = write_report(workdir, importance_rows=120)
         _BUILT["workdir"] = (workdir, manifest, path)
     return _BUILT["workdir"]
 
@@ -73,8 +73,8 @@ def test_report_has_every_section_and_a_table_of_contents(page, built):
 @pytest.mark.slow
 def test_every_plot_is_an_embedded_svg_with_labels(page):
     uris = re.findall(r'<img class="plot" src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', page)
-    # distributions, standardization, OOF scatter, importance, popularity-authority, coverage, rejects, timings
-    assert len(uris) >= 8
+    # distributions, standardization, importance, popularity-authority, coverage, rejects, timings
+    assert len(uris) >= 7
     for uri in uris:
         root = ET.fromstring(base64.b64decode(uri))
         assert root.tag.endswith("svg")
@@ -104,6 +104,25 @@ def test_report_shows_constants_coverage_rejects_and_thumbnails(page, built):
     assert len(rejects) > 0 and str(rejects["reason"].iloc[0]).split(":")[0].strip() in page
     assert page.count("data:image/jpeg;base64,") >= 8  # thumbnails from the local image folder
     assert "Permutation importance" in page and "out-of-fold" in page
+
+
+@pytest.mark.slow
+def test_stored_out_of_fold_predictions_become_a_scatter(built):
+    from imagerank.reporting import build, data
+
+    workdir, manifest, _ = built
+    version = data.model_version(workdir, manifest)
+    card = data.model_card(workdir, version)
+    labelled = data.labelled_ids(workdir, "popularity")
+    stored = workdir / "models" / version / "oof_popularity.parquet"
+    pd.DataFrame({"image_id": labelled["image_id"], "observed": labelled["target"],
+                  "predicted": labelled["target"].clip(0.05, 0.95)}).to_parquet(stored)
+    try:
+        section = build._evaluation(workdir, card, {}, 0, lambda message: None)
+    finally:
+        stored.unlink()
+    assert section.count('<img class="plot"') >= 1 and "stored by the training stage" in section
+    assert "flickr" in section.split("Spearman")[-1]
 
 
 @pytest.mark.slow
@@ -205,6 +224,14 @@ def test_contributions_sum_exactly_and_find_the_driving_feature():
     result = analysis.contributions(tree, x, tree.X.sample(16, random_state=1), orderings=4)
     assert result.total == pytest.approx(result.prediction - result.baseline, abs=1e-9)
     assert result.table["feature"].iloc[0] == "a" and result.table["contribution"].iloc[0] > 0
+
+
+def test_out_of_fold_refits_predict_every_row():
+    tree = _Tree()
+    tree.estimator = tree.model
+    groups = pd.Series([f"creator{i % 17}" for i in range(len(tree.y))])
+    predicted = analysis.out_of_fold(tree, tree.X, (tree.y - tree.y.min()) / np.ptp(tree.y), groups, n_splits=3)
+    assert predicted is not None and np.isfinite(predicted).all() and predicted.min() >= 0 and predicted.max() <= 1
 
 
 def test_permutation_importance_ranks_the_informative_feature_first():

@@ -120,8 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-thumbnails", action="store_true", help="do not embed image thumbnails")
     p.add_argument("--importance-rows", type=int, default=400, metavar="N",
                    help="labelled rows sampled for permutation importance (default 400)")
-    p.add_argument("--oof-rows", type=int, default=1000, metavar="N",
-                   help="labelled rows sampled for the out-of-fold scatter; 0 skips the refits (default 1000)")
+    p.add_argument("--oof-rows", type=int, default=0, metavar="N",
+                   help="when the model card stores no out-of-fold predictions, refit the saved estimator on up to N "
+                        "labelled rows (5 creator-grouped folds) for the observed-vs-predicted scatter (default 0: "
+                        "no refits)")
     p.add_argument("--check", action="store_true",
                    help="also open the report in headless chromium: fail on console errors or network requests, "
                         "save screenshots next to the report")

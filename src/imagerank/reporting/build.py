@@ -205,23 +205,22 @@ def _evaluation(workdir: Path, card: dict, models: dict, oof_rows: int, log) -> 
             body += "<details><summary>every evaluation key of the model card</summary>"
             body += html.table(["key", "value"], _flatten(evaluation), numeric=(1,)) + "</details>"
         model = models.get(name)
-        if model is not None:
+        if model is not None or _stored_oof(workdir / "models" / str(card.get("model_version")), name, entry) is not None:
             try:
-                body += _oof_scatter(workdir, name, model, entry, oof_rows, log)
+                body += _oof_scatter(workdir, workdir / "models" / str(card.get("model_version")), name, model, entry,
+                                     oof_rows, log)
             except Exception as exc:  # noqa: BLE001 - a model this code cannot refit or predict with
                 body += f'<p class="note">No out-of-fold scatter: {escape(type(exc).__name__)}: {escape(str(exc))}</p>'
     return body
 
 
-def _stored_oof(workdir: Path, name: str, entry: dict) -> pd.DataFrame | None:
-    """Out-of-fold predictions the training stage may store (``oof_<name>.parquet`` or a file the card names)."""
-    version_dir = None
-    for candidate in sorted((workdir / "models").glob("*/metrics.json")):
-        version_dir = candidate.parent if entry.get("sha256") and entry["sha256"] in candidate.read_text() else version_dir
+def _stored_oof(version_dir: Path, name: str, entry: dict) -> pd.DataFrame | None:
+    """Out-of-fold predictions the training stage may store (``oof_<name>.parquet`` or a file the card names):
+    columns image_id, observed (or y_true), predicted (or y_pred), optionally provider."""
     names = [entry.get("oof_file"), ((entry.get("metrics") or {}).get("evaluation") or {}).get("oof_file"),
              f"oof_{name}.parquet", f"{name}_oof.parquet"]
     for file in filter(None, names):
-        path = (version_dir or workdir) / file
+        path = version_dir / file
         if path.exists():
             frame = pd.read_parquet(path)
             observed = next((c for c in ("observed", "y_true", "target", "observed_popularity") if c in frame), None)
@@ -231,8 +230,8 @@ def _stored_oof(workdir: Path, name: str, entry: dict) -> pd.DataFrame | None:
     return None
 
 
-def _oof_scatter(workdir: Path, name: str, model, entry: dict, oof_rows: int, log) -> str:
-    stored = _stored_oof(workdir, name, entry)
+def _oof_scatter(workdir: Path, version_dir: Path, name: str, model, entry: dict, oof_rows: int, log) -> str:
+    stored = _stored_oof(version_dir, name, entry)
     if stored is not None:
         if "provider" not in stored and "image_id" in stored:
             stored = stored.merge(data.read_columns(data.dataset_dir(workdir, "metadata"), ["image_id", "provider"]),
@@ -240,8 +239,12 @@ def _oof_scatter(workdir: Path, name: str, model, entry: dict, oof_rows: int, lo
         source = "stored by the training stage"
         frame = stored
     else:
+        if oof_rows <= 0:
+            return ('<p class="note">The model card stores no out-of-fold predictions for this model, so there is '
+                    "no observed-vs-predicted scatter. <code>imagerank report --oof-rows 1000</code> refits the saved "
+                    "estimator on a sample (5 creator-grouped folds) to draw one.</p>")
         labelled = data.labelled_ids(workdir, name, limit=oof_rows)
-        if len(labelled) < 20 or oof_rows <= 0:
+        if len(labelled) < 20:
             return f'<p class="note">Too few labelled rows ({len(labelled)}) for an out-of-fold scatter.</p>'
         rows = data.feature_rows(workdir, labelled["image_id"])
         rows = labelled.merge(rows, on="image_id", how="inner")
@@ -389,10 +392,10 @@ def _top_images(frame: pd.DataFrame, providers: list[str], run: dict, thumbnails
             part = frame[frame["provider"].astype(str) == provider].sort_values([column, "image_id"])
             top = part.iloc[::-1].head(k)
             bottom = part.head(k)
-            body += f"<h4>{escape(provider)} — top {len(top)}</h4><div class=\"gallery\">"
-            body += "".join(_tile(r, source, thumbnails) for r in top.to_dict("records")) + "</div>"
-            body += f"<h4>{escape(provider)} — bottom {len(bottom)}</h4><div class=\"gallery\">"
-            body += "".join(_tile(r, source, thumbnails) for r in bottom.to_dict("records")) + "</div>"
+            body += (f'<div class="two"><div><h4>{escape(provider)} — top {len(top)}</h4><div class="gallery">'
+                     + "".join(_tile(r, source, thumbnails) for r in top.to_dict("records"))
+                     + f'</div></div><div><h4>{escape(provider)} — bottom {len(bottom)}</h4><div class="gallery">'
+                     + "".join(_tile(r, source, thumbnails) for r in bottom.to_dict("records")) + "</div></div></div>")
     return body
 
 

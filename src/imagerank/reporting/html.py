@@ -44,8 +44,9 @@ th, td { border-bottom:1px solid var(--line); padding:5px 10px; text-align:left;
 th { background:var(--panel); font-weight:600; }
 td.num, th.num { text-align:right; }
 .wrap { overflow-x:auto; }
-.gallery { display:grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap:12px; margin:8px 0 18px; }
-.tile { border:1px solid var(--line); border-radius:8px; overflow:hidden; background:white; font-size:0.8rem; }
+.gallery { display:grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap:8px; margin:4px 0 14px; }
+h4 { margin:10px 0 4px; font-size:0.9rem; }
+.tile { border:1px solid var(--line); border-radius:8px; overflow:hidden; background:white; font-size:0.74rem; }
 .tile .thumb { width:100%; aspect-ratio: 3 / 2; object-fit:cover; display:block; background:#f3f4f6; }
 .tile .nothumb { width:100%; aspect-ratio: 3 / 2; display:flex; align-items:center; justify-content:center;
                  color:var(--muted); background:#f3f4f6; font-size:0.75rem; }

@@ -109,13 +109,13 @@ def standardization_curves(constants: dict, observed: pd.DataFrame, metric_names
             sample = values.sample(min(len(values), 400), random_state=0).to_numpy()
             ax.plot(sample, np.full(len(sample), -0.03 - 0.035 * i), "|", color=palette[provider], ms=7, alpha=0.5)
     ax.axhline(0.85, color="#6b7280", lw=0.8, ls="--")
-    ax.text(x[0], 0.865, " p(V) = r = 0.85", color="#6b7280", fontsize=8)
+    ax.text(x[-1], 0.82, "p(V) = r = 0.85 ", color="#6b7280", fontsize=8, ha="right", va="top")
     ax.set_xscale("log")
     ax.set_ylim(-0.04 - 0.035 * len(names), 1.02)
     ax.set_xlabel("raw provider metric x (count: views, global usages, downloads; log scale)")
     ax.set_ylabel("standardized popularity p(x)")
     ax.set_title("p(x) = x / (x + C), C = (1 − r) / r · V;  ● = V, ticks below = observed rows")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="center left", fontsize=8)
     fig.tight_layout()
     return to_data_uri(fig)
 
@@ -123,18 +123,18 @@ def standardization_curves(constants: dict, observed: pd.DataFrame, metric_names
 @_styled
 def spearman_anchors(rows: list[tuple[str, float]]) -> str:
     """Cross-validated Spearman of each evaluated model next to the published content-only bars."""
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(rows) + 1.8))
-    ax.axvspan(0.22, 0.52, color="#f59e0b", alpha=0.15, label="SVR baseline 0.22–0.52")
-    ax.axvspan(0.31, 0.40, color="#2f6db3", alpha=0.22, label="Khosla et al. 2014: 0.31–0.40")
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 2.0))
+    ax.axvspan(0.22, 0.52, color="#fde7c2", zorder=0, label="SVR baselines: 0.22–0.52")
+    ax.axvspan(0.31, 0.40, color="#c7d8ee", zorder=0, label="Khosla et al. 2014: 0.31–0.40")
     labels = [name for name, _ in rows]
     values = [value for _, value in rows]
-    ax.barh(labels, values, color="#374151", height=0.45)
+    ax.barh(labels, values, color="#2f6db3", height=0.35, zorder=2, label="this run (held-out)")
     for i, value in enumerate(values):
         ax.text(min(value, 0.98) + 0.01, i, f"{value:.3f}", va="center", fontsize=9)
     ax.set_xlim(0, 1.05)
     ax.invert_yaxis()
     ax.set_xlabel("Spearman rank correlation with the raw metric (held-out, creator-grouped CV)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3, fontsize=8)
     ax.grid(axis="y", visible=False)
     fig.tight_layout()
     return to_data_uri(fig)
