@@ -27,7 +27,7 @@ from pipelines.graph import run_graph, run_link_features, run_visual_features
 from pipelines.features import run_domain_features, run_metadata_features, run_popularity_labels
 from pipelines.ingest import run_ingest
 from pipelines.score import run_score
-from pipelines.train import run_train
+from pipelines.train import run_text_features, run_train
 
 
 class ReconciliationError(RuntimeError):
@@ -117,6 +117,7 @@ def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now
     with dask_client(options.scheduler) as client:
         manifest["ingest"] = stage("ingest", run_ingest, client, options.catalog, workdir)
         manifest["features"] = {"metadata_rows": stage("features: metadata", run_metadata_features, client, workdir, now)}
+        manifest["text"] = stage("features: text", run_text_features, client, workdir, now)
         manifest["popularity"] = stage("features: popularity", run_popularity_labels, client, workdir,
                                        options.standardization, now)
         if options.images:

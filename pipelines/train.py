@@ -14,7 +14,7 @@ import pandas as pd
 from distributed import Client
 
 from imagerank.cluster import persist
-from imagerank.features.registry import load_features, model_feature_columns
+from imagerank.features.registry import PROVIDER_PROXIES, load_features, model_feature_columns
 from imagerank.features.text import TEXT_META, text_documents
 from imagerank.io import stamped, write_ddf
 from imagerank.models.train import (TargetConfig, save_model, train_authority, train_popularity,
@@ -45,9 +45,10 @@ def run_train(client: Client, workdir: str | Path, model_version: str, *, random
     n = int(labelled.map_partitions(len).sum().compute())
     if n > MAX_TRAINING_ROWS:
         labelled = labelled.sample(frac=MAX_TRAINING_ROWS / n, random_state=random_state)
-    training = labelled.compute()
-    popularity = client.submit(train_popularity, training, columns, target=target, random_state=random_state,
-                               pure=False)
+    training = labelled.compute().sort_values("image_id", ignore_index=True)  # same rows, same model
+    popularity_columns = [c for c in columns if c not in PROVIDER_PROXIES]
+    popularity = client.submit(train_popularity, training, popularity_columns, target=target,
+                               random_state=random_state, pure=False)
     evidence = _link_evidence_rows(features, random_state)
     authority = client.submit(train_authority, evidence, columns, random_state=random_state, pure=False)
     models = {"popularity": popularity.result(), "authority": authority.result()}

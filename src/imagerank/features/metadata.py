@@ -11,12 +11,14 @@ import re
 import numpy as np
 import pandas as pd
 
+from imagerank.popularity import DEFAULT_METRICS
 from imagerank.urls import host_of, registered_domain
 
 FILENAME_TITLE = re.compile(r"^(img|dsc|dscn|dscf|p|pict|photo|image|gopr|dji)?[\s_-]*\d{3,}", re.IGNORECASE)
 LICENSE_PARTS = ("by", "sa", "nc", "nd")
 CATEGORIES = ("photograph", "digitized_artwork", "illustration")
 SECONDS_PER_DAY = 86_400.0
+METRIC_KEYS = set(DEFAULT_METRICS.values())
 
 #: Numeric features the models use, in a fixed order.
 FEATURE_COLUMNS = [
@@ -80,7 +82,7 @@ def metadata_features(catalog: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     out["taken_age_days"] = (now - taken).dt.total_seconds() / SECONDS_PER_DAY
     out["upload_lag_days"] = (published - taken).dt.total_seconds() / SECONDS_PER_DAY
     out["has_geo"] = [float(_has_geo(m)) for m in meta]
-    out["meta_keys"] = [float(len(m)) for m in meta]
+    out["meta_keys"] = [float(sum(k not in METRIC_KEYS for k in m)) for m in meta]  # the label's key is no feature
     out["has_creator_url"] = catalog["creator_url"].notna().astype("float64")
     out["has_alt_text"] = [float(bool(m.get("image_alt_text"))) for m in meta]
     category = catalog["category"].fillna("")

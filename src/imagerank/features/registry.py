@@ -26,6 +26,12 @@ NOT_MODEL_INPUTS = {
 }
 
 
+#: Landing-host/domain ranks are constant within a provider: for popularity they would only say "which
+#: provider", a shortcut that does not transfer to providers without metrics. Authority may use them.
+PROVIDER_PROXIES = {"host_rank_score", "domain_rank_score", "host_pr_val", "domain_pr_val", "domain_n_hosts",
+                    "host_graph_pagerank", "host_graph_in_domains"}
+
+
 def available_families(workdir: str | Path) -> list[str]:
     return [name for name, rel in FAMILIES.items() if (Path(workdir) / rel).is_dir()]
 
