@@ -134,9 +134,9 @@ def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now
         manifest["models"] = stage("train", train_or_reuse, client, workdir, run_id, options.retrain)
         manifest["scores"] = stage("score", run_score, client, workdir, manifest["models"]["model_version"], now)
         manifest["reconciliation"] = stage("reconcile", reconcile, workdir, manifest["ingest"])
-    if options.materialize:
-        manifest["feast"] = stage("feast: apply + materialize", apply_and_materialize,
-                                  options.feature_repo or default_feature_repo(), workdir, now.to_pydatetime())
+        if options.materialize:  # inside the cluster block: the Dask engine materializes on the same cluster
+            manifest["feast"] = stage("feast: apply + materialize", apply_and_materialize,
+                                      options.feature_repo or default_feature_repo(), workdir, now.to_pydatetime())
     manifest["timings_s"] = stage.timings
     return manifest
 
