@@ -160,3 +160,27 @@ def test_symlink_and_dotdot_are_refused(image_root):
         with pytest.raises(ImageError):
             bucket.path_for({"image_id": image_id})
     assert bucket.path_for({"image_id": str(uuid.UUID(int=1))}).startswith("bucket/images/")
+
+
+def test_feast_serve_and_test_redis_default_to_loopback():
+    """`feast serve` binds 127.0.0.1 unless --host is given (k8s passes 0.0.0.0 behind a ClusterIP Service);
+    the test Redis helper binds loopback with protected mode."""
+    import inspect
+
+    from feast.cli.cli import cli
+
+    from imagerank.store import redis_server
+
+    serve = cli.commands["serve"]
+    assert {p.name: p.default for p in serve.params}["host"] == "127.0.0.1"
+    assert inspect.signature(redis_server.start_redis_server).parameters["host"].default == "127.0.0.1"
+
+
+def test_redis_password_lives_only_in_the_environment():
+    """feature_store.redis.yaml reads the connection string (and its password) from IMAGERANK_REDIS."""
+    from imagerank.store.feast_repo import default_feature_repo
+
+    text = (default_feature_repo() / "feature_store.redis.yaml").read_text()
+    config = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert any("connection_string: ${IMAGERANK_REDIS}" in line for line in config)
+    assert not any("password" in line.lower() for line in config)
