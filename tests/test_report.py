@@ -171,6 +171,17 @@ def test_explain_lists_near_duplicate_copies(built):
 
 
 @pytest.mark.slow
+def test_explain_lists_the_pages_embedding_the_image(built):
+    workdir = built[0]
+    links = pd.read_parquet(workdir / "features" / "links")
+    linked = links[links["link_pages"] > 0]
+    image_id = str(linked["image_id"].iloc[0])
+    evidence = explain(workdir, image_id, contributions=False)["authority"]["links"]
+    assert evidence["link_pages"] == int(linked["link_pages"].iloc[0])
+    assert len(evidence["embedding_pages"]) == min(evidence["link_pages"], 10)
+
+
+@pytest.mark.slow
 def test_cli_explain_json_and_unknown_id(built, scores, capsys):
     workdir = built[0]
     image_id = scores["image_id"].iloc[0]

@@ -25,8 +25,11 @@ def feature_columns(model, entry: dict | None = None) -> list[str]:
     return list(columns)
 
 
-def model_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """``frame`` with every model input present (absent families become NaN), as float64."""
+def model_frame(frame: pd.DataFrame, columns: list[str], model=None) -> pd.DataFrame:
+    """The model's input columns of ``frame`` (the model's own ``input_frame`` when it has one: numeric
+    features as float64 plus e.g. a raw text column); absent families become NaN."""
+    if model is not None and hasattr(model, "input_frame"):
+        return model.input_frame(frame)
     out = pd.DataFrame(index=frame.index)
     for column in columns:
         out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64") if column in frame else np.nan
@@ -54,23 +57,22 @@ def permutation_importance(model, X: pd.DataFrame, y: np.ndarray, *, n_repeats: 
     """
     rng = np.random.default_rng(seed)
     y = np.asarray(y, dtype=float)
+    X = X.reset_index(drop=True)
     base = predict(model, X)
     base_rho, base_mae = spearman(base, y), float(np.mean(np.abs(base - y)))
-    values = X.to_numpy(dtype="float64", copy=True)
-    varying = [j for j in range(values.shape[1])
-               if np.unique(values[:, j][~np.isnan(values[:, j])]).size > 1 or
-               (np.isnan(values[:, j]).any() and not np.isnan(values[:, j]).all())]
+    varying = [j for j, c in enumerate(X.columns) if X[c].nunique(dropna=False) > 1]
     jobs = [(j, r) for j in varying for r in range(n_repeats)]
     drops = {j: [] for j in varying}
     rises = {j: [] for j in varying}
-    n = len(values)
+    n = len(X)
     per_batch = max(1, max_batch_rows // max(n, 1))
     for start in range(0, len(jobs), per_batch):
         chunk = jobs[start:start + per_batch]
-        stacked = np.tile(values, (len(chunk), 1))
+        stacked = pd.concat([X] * len(chunk), ignore_index=True)
         for k, (j, _) in enumerate(chunk):
-            stacked[k * n:(k + 1) * n, j] = values[rng.permutation(n), j]
-        out = predict(model, pd.DataFrame(stacked, columns=X.columns))
+            column = X.columns[j]
+            stacked.iloc[k * n:(k + 1) * n, j] = X[column].to_numpy()[rng.permutation(n)]
+        out = predict(model, stacked)
         for k, (j, _) in enumerate(chunk):
             p = out[k * n:(k + 1) * n]
             drops[j].append(base_rho - spearman(p, y))
@@ -106,40 +108,54 @@ def contributions(model, x: pd.DataFrame, background: pd.DataFrame, *, orderings
     See the module docstring: the contributions sum to prediction - baseline (up to float rounding).
     """
     rng = np.random.default_rng(seed)
-    xv = x.to_numpy(dtype="float64")[0]
-    bg = background.to_numpy(dtype="float64")
-    d = len(xv)
+    background = background.reset_index(drop=True)
+    d = x.shape[1]
     paths = []
     for _ in range((orderings + 1) // 2):
         order = rng.permutation(d)
         paths += [order, order[::-1]]
-    rows, index = [], []
-    for b in range(len(bg)):
-        for order in paths:
-            current = bg[b].copy()
-            rows.append(current.copy())
-            for j in order:
-                current[j] = xv[j]
-                rows.append(current.copy())
-            index.append(order)
-    out = predict(model, pd.DataFrame(np.asarray(rows), columns=x.columns))
     steps = d + 1
+    # mask[s, j]: at step s of a path, feature j already holds the image's value
+    masks = []
+    for order in paths:
+        mask = np.zeros((steps, d), dtype=bool)
+        for s_, j in enumerate(order):
+            mask[s_ + 1:, j] = True
+        masks.append(mask)
+    mask = np.concatenate(masks)  # one block per path
+    n_bg = len(background)
+    columns = {}
+    for j, name in enumerate(x.columns):
+        own = x[name].iloc[0]
+        other = np.repeat(background[name].to_numpy(dtype=object), len(mask))
+        use = np.tile(mask[:, j], n_bg)
+        values = np.where(use, np.array([own] * len(use), dtype=object), other)
+        columns[name] = pd.Series(values).astype(x[name].dtype) if x[name].dtype != object else pd.Series(values)
+    out = predict(model, pd.DataFrame(columns))
     credit = np.zeros(d)
-    for k, order in enumerate(index):
+    n_paths = n_bg * len(paths)
+    for k in range(n_paths):
         p = out[k * steps:(k + 1) * steps]
+        order = paths[k % len(paths)]
         credit[order] += np.diff(p)
-    credit /= len(index)
+    credit /= n_paths
     baseline = float(np.mean(out[0::steps]))
     prediction = float(predict(model, x)[0])
+
+    def typical(series: pd.Series):
+        if pd.api.types.is_numeric_dtype(series):
+            values = pd.to_numeric(series, errors="coerce").astype("float64")
+            return float(values.median()) if values.notna().any() else np.nan
+        mode = series.dropna().astype(str)
+        return mode.mode().iloc[0] if len(mode) else None
+
     table = pd.DataFrame({
-        "feature": list(x.columns), "value": xv,
-        "background_median": np.nanmedian(np.where(np.isnan(bg).all(axis=0), 0.0, bg), axis=0)
-        if len(bg) else np.full(d, np.nan),
+        "feature": list(x.columns), "value": [x[c].iloc[0] for c in x.columns],
+        "background_median": [typical(background[c]) for c in x.columns],
         "contribution": credit,
     })
-    table.loc[np.isnan(bg).all(axis=0), "background_median"] = np.nan
     table = table.reindex(table["contribution"].abs().sort_values(ascending=False, kind="stable").index)
-    return Contributions(prediction, baseline, table.reset_index(drop=True), len(bg), len(paths))
+    return Contributions(prediction, baseline, table.reset_index(drop=True), n_bg, len(paths))
 
 
 def out_of_fold(model, X: pd.DataFrame, y: np.ndarray, groups: pd.Series | None, *, n_splits: int = 5,

@@ -250,7 +250,7 @@ def _oof_scatter(workdir: Path, version_dir: Path, name: str, model, entry: dict
         rows = labelled.merge(rows, on="image_id", how="inner")
         creators = data.read_columns(workdir / "catalog", ["image_id", "creator"], filters=("image_id", rows["image_id"]))
         rows = rows.merge(creators, on="image_id", how="left") if "creator" not in rows else rows
-        X = analysis.model_frame(rows, analysis.feature_columns(model, entry))
+        X = analysis.model_frame(rows, analysis.feature_columns(model, entry), model)
         predicted = analysis.out_of_fold(model, X, rows["target"].to_numpy(),
                                          rows["creator"] if "creator" in rows else None)
         log(f"out-of-fold predictions for {name}")
@@ -290,7 +290,7 @@ def _importance(workdir: Path, card: dict, models: dict, rows: int, log) -> str:
             body += f'<p class="note">{escape(name)}: too few labelled rows ({len(labelled)}).</p>'
             continue
         frame = labelled.merge(data.feature_rows(workdir, labelled["image_id"]), on="image_id", how="inner")
-        X = analysis.model_frame(frame, analysis.feature_columns(model, entries.get(name)))
+        X = analysis.model_frame(frame, analysis.feature_columns(model, entries.get(name)), model)
         try:
             table = analysis.permutation_importance(model, X, frame["target"].to_numpy())
         except Exception as exc:  # noqa: BLE001 - a saved model the current code cannot run
@@ -358,8 +358,10 @@ def _timings(run: dict) -> str:
     if not timings:
         return '<p class="note">The run manifest holds no timings.</p>'
     labels, values = list(timings), [float(v) for v in timings.values()]
-    return html.plot(plots.horizontal_bars(labels, values, "wall-clock time (seconds)", fmt="{:,.1f} s"),
-                     "Stage timings", f"Total {sum(values):,.1f} s (manifest <code>timings_s</code>).")
+    return (html.plot(plots.horizontal_bars(labels, values, "wall-clock time (seconds)", fmt="{:,.1f} s"),
+                      "Stage timings", f"Total {sum(values):,.1f} s (manifest <code>timings_s</code>).")
+            + "<details><summary>table</summary>"
+            + html.table(["stage", "seconds"], [(k, v) for k, v in zip(labels, values)], numeric=(1,)) + "</details>")
 
 
 def _link(url: Any, text: str) -> str:

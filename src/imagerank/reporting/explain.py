@@ -103,7 +103,10 @@ def _observed(workdir: Path, row: dict) -> dict:
 def _domain(row: dict) -> dict:
     keys = ["landing_host", "landing_domain", "host_rank_score", "domain_rank_score", "host_pr_val", "domain_pr_val",
             "domain_n_hosts", "domain_authority"]
-    return {k: _plain(row.get(k)) for k in keys if k in row}
+    out = {k: _plain(row.get(k)) for k in keys if k in row}
+    if out and all(out.get(k) is None for k in keys[2:]):
+        out["note"] = "the landing host and domain are in no ranks file"
+    return out
 
 
 def _links(workdir: Path, row: dict, image_id: str) -> dict:
@@ -112,33 +115,34 @@ def _links(workdir: Path, row: dict, image_id: str) -> dict:
     keys = ["has_link_evidence", "link_pages", "link_hosts", "link_domains", "link_alt_pages", "picashow",
             "landing_crawled", "landing_pagerank", "landing_in_links", "authority_prob", "link_authority"]
     out = {"available": True, **{k: _plain(row.get(k)) for k in keys if k in row}}
-    pages = _embedding_pages(workdir, row)
+    pages = _embedding_pages(workdir, image_id)
     if pages:
         out["embedding_pages"] = pages
     return out
 
 
-def _embedding_pages(workdir: Path, row: dict, limit: int = 10) -> list[str]:
-    """Crawled pages that embed the image, when the graph's image edges are stored with their URLs."""
+def _embedding_pages(workdir: Path, image_id: str, limit: int = 10) -> list[str]:
+    """Crawled pages that embed the image: W/graph/edges image edges matched with the links stage's own keys."""
     edges = workdir / "graph" / "edges"
-    url = row.get("url")
-    if not edges.is_dir() or not isinstance(url, str):
+    if not edges.is_dir():
         return []
     try:
         import pyarrow.dataset as ds
 
-        dataset = ds.dataset(str(edges), format="parquet")
-        names = dataset.schema.names
-        target = next((c for c in ("target_url", "dst_url", "target", "dst") if c in names), None)
-        source = next((c for c in ("source_url", "src_url", "source", "src") if c in names), None)
-        if not target or not source or not pd.api.types.is_string_dtype(dataset.schema.field(target).type.to_pandas_dtype()):
-            return []
-        from imagerank.urls import normalize_url
+        from imagerank.features.links import catalog_image_keys, image_edge_keys
 
-        wanted = {url, normalize_url(url)} - {None}
-        table = dataset.to_table(columns=[source], filter=ds.field(target).isin(list(wanted)))
-        return sorted(set(table.column(source).to_pylist()))[:limit]
-    except Exception:  # noqa: BLE001 - optional evidence
+        catalog = data.read_columns(workdir / "catalog", ["image_id", "url", "thumbnail"], filters=("image_id", [image_id]))
+        keys = set(catalog_image_keys(catalog)["key"].astype(str))
+        if not keys:
+            return []
+        pages: set[str] = set()
+        scanner = ds.dataset(str(edges), format="parquet").scanner(
+            columns=["src_url", "src_host", "src_domain", "dst_url", "kind", "text"], filter=ds.field("kind") == "image")
+        for batch in scanner.to_batches():
+            matched = image_edge_keys(batch.to_pandas())
+            pages.update(matched.loc[matched["key"].astype(str).isin(keys), "src_url"].astype(str))
+        return sorted(pages)[:limit]
+    except Exception:  # noqa: BLE001 - optional evidence: a changed edge schema only loses the page list
         return []
 
 
@@ -188,11 +192,11 @@ def _model_explanation(workdir: Path, name: str, model, entry: dict | None, feat
     columns = analysis.feature_columns(model, entry)
     if features.empty or not columns:
         return {"note": "no features for this image"}
-    x = analysis.model_frame(features.iloc[:1], columns)
+    x = analysis.model_frame(features.iloc[:1], columns, model)
     background_ids = data.labelled_ids(workdir, name, limit=BACKGROUND_ROWS, seed=0)
     if background_ids.empty:
         return {"prediction": float(analysis.predict(model, x)[0]), "note": "no labelled rows for a background"}
-    background = analysis.model_frame(data.feature_rows(workdir, background_ids["image_id"]), columns)
+    background = analysis.model_frame(data.feature_rows(workdir, background_ids["image_id"]), columns, model)
     result = analysis.contributions(model, x, background, orderings=ORDERINGS)
     shown = result.table.head(top)
     rest = result.table.iloc[top:]
@@ -318,4 +322,5 @@ def _short(value: Any) -> str:
         if not math.isfinite(value):
             return "–"
         return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
-    return str(value)
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 14 else text[:13] + "…"
