@@ -161,3 +161,35 @@ def test_retrain_policy_reuses_the_model_when_nothing_it_learnt_from_changed(dem
     assert not forced["models"]["reused"] and forced["models"]["model_version"] == forced["run_id"]
     # training is deterministic: the new model scores exactly as the reused one did
     pd.testing.assert_series_equal(_scores(tmp_path)["popularity"], reused_scores["popularity"])
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_does_not_change_the_result(demo_inputs, tmp_path, dask_client):
+    """A worker process dies (SIGKILL) while the run computes; its nanny restarts it, Dask recomputes the lost
+    pieces, and the scores equal those of an undisturbed run."""
+    import threading
+
+    from imagerank.cluster import dask_client as make_client
+
+    reference_dir = tmp_path / "reference"
+    recalculate(_options(demo_inputs, reference_dir, dask_client.scheduler.address), quiet=True)
+    with make_client(n_workers=2, memory_limit="3GiB") as client:
+        result: dict = {}
+        runner = threading.Thread(target=lambda: result.update(
+            recalculate(_options(demo_inputs, tmp_path / "killed", client.scheduler.address), quiet=True)))
+        runner.start()
+        victims = []
+        deadline = time.time() + 300
+        while runner.is_alive() and time.time() < deadline and len(victims) < 2:
+            time.sleep(4)
+            processing = client.processing()
+            busy = [worker for worker, tasks in processing.items() if tasks]
+            if busy:
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                victims.append(pid)
+        runner.join(600)
+    assert victims, "no worker was busy to be killed"
+    assert result["reconciliation"]["ok"]
+    pd.testing.assert_frame_equal(_scores(tmp_path / "killed").drop(columns=["model_version", "event_timestamp"]),
+                                  _scores(reference_dir).drop(columns=["model_version", "event_timestamp"]))
