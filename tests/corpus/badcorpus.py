@@ -197,6 +197,7 @@ class Corpus:
     good_ids: list[str]
     bad_image_ids: dict[str, str]  # valid rows whose image file is hostile -> expected error code family
     n_bad_rows: int  # hostile catalog rows (all must end in rejects)
+    ranks: list[Path] = field(default_factory=list)  # Common Crawl style host ranks of the landing hosts
     inputs: dict[str, int] = field(default_factory=dict)  # kind of bad input -> how many were written
 
 
@@ -215,6 +216,8 @@ def _good_rows(n: int, rng: random.Random) -> list[dict]:
             "license_version": "2.0", "creator": f"creator{i % 7}", "meta_data": json.dumps(meta),
             "tags": json.dumps([{"name": "sea"}, {"name": f"t{i % 4}"}]),
             "created_on": f"2019-0{1 + i % 9}-1{i % 9} 10:00:00", "category": "photograph"})
+        if i % 17 == 11:  # valid rows may lack a landing page (null landing host downstream)
+            rows[-1]["foreign_landing_url"] = ""
     return rows
 
 
@@ -340,6 +343,13 @@ def write_corpus(root: Path, n_good: int = 60, seed: int = 7) -> Corpus:
     crawl_garbage = root / "crawl" / "garbage.warc.gz"
     crawl_garbage.write_bytes(bit_flipped(gzip.compress(full), 3, 30, 10))
     count("bit_flipped_warc")
-    return Corpus(root=root, good_catalog=good_catalog, catalogs=catalogs, images=images, crawl_good=[crawl_good],
+    ranks = root / "ranks" / "host-ranks.txt.gz"
+    ranks.parent.mkdir()
+    lines = ["#harmonicc_pos\t#harmonicc_val\t#pr_pos\t#pr_val\t#host_rev"]
+    lines += [f"{k + 1}\t{1e7 / (k + 1)}\t{k + 2}\t{1e-4 / (k + 1)}\t{tld}.example.site{k}"
+              for k, tld in enumerate(["org", "com", "net", "org", "com"])]
+    lines += [f"{k + 6}\t1.0\t{k + 6}\t1e-9\torg.filler{k}" for k in range(200)]
+    ranks.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    return Corpus(root=root, good_catalog=good_catalog, ranks=[ranks], catalogs=catalogs, images=images, crawl_good=[crawl_good],
                   crawls=[crawl_good, crawl_bad, crawl_garbage], good_ids=[str(uuid.UUID(i)) for i in good_ids],
                   bad_image_ids=bad_image_ids, n_bad_rows=len(bad), inputs=inputs)
