@@ -253,8 +253,14 @@ def validate_rows(raw: pd.DataFrame) -> pd.DataFrame:
     reasons: list[str | None] = []
     raws: list[str | None] = []
     records = raw.to_dict("records")
-    for record in records:
-        row, reason = _validate_record(record) if record["reason"] is None else (None, record["reason"])
+    field_problems = _field_problems(raw)
+    for record, problem in zip(records, field_problems):
+        if record["reason"] is not None:
+            row, reason = None, record["reason"]
+        elif problem is not None:
+            row, reason = None, problem
+        else:
+            row, reason = _validate_record(record)
         reasons.append(reason)
         if reason is None:
             raws.append(None)
@@ -289,12 +295,24 @@ def _raw_text(record: dict) -> str:
     return json.dumps(keep, ensure_ascii=False, default=str)[:RAW_TEXT_CHARS]
 
 
+def _field_problems(raw: pd.DataFrame) -> list[str | None]:
+    """Per row, the first oversized or NUL-carrying text field (checked column-wise, which is fast)."""
+    problems: list[str | None] = [None] * len(raw)
+    for name in raw.columns:
+        if name in ("reason", "raw") or raw[name].dtype != object:
+            continue
+        text = raw[name].astype("string")
+        lengths = text.str.len().fillna(0).to_numpy()
+        too_long = lengths > MAX_FIELD_CHARS
+        has_nul = text.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+        for i in (too_long | has_nul).nonzero()[0]:
+            if problems[i] is None:
+                problems[i] = (f"field too long: {name} has {int(lengths[i]):,} characters (limit {MAX_FIELD_CHARS:,})"
+                               if too_long[i] else f"NUL character: in {name}")
+    return problems
+
+
 def _validate_record(record: dict) -> tuple[dict | None, str | None]:
-    for name, value in record.items():
-        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
-            return None, f"field too long: {name} has {len(value):,} characters (limit {MAX_FIELD_CHARS:,})"
-        if isinstance(value, str) and "\x00" in value:
-            return None, f"NUL character: in {name}"
     for name in REQUIRED:
         if not (record.get(name) or "").strip():
             return None, f"missing {name}"

@@ -67,7 +67,7 @@ def metadata_features(catalog: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     out["description_chars"] = description.str.len()
     out["description_words"] = description.str.split().str.len()
     out["tag_count"] = [len(t) for t in tags]
-    out["tag_chars_mean"] = [float(np.mean([len(x) for x in t])) if t else 0.0 for t in tags]
+    out["tag_chars_mean"] = [sum(map(len, t)) / len(t) if t else 0.0 for t in tags]
     for part in LICENSE_PARTS:
         out[f"license_{part}"] = license_code.str.split("-").apply(lambda parts, p=part: p in parts).astype("float64")
     out["license_cc0"] = (license_code == "cc0").astype("float64")
