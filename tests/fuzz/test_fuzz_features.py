@@ -147,3 +147,20 @@ def test_metric_value_never_raises(meta):
         assume(False)  # only catalog-validated JSON reaches metric_value; see the catalog properties
         raise
     assert math.isnan(value) or (value >= 0 and math.isfinite(value))
+
+
+def test_stray_lines_in_a_ranks_file_are_skipped_and_counted(tmp_path):
+    """A non-numeric position made read_ranks raise ValueError (small file) or ArrowInvalid (later block),
+    killing the domains stage; position 0 scored as the top name (log 0 = -inf, clipped to 1)."""
+    header = "#harmonicc_pos\t#harmonicc_val\t#pr_pos\t#pr_val\t#host_rev"
+    good = [f"{i}\t{1.0 / i}\t{i}\t{0.1 / i}\torg.h{i}" for i in range(1, 3000)]
+    bad = ["abc\tx\t0\t0.1\torg.bad1", "0\t1\t1\t0.1\torg.bad2", "-4\t1\t1\t0.1\torg.bad3", "2.5\t1\t1\t1\torg.bad4",
+           "\t\t\t\t", "7\t1\t1\t1\torg.bad5\textra"]
+    path = tmp_path / "ranks.txt.gz"
+    path.write_bytes(gzip.compress("\n".join([header, *good[:5], *bad[:3], *good[5:], *bad[3:]]).encode() + b"\n"))
+    ranks = D.read_ranks(path, block_size=1 << 12)
+    assert ranks.rows == len(good) and ranks.skipped == len(bad)
+    assert not ranks.table["name"].str.startswith("bad").any()
+    scores = D.rank_scores([ranks], "host")
+    assert scores["score"].between(0, 1).all() and scores["score"].max() == 1.0
+    assert scores.set_index("name").loc["h1", "score"] == 1.0

@@ -34,6 +34,7 @@ class RanksFile:
     level: str  # "host" or "domain"
     table: pd.DataFrame  # name, hc_pos, hc_val, pr_pos, pr_val, n_hosts (only wanted names)
     rows: int  # rows in the whole file: the N of the position score
+    skipped: int = 0  # lines that were not a ranked name (wrong field count, position not a whole number >= 1)
 
 
 class RanksFileError(ValueError):
@@ -41,10 +42,25 @@ class RanksFileError(ValueError):
 
 
 def read_ranks(path: str | Path, wanted: set[str] | None = None, block_size: int = 1 << 24) -> RanksFile:
-    """Stream one ranks file, keeping only ``wanted`` names (un-reversed hosts/domains; None keeps all)."""
+    """Stream one ranks file, keeping only ``wanted`` names (un-reversed hosts/domains; None keeps all).
+
+    A line with the wrong number of fields, or whose position is not a whole number >= 1, is skipped and
+    counted in ``skipped`` (it is not a ranked name: it does not count in ``rows`` either); only a file
+    without the ranks header is refused (:class:`RanksFileError`).
+    """
+    skipped = 0
+
+    def on_invalid(row) -> str:
+        nonlocal skipped
+        skipped += 1
+        return "skip"
+
+    # every column as text: a stray non-numeric value costs its line, not the stage
+    as_text = pacsv.ConvertOptions(column_types={name: pa.string() for name in RANK_COLUMNS})
     try:
         reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block_size),
-                                parse_options=pacsv.ParseOptions(delimiter="\t"))
+                                parse_options=pacsv.ParseOptions(delimiter="\t", invalid_row_handler=on_invalid),
+                                convert_options=as_text)
     except (pa.ArrowInvalid, OSError) as exc:
         raise RanksFileError(f"{path}: not a Common Crawl ranks file ({exc})") from exc
     names = reader.schema.names
@@ -53,19 +69,31 @@ def read_ranks(path: str | Path, wanted: set[str] | None = None, block_size: int
     level = "domain" if "#n_hosts" in names else "host"
     wanted_rev = None if wanted is None else {reverse_host(n) for n in wanted if n}
     rows, kept = 0, []
-    for batch in reader:
-        frame = batch.to_pandas().rename(columns=RANK_COLUMNS)
-        rows += len(frame)
-        if wanted_rev is not None:
-            frame = frame[frame["name_rev"].isin(wanted_rev)]
-        if len(frame):
-            kept.append(frame)
+    try:
+        for batch in reader:
+            frame = batch.to_pandas().rename(columns=RANK_COLUMNS)
+            for column in ("hc_pos", "hc_val", "pr_pos", "pr_val", "n_hosts"):
+                if column in frame:
+                    frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+            position = frame["hc_pos"]
+            valid = (position >= 1) & (position == np.floor(position)) & np.isfinite(position) \
+                & frame["name_rev"].notna()
+            skipped += int((~valid).sum())
+            frame = frame[valid]
+            rows += len(frame)
+            if wanted_rev is not None:
+                frame = frame[frame["name_rev"].isin(wanted_rev)]
+            if len(frame):
+                kept.append(frame)
+    except (pa.ArrowInvalid, OSError) as exc:  # a corrupt tail (cut gzip ...): keep what was read, say so
+        raise RanksFileError(f"{path}: unreadable after {rows:,} rows ({exc})") from exc
     table = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=list(RANK_COLUMNS.values()))
     table["name"] = [reverse_host(str(n)) for n in table["name_rev"]]
     if "n_hosts" not in table:
         table["n_hosts"] = np.nan
     table = table.drop_duplicates("name")[["name", "hc_pos", "hc_val", "pr_pos", "pr_val", "n_hosts"]]
-    return RanksFile(level, table.astype({"hc_pos": "float64", "pr_val": "float64", "n_hosts": "float64"}), rows)
+    return RanksFile(level, table.astype({"hc_pos": "float64", "pr_val": "float64", "n_hosts": "float64"}), rows,
+                     skipped)
 
 
 def position_score(position: pd.Series, population: int) -> pd.Series:
