@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI
+from imagerank.testing import IN_CI
 from imagerank.reporting.browser import check_page, find_chromium
 from imagerank.reporting.build import SECTIONS
 from test_report import build_report_workdir
