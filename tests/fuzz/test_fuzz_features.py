@@ -163,4 +163,4 @@ def test_stray_lines_in_a_ranks_file_are_skipped_and_counted(tmp_path):
     assert not ranks.table["name"].str.startswith("bad").any()
     scores = D.rank_scores([ranks], "host")
     assert scores["score"].between(0, 1).all() and scores["score"].max() == 1.0
-    assert scores.set_index("name").loc["h1", "score"] == 1.0
+    assert scores.set_index("name").loc["h1.org", "score"] == 1.0
