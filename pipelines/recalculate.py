@@ -45,6 +45,7 @@ class RecalculateOptions:
     feature_repo: Path | None = None
     materialize: bool = True
     force: bool = False  # recalculate even when inputs and parameters are unchanged since the last run
+    report: bool = False  # write W/report/index.html at the end (the CLI does, unless --no-report)
     retrain: str = "auto"  # always | never | auto (when the labelled rows or their features changed)
     standardization: StandardizationConfig = field(default_factory=StandardizationConfig)
 
@@ -107,6 +108,12 @@ def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
                         resumed=state.resumed)
         write_json(manifest, workdir / "runs" / f"{state.run_id}.json")
         state.finish()
+        if options.report:
+            from imagerank.report import write_report
+
+            manifest["report"] = str(write_report(workdir))
+            if not quiet:
+                print(f"[imagerank] report: {manifest['report']}", file=sys.stderr)
         return manifest
 
 

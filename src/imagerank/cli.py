@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain", choices=["always", "never", "auto"], default="auto",
                    help="train new models always, never (reuse the last version), or when the rows they learn "
                         "from changed (auto, the default)")
+    p.add_argument("--no-report", action="store_true", help="do not write the HTML report W/report/index.html")
     p.add_argument("--force", action="store_true",
                    help="recalculate even if inputs and parameters are unchanged since the last finished run")
     _scheduler(p)
@@ -174,6 +175,7 @@ def cmd_recalculate(args) -> int:
     options = RecalculateOptions(catalog=args.catalog, workdir=args.workdir, images=args.images, crawl=args.crawl,
                                  ranks=args.ranks, scheduler=args.scheduler, feature_repo=args.feature_repo,
                                  materialize=not args.no_materialize, force=args.force, retrain=args.retrain,
+                                 report=not args.no_report,
                                  standardization=StandardizationConfig(percentile=args.percentile))
     manifest = recalculate(options)
     print(json.dumps({"run_id": manifest["run_id"], "unchanged": manifest.get("unchanged", False),
@@ -296,7 +298,7 @@ def cmd_lookup(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    for path in sorted((Path(args.workdir) / "runs").glob("*.json")):
+    for path in sorted(p for p in (Path(args.workdir) / "runs").glob("*.json") if p.name != "in-progress.json"):
         run = json.loads(path.read_text())
         rec = run.get("reconciliation", {})
         print(f"{run['run_id']}  input={rec.get('input_rows')} scored={rec.get('score_rows')} "
@@ -341,7 +343,8 @@ def cmd_demo(args) -> int:
     sample = generate(Path(args.workdir) / "demo-input", rows=args.rows)
     print(f"generated a sample catalog of {sample['rows']} rows (+ broken rows) in {args.workdir}/demo-input", file=sys.stderr)
     manifest = recalculate(RecalculateOptions(catalog=sample["catalog"], workdir=args.workdir, ranks=sample["ranks"],
-                                              images=sample["images"], crawl=sample["crawl"], scheduler=args.scheduler))
+                                              images=sample["images"], crawl=sample["crawl"], scheduler=args.scheduler,
+                                              report=True))
     print(json.dumps({"reconciliation": manifest["reconciliation"], "timings_s": manifest["timings_s"]}, indent=2))
     import pandas as pd
 
@@ -350,6 +353,7 @@ def cmd_demo(args) -> int:
     print("\nonline lookups through Feast (imagerank lookup):")
     for row in lookup(default_feature_repo(), args.workdir, list(dict.fromkeys(picks))):
         print(json.dumps(row))
+    print(f"\nreport: {manifest['report']}  (open it in a browser)")
     return 0
 
 

@@ -81,6 +81,8 @@ class TrainedModel:
     #: monotone map of the estimator's [0, 1] output onto the served scale (x -> y, linear between points)
     output_x: np.ndarray | None = None
     output_y: np.ndarray | None = None
+    #: out-of-fold predictions of the evaluation (image_id, provider, observed, predicted on the target scale)
+    held_out: pd.DataFrame | None = None
 
     def input_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The columns the estimator reads; missing feature columns are NaN, a missing text is empty."""
@@ -150,10 +152,12 @@ def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, targ
                "text_features": text,
                "ensemble": {"members": ensemble.member_names_, "weights": [float(w) for w in ensemble.weights_],
                             "inner_cv_spearman": ensemble.inner_cv_, "calibration": ensemble.calibrate}}
+    held_out = None
     if evaluate_model:
         metrics["evaluation"] = evaluate(training, columns, target=target, random_state=random_state, fast=fast)
+        held_out = metrics["evaluation"].pop("_oof", None)
     return TrainedModel("popularity", estimator, columns, metrics, text_column=TEXT_COLUMN if text else None,
-                        group_column=GROUP_COLUMN, output_x=grid, output_y=served)
+                        group_column=GROUP_COLUMN, output_x=grid, output_y=served, held_out=held_out)
 
 
 def _groups(rows: pd.DataFrame) -> np.ndarray:
@@ -191,10 +195,13 @@ def evaluate(training: pd.DataFrame, columns: list[str], *, target: TargetConfig
     else:
         groups = rows[GROUP_COLUMN]
         common = dict(groups=groups, age_days=rows["age_days"], train_metric=rows["metric_value"])
+        held_out = grouped_cv_predictions(_estimator(columns, text, random_state, fast), _frame(rows, columns, text),
+                                          y, groups)
+        report["_oof"] = pd.DataFrame({"image_id": rows["image_id"].astype(str) if "image_id" in rows else None,
+                                       "provider": rows["provider"].astype(str), "observed": np.asarray(y, "float64"),
+                                       "predicted": held_out})
         cv = {
-            "ensemble": ranking_report(grouped_cv_predictions(_estimator(columns, text, random_state, fast),
-                                                              _frame(rows, columns, text), y, groups),
-                                       rows["metric_value"], **common),
+            "ensemble": ranking_report(held_out, rows["metric_value"], **common),
             "baseline_boosting": ranking_report(grouped_cv_predictions(baseline, rows[metadata_only].astype("float64"),
                                                                        y, groups, pass_groups=False),
                                                 rows["metric_value"], **common),
