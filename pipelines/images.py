@@ -34,7 +34,8 @@ COLUMNS = {"pixels": PIXELS_COLUMNS, "exif": EXIF_COLUMNS}
 
 def run_image_features(client, workdir: str | Path, images: str, families: Iterable[str] = FAMILIES, *,
                        rows_per_partition: int | None = 2_000, progress: bool = True,
-                       storage_options: dict | None = None, **limits: Any) -> dict[str, Any]:
+                       storage_options: dict | None = None, event_timestamp: Any = None,
+                       **limits: Any) -> dict[str, Any]:
     """Compute the pixel and/or EXIF features of every ``W/catalog/`` row; return counts.
 
     ``images`` is a folder or a template (see :class:`~imagerank.features.images.ImageSource`);
@@ -42,13 +43,19 @@ def run_image_features(client, workdir: str | Path, images: str, families: Itera
     ``max_pixels``, ``timeout_s``, ``allow_remote``). ``rows_per_partition`` splits the catalog into
     tasks of about that many images (load balancing and progress granularity; None keeps the
     catalog's partitions). ``client`` is a ``distributed.Client`` (None: the current default
-    scheduler).
+    scheduler). ``event_timestamp`` (the run's time) is written on every row; default: now.
+    Unknown ``limits`` keys are an error.
     """
     workdir = Path(workdir)
     families = tuple(f for f in FAMILIES if f in set(families))
     if not families:
         raise ValueError(f"families must be some of {FAMILIES}")
+    unknown = set(limits) - set(ImageLimits.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown image limits {sorted(unknown)}; known: {sorted(ImageLimits.__dataclass_fields__)}")
     limit = ImageLimits.from_kwargs(**limits)
+    if event_timestamp is None:
+        event_timestamp = pd.Timestamp.now(tz="UTC")  # one time for the whole run, not per partition
     source = ImageSource(images, allow_remote=limit.allow_remote, storage_options=storage_options or {})
 
     catalog_path = workdir / "catalog"
@@ -68,7 +75,7 @@ def run_image_features(client, workdir: str | Path, images: str, families: Itera
         if npartitions != catalog.npartitions:
             catalog = catalog.repartition(npartitions=npartitions)
 
-    features = catalog.map_partitions(image_features, source, families, limit,
+    features = catalog.map_partitions(image_features, source, families, limit, event_timestamp,
                                       meta=IMAGE_FEATURES_META, align_dataframes=False)
     targets = {family: workdir / "features" / family for family in families}
     errors = features[[f"{f}_error" for f in families]].map_partitions(

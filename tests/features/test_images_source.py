@@ -128,8 +128,9 @@ def test_stage_on_local_cluster(tmp_path, folder, dask_client):
                             "meta_data": ['{"date_taken": "2015-01-02 03:04:05"}'] * 12})
     write_frame(catalog, workdir / "catalog")
 
+    run_time = pd.Timestamp("2024-05-06T07:08:09Z")
     counts = run_image_features(dask_client, workdir, f"{folder}/{{provider}}/{{image_id}}.jpg",
-                                rows_per_partition=4, progress=False, timeout_s=30)
+                                rows_per_partition=4, progress=False, timeout_s=30, event_timestamp=run_time)
     pixels = pd.read_parquet(workdir / "features" / "pixels")
     exif = pd.read_parquet(workdir / "features" / "exif")
     assert list(pixels.columns) == PIXELS_COLUMNS and list(exif.columns) == EXIF_COLUMNS
@@ -140,9 +141,12 @@ def test_stage_on_local_cluster(tmp_path, folder, dask_client):
     assert by_id.loc[ids[:10], "pixels_error"].isna().all()
     assert (by_id.loc[ids[:10], "decoded_width"] == 48).all()
     assert (exif["taken_at_source"] == "meta_data.date_taken").all()
+    assert (pixels["event_timestamp"] == run_time).all() and (exif["event_timestamp"] == run_time).all()
     assert counts["pixels"]["rows"] == 12 and counts["pixels"]["ok"] == 10
     assert counts["exif"]["errors"] == {"missing": 1}  # a truncated scan still has its (empty) EXIF read
 
+    with pytest.raises(TypeError, match="unknown image limits"):
+        run_image_features(dask_client, workdir, str(folder), max_bites=10)
     only_exif = run_image_features(dask_client, workdir, f"{folder}/{{provider}}/{{image_id}}.jpg",
                                    families=("exif",), rows_per_partition=None, progress=False)
     assert set(only_exif) == {"exif"} and only_exif["exif"]["rows"] == 12

@@ -313,13 +313,14 @@ def _as_source(images: ImageSource | str, limits: ImageLimits) -> ImageSource:
 
 
 def image_features(catalog: pd.DataFrame, images: ImageSource | str, families: Iterable[str] = FAMILIES,
-                   limits: ImageLimits | dict | None = None) -> pd.DataFrame:
+                   limits: ImageLimits | dict | None = None, event_timestamp: Any = None) -> pd.DataFrame:
     """Pixel and EXIF features of every row of a catalog partition (pure; never raises on bad data).
 
     ``catalog`` needs ``image_id`` and ``meta_data`` (JSON text) plus the columns the image template
     uses. Returns one row per input row, in order, with the columns of :data:`IMAGE_FEATURES_META`:
     ``image_id``, the pixel features + ``pixels_error(_message)``, the EXIF features +
-    ``exif_error(_message)``, ``event_timestamp``. Use :func:`split_families` to get the two datasets.
+    ``exif_error(_message)``, ``event_timestamp`` (the given run time, else now; UTC). Use
+    :func:`split_families` to get the two datasets.
     """
     if isinstance(limits, dict):
         limits = ImageLimits.from_kwargs(**limits)
@@ -329,7 +330,7 @@ def image_features(catalog: pd.DataFrame, images: ImageSource | str, families: I
     records = catalog.to_dict("records") if len(catalog) else []
     with _quiet_and_single_threaded():
         pix_rows, exif_rows = _rows(records, source, families, limits)
-    return _frame(catalog, pix_rows, exif_rows)
+    return _frame(catalog, pix_rows, exif_rows, event_timestamp)
 
 
 @contextmanager
@@ -391,7 +392,8 @@ _ROW_SCHEMA = pa.schema([pa.field("image_id", pa.string()),
                          PIXELS_SCHEMA.field("event_timestamp")])
 
 
-def _frame(catalog: pd.DataFrame, pix_rows: list[dict], exif_rows: list[dict]) -> pd.DataFrame:
+def _frame(catalog: pd.DataFrame, pix_rows: list[dict], exif_rows: list[dict],
+           event_timestamp: Any = None) -> pd.DataFrame:
     """Rows -> the typed frame of :data:`IMAGE_FEATURES_META` (one pyarrow conversion, no per-cell pandas)."""
     n = len(pix_rows)
     ids = pa.array(catalog["image_id"].astype(str).tolist() if n else [], type=pa.string())
@@ -400,7 +402,8 @@ def _frame(catalog: pd.DataFrame, pix_rows: list[dict], exif_rows: list[dict]) -
         columns.append(pa.array([r[name] for r in pix_rows], type=_ROW_SCHEMA.field(name).type))
     for name in EXIF_FEATURE_NAMES + ["exif_error", "exif_error_message"]:
         columns.append(pa.array([r[name] for r in exif_rows], type=_ROW_SCHEMA.field(name).type))
-    now = pd.Timestamp.now(tz="UTC")
+    now = pd.Timestamp(event_timestamp) if event_timestamp is not None else pd.Timestamp.now(tz="UTC")
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     columns.append(pa.array([now] * n, type=_ROW_SCHEMA.field("event_timestamp").type))
     table = pa.Table.from_arrays(columns, schema=_ROW_SCHEMA)
     result = table.to_pandas(types_mapper=_ARROW_TO_PANDAS.get)
@@ -414,15 +417,15 @@ def split_families(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def pixel_features(catalog: pd.DataFrame, images: ImageSource | str,
-                   limits: ImageLimits | dict | None = None) -> pd.DataFrame:
+                   limits: ImageLimits | dict | None = None, event_timestamp: Any = None) -> pd.DataFrame:
     """Only the pixel family (columns of :data:`PIXELS_META`)."""
-    return image_features(catalog, images, ("pixels",), limits)[PIXELS_COLUMNS]
+    return image_features(catalog, images, ("pixels",), limits, event_timestamp)[PIXELS_COLUMNS]
 
 
 def exif_features(catalog: pd.DataFrame, images: ImageSource | str,
-                  limits: ImageLimits | dict | None = None) -> pd.DataFrame:
+                  limits: ImageLimits | dict | None = None, event_timestamp: Any = None) -> pd.DataFrame:
     """Only the EXIF family (columns of :data:`EXIF_META`); pixels are not decoded."""
-    return image_features(catalog, images, ("exif",), limits)[EXIF_COLUMNS]
+    return image_features(catalog, images, ("exif",), limits, event_timestamp)[EXIF_COLUMNS]
 
 
 def limits_dict(limits: ImageLimits) -> dict[str, Any]:
