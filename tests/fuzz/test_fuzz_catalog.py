@@ -324,3 +324,17 @@ def test_reject_raw_text_of_giant_fields_is_bounded_and_keeps_every_column():
                       "raw": None, "input_order": 1, "source_file": "f.csv", "source_row": 3})
     assert len(text) <= RAW_TEXT_CHARS
     assert "id-1" in text and "https://h.org/a.jpg" in text
+
+
+def test_giant_date_text_is_null_without_being_parsed():
+    """A created_on of ~1 MB (under MAX_FIELD_CHARS) went to pandas' mixed-format parser, which spends minutes in
+    dateutil on it before giving NaT: one row could stall an ingest worker. Such text is now null at once."""
+    from imagerank.catalog.ingest import MAX_TIME_CHARS, _validate_record
+
+    record = {name: None for name in RAW_META.columns}
+    record.update(identifier=str(uuid.UUID(int=5)), provider="flickr", url="https://h.org/a.jpg",
+                  created_on="1" * 999_999, updated_on=" 2020-01-02 03:04:05 ", source_file="f.csv", source_row=1,
+                  input_order=0)
+    row, reason = _validate_record(record)
+    assert reason is None and row["created_on"] is None and row["updated_on"] == "2020-01-02 03:04:05"
+    assert len("2020-01-02T03:04:05.123456789+05:30") <= MAX_TIME_CHARS

@@ -27,6 +27,7 @@ MAX_DIMENSION = 100_000  # pixels; larger widths/heights are data errors, not im
 MAX_FIELD_CHARS = 1_000_000  # a single catalog value larger than this is rejected, not stored
 RAW_TEXT_CHARS = 2_000  # how much of a rejected row is kept for a person to read
 RAW_VALUE_CHARS = 300  # ... and of each of its values
+MAX_TIME_CHARS = 64  # a created_on / updated_on text longer than this is not a timestamp (stored as null)
 REQUIRED = ("identifier", "url", "provider")
 
 
@@ -344,7 +345,9 @@ def _validate_record(record: dict) -> tuple[dict | None, str | None]:
     row["meta_data"] = json.dumps(meta, ensure_ascii=False, sort_keys=True)
     row["tags"] = json.dumps(tags, ensure_ascii=False)
     for name in TIME_COLUMNS:
-        row[name] = (record.get(name) or "").strip() or None
+        text = (record.get(name) or "").strip()
+        # no timestamp is longer than this; dateutil takes minutes over a megabyte of text (then gives NaT)
+        row[name] = text if text and len(text) <= MAX_TIME_CHARS else None
     row["watermarked"] = {"t": True, "true": True, "1": True, "f": False, "false": False, "0": False}.get(
         (record.get("watermarked") or "").strip().lower())
     for name in ("source_file", "source_row", "input_order"):
