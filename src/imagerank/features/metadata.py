@@ -113,7 +113,12 @@ def _first_time(meta: list[dict], keys: tuple[str, ...], fallback: pd.Series | N
                      dtype="datetime64[ns, UTC]") if fallback is not None else times
 
 
+MAX_TIME_CHARS = 64  # longer date text is not a date: pandas/dateutil take minutes over a megabyte of it
+
+
 def _to_time(raw) -> pd.Timestamp | None:
+    if isinstance(raw, str) and len(raw) > MAX_TIME_CHARS:
+        return None
     try:
         if isinstance(raw, (int, float)) or (isinstance(raw, str) and raw.strip().isdigit()):
             seconds = float(raw)
