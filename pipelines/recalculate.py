@@ -45,6 +45,7 @@ class RecalculateOptions:
     feature_repo: Path | None = None
     materialize: bool = True
     force: bool = False  # recalculate even when inputs and parameters are unchanged since the last run
+    image_limits: dict = field(default_factory=dict)  # ImageLimits fields: max_bytes, max_pixels, timeout_s, allow_remote
     report: bool = False  # write W/report/index.html at the end (the CLI does, unless --no-report)
     retrain: str = "auto"  # always | never | auto (when the labelled rows or their features changed)
     standardization: StandardizationConfig = field(default_factory=StandardizationConfig)
@@ -84,7 +85,8 @@ def run_inputs(options: RecalculateOptions) -> dict:
 
 
 def run_parameters(options: RecalculateOptions) -> dict:
-    return {"standardization": options.standardization.to_dict(), "imagerank": __version__}
+    return {"standardization": options.standardization.to_dict(), "image_limits": options.image_limits,
+            "imagerank": __version__}
 
 
 def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
@@ -131,7 +133,7 @@ def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now
             from pipelines.images import run_image_features
 
             manifest["images"] = stage("features: pixels + exif", run_image_features, client, workdir,
-                                       options.images, event_timestamp=now)
+                                       options.images, event_timestamp=now, **options.image_limits)
             manifest["visual"] = stage("features: visual duplicates", run_visual_features, client, workdir,
                                        event_timestamp=now)
         if options.crawl:

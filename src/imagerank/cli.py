@@ -26,6 +26,21 @@ def _feature_repo(parser: argparse.ArgumentParser) -> None:
                         help="Feast repository (default: $IMAGERANK_FEATURE_REPO, else the project's feature_repo/)")
 
 
+def _image_limits(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("image limits (bad or hostile files become feature rows with an error code)")
+    group.add_argument("--max-image-bytes", type=int, default=None, help="refuse larger files (default 50 MiB)")
+    group.add_argument("--max-image-pixels", type=int, default=None,
+                       help="refuse images whose header declares more pixels, before decoding (default 100 M)")
+    group.add_argument("--image-timeout", type=float, default=None, help="per-image time budget in seconds (default 20)")
+    group.add_argument("--allow-remote-images", action="store_true",
+                       help="allow http(s)/ftp image templates (off: nothing is fetched from the web by default)")
+
+
+def image_limits(args) -> dict:
+    return {"max_bytes": args.max_image_bytes, "max_pixels": args.max_image_pixels, "timeout_s": args.image_timeout,
+            "allow_remote": args.allow_remote_images or None}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imagerank",
@@ -48,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--percentile", type=float, default=0.85,
                    help="percentile r of the popularity standardization (Openverse uses 0.85)")
     p.add_argument("--no-materialize", action="store_true", help="stop after writing W/scores/")
+    _image_limits(p)
     p.add_argument("--retrain", choices=["always", "never", "auto"], default="auto",
                    help="train new models always, never (reuse the last version), or when the rows they learn "
                         "from changed (auto, the default)")
@@ -70,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ranks", nargs="+", default=[], metavar="FILE", help="ranks files (domains family)")
     p.add_argument("--percentile", type=float, default=0.85, help="standardization percentile (popularity family)")
     p.add_argument("--images", metavar="TEMPLATE", help="image folder or fsspec URL template (pixels, exif)")
+    _image_limits(p)
     p.add_argument("--phash-threshold", type=int, default=None,
                    help="near-duplicate Hamming distance of 64-bit perceptual hashes (visual; default 10)")
     _scheduler(p)
@@ -175,7 +192,7 @@ def cmd_recalculate(args) -> int:
     options = RecalculateOptions(catalog=args.catalog, workdir=args.workdir, images=args.images, crawl=args.crawl,
                                  ranks=args.ranks, scheduler=args.scheduler, feature_repo=args.feature_repo,
                                  materialize=not args.no_materialize, force=args.force, retrain=args.retrain,
-                                 report=not args.no_report,
+                                 report=not args.no_report, image_limits=image_limits(args),
                                  standardization=StandardizationConfig(percentile=args.percentile))
     manifest = recalculate(options)
     print(json.dumps({"run_id": manifest["run_id"], "unchanged": manifest.get("unchanged", False),
@@ -211,7 +228,8 @@ def cmd_features(args) -> int:
 
             if not args.images:
                 raise ValueError(f"the {args.family} features need --images (a folder or URL template)")
-            result = run_image_features(client, args.workdir, args.images, (args.family,), event_timestamp=now)
+            result = run_image_features(client, args.workdir, args.images, (args.family,), event_timestamp=now,
+                                        **image_limits(args))
         elif args.family == "links":
             from pipelines.graph import run_link_features
 
