@@ -174,10 +174,13 @@ def training_fingerprint(workdir: Path) -> str:
     Ages are left out: they advance with the clock every run, which alone does not call for a new model.
     """
     features = load_features(workdir)
-    learnt = features["observed_popularity"].notnull()
-    if "has_link_evidence" in features.columns:
-        learnt = learnt | features["has_link_evidence"].fillna(False).astype(bool)
-    rows = features[learnt]
+    links = "has_link_evidence" in features.columns
+
+    def learnt(part: pd.DataFrame) -> pd.DataFrame:
+        keep = part["observed_popularity"].notna()
+        return part[keep | part["has_link_evidence"].fillna(False).astype(bool)] if links else part[keep]
+
+    rows = features.map_partitions(learnt, meta=features._meta)
     columns = sorted(c for c in rows.columns if c != "event_timestamp" and c not in RELATIVE_TO_RUN)
     # 31 high bits per row, summed as int64: exact and independent of row order up to ~4e9 rows
     digests = rows.map_partitions(lambda p: pd.Series(row_digest(p, columns).to_numpy() >> 33, dtype="int64"),

@@ -67,7 +67,8 @@ def _link_evidence_rows(features: dd.DataFrame, random_state: int) -> pd.DataFra
     """Rows with link evidence (the authority model's training set); empty when no crawl was processed."""
     if "has_link_evidence" not in features.columns:
         return features._meta.copy()
-    rows = features[features["has_link_evidence"].fillna(False).astype(bool)]
+    # a partition-wise filter: dask's optimizer turns `frame[mask.fillna(False).astype(bool)]` into a Series here
+    rows = features.map_partitions(lambda p: p[p["has_link_evidence"].fillna(False).astype(bool)], meta=features._meta)
     n = int(rows.map_partitions(len).sum().compute())
     if n > MAX_TRAINING_ROWS:
         rows = rows.sample(frac=MAX_TRAINING_ROWS / n, random_state=random_state)
