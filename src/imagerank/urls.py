@@ -146,8 +146,104 @@ def _remove_dot_segments(path: str) -> str:
     return result if result.startswith("/") else "/" + result
 
 
+# ------------------------------------------------------------------------------------------ fast paths
+# Most crawled links are already canonical (absolute, lower-case http(s) host, no port, nothing to quote) or are
+# simple relative references against a canonical page URL. Those are recognized with one regex and returned or
+# joined by string concatenation; everything else goes through ``_normalize_url_reference`` (urllib). The
+# characters accepted are exactly those ``quote`` leaves alone (RFC 3986 unreserved + the safe sets above, ASCII
+# only), so the fast result is byte-identical to the reference one; tests/graph/test_urls_normalize.py checks it
+# against the reference on generated URLs.
+_P = r"A-Za-z0-9_.\-~/%:@!$&'()*+,;="  # quote(safe=_SAFE_PATH) keeps these
+_Q = _P + r"?\[\]|"                      # quote(safe=_SAFE_QUERY) keeps these
+_CANON_ABS = re.compile(rf"(https?)://([a-z0-9_.\-]+)(/[{_P}]*)(?:\?([{_Q}]+))?")
+_CANON_PATH_ABS = re.compile(rf"/(?!/)[{_P}]*(?:\?[{_Q}]+)?")            # /dir/x.html?q
+_CANON_PATH_REL = re.compile(rf"[A-Za-z0-9_.\-~%@!$&'()*+,=][{_P}]*(?:\?[{_Q}]+)?")  # x.html, dir/x?q
+_DOT_SEGMENT = re.compile(r"(?:^|/)\.\.?(?:/|[?]|$)")
+
+
+@lru_cache(maxsize=1 << 14)
+def _fast_host_ok(host: str) -> bool:
+    """The reference keeps this host exactly as written (valid, already normalized, a dot or an IP)."""
+    return normalize_host(host) == host and ("." in host or _is_ip(host))
+
+
+def _canonical_parts(url: str) -> tuple[str, str, str] | None:
+    """(scheme, origin ``scheme://host``, path) when ``url`` is returned unchanged by the reference, else None."""
+    m = _CANON_ABS.fullmatch(url)
+    if m is None or len(url) > MAX_URL_LENGTH:
+        return None
+    path = m.group(3)
+    if path.endswith(";") or ("." in path and _DOT_SEGMENT.search(path)) or not _fast_host_ok(m.group(2)):
+        return None  # a trailing ';' is an empty ``params`` that urljoin drops
+    return m.group(1), url[:m.end(2)], path
+
+
+@lru_cache(maxsize=1 << 12)
+def _base_context(base: str) -> tuple[str, str, str] | None:
+    """(scheme, origin, directory) of a canonical base URL, for joining simple relative references; else None."""
+    parts = _canonical_parts(base)
+    if parts is None:
+        return None
+    scheme, origin, path = parts
+    if "//" in path:
+        return None  # urljoin collapses empty segments of the base directory
+    return scheme, origin, path[: path.rfind("/") + 1]
+
+
 def normalize_url(url: str | None, base: str | None = None) -> tuple[str | None, str | None]:
     """Absolute, normalized http(s) URL of ``url`` (resolved against ``base``) and None, or (None, reason)."""
+    if isinstance(url, str) and url and (base is None or isinstance(base, str)):
+        if url.startswith("http"):
+            if _canonical_parts(url) is not None and (not base or _base_parses(base)):
+                return url, None
+        elif base:
+            ctx = _base_context(base)
+            if ctx is not None:
+                result = _join_simple(url, ctx)
+                if result is not None:
+                    return result, None
+    return _normalize_url_reference(url, base)
+
+
+def _join_simple(url: str, ctx: tuple[str, str, str]) -> str | None:
+    """``url`` resolved against a canonical base when the join is plain concatenation, else None."""
+    scheme, origin, directory = ctx
+    if url[0] == "/":
+        if url.startswith("//"):  # protocol-relative: the base's scheme
+            candidate = f"{scheme}:{url}"
+            return candidate if _canonical_parts(candidate) is not None else None
+        if not _CANON_PATH_ABS.fullmatch(url) or _needs_full_path(url):
+            return None
+        result = origin + url
+    else:
+        if not _CANON_PATH_REL.fullmatch(url) or _needs_full_path(url):
+            return None
+        path = url.split("?", 1)[0]
+        if ":" in path.split("/", 1)[0] or "//" in path:  # a scheme, or empty segments urljoin would collapse
+            return None
+        result = origin + directory + url
+    return result if len(result) <= MAX_URL_LENGTH else None
+
+
+@lru_cache(maxsize=1 << 12)
+def _base_parses(base: str) -> bool:
+    """urljoin parses the base first: a base urlsplit rejects makes the reference fail with R_PARSE."""
+    try:
+        urlsplit(base)
+    except (ValueError, UnicodeError):
+        return False
+    return True
+
+
+def _needs_full_path(ref: str) -> bool:
+    """Dot segments or a trailing ';' (urljoin drops an empty ``params``) in the path of a relative reference."""
+    path = ref.split("?", 1)[0]
+    return path.endswith(";") or ("." in path and _DOT_SEGMENT.search(path) is not None)
+
+
+def _normalize_url_reference(url: str | None, base: str | None = None) -> tuple[str | None, str | None]:
+    """The urllib implementation of ``normalize_url`` (its slow path, and the reference its fast paths are tested
+    against): every input takes ``urljoin`` / ``urlsplit`` / ``quote``."""
     if url is None or not isinstance(url, str):
         return None, R_EMPTY
     url = _TAB_NEWLINE.sub("", url).strip(" \x00\x0b\x0c\u00a0\ufeff")

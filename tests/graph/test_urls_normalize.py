@@ -53,3 +53,64 @@ def test_hosts_and_domains():
     assert registered_domain("192.168.0.1") == "192.168.0.1"
     assert registered_domain("com") is None
     assert reverse_host("www.flickr.com") == "com.flickr.www"
+
+
+# ------------------------------------------------------------------ fast paths vs the urllib reference
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from imagerank import urls as U  # noqa: E402
+
+_HOSTS = ["a.com", "www.ex-ample.org", "Ex.com", "a.com.", "1.2.3.4", "01.2.3.4", "1.2.3", "localhost", "a..com",
+          "xn--mnchen-3ya.de", "xn--zz-bad.com", "münchen.de", "[::1]", "a_b.c", "-a.com", "a.com:80", "a.com:8080",
+          "a.com:0", "a.com:", "u@a.com", "", "a" * 64 + ".com"]
+_SEGMENTS = ["", "a", "B", "x.html", ".", "..", "%2e", "%zz", "a;b", ";", "a;", ":", "c:d", "~u", "a b", "é", "//",
+             "@", "!$&'()*+,=", "-_.", "\\", "[", "]", "|", "^", "`", "{", "\t", "\x00"]
+_QUERIES = ["", "?", "?a=1", "?a=1&b=2", "?x?y", "?[1]|2", "?a b", "?é", "?%", "?;", "?a#f", "#f", "#"]
+_PATHS = st.lists(st.sampled_from(_SEGMENTS), max_size=5).map("/".join)
+_ABSOLUTE = st.builds(lambda s, h, p, q: f"{s}{h}/{p}{q}" if p or q else f"{s}{h}",
+                      st.sampled_from(["http://", "https://", "HTTP://", "ftp://", "//", "http:", "javascript:"]),
+                      st.sampled_from(_HOSTS), _PATHS, st.sampled_from(_QUERIES))
+_RELATIVE = st.builds(lambda lead, p, q: lead + p + q, st.sampled_from(["", "/", "//", "./", "../", "?", "#"]),
+                      _PATHS, st.sampled_from(_QUERIES))
+_ANY_URL = st.one_of(_ABSOLUTE, _RELATIVE, st.text(max_size=30))
+_BASES = st.one_of(st.none(), st.just(""), _ABSOLUTE, st.sampled_from(
+    ["http://a.com/", "https://www.a.org/dir/page.html?q=1", "http://a.com/d//e/f", "http://a.com/d;p/e;q",
+     "http://[::1/", "http://a.com:8080/x/", "http://a.com/x/#f", "HTTPS://A.COM/x/y"]))
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ANY_URL, _BASES)
+def test_fast_paths_equal_reference(url, base):
+    assert U.normalize_url(url, base) == U._normalize_url_reference(url, base)
+
+
+@pytest.mark.parametrize("url,base", [
+    ("http://a.com/x;", None), ("http://a.com/x;", "http://b.org/"), ("x;?q=1", "http://a.com/d/p"),
+    ("http://a.com/x", "http://[::1/"), ("a//b", "http://a.com/d/"), ("x", "http://a.com/d//e"),
+    ("http://a.com/./x", None), ("./x", "http://a.com/d/"), ("x/..", "http://a.com/d/"), ("x/.?q", "http://a.com/"),
+    ("c:d/x", "http://a.com/"), ("home.html", "http://a.com/d/p"), ("//cdn.a.com/i.png", "https://a.com/"),
+    ("http://a.com" + "/x" * 1100, None), ("/x" * 1100, "http://a.com/"), ("http://a.com/?", None),
+    ("http://xn--zz-bad.com/", None), ("http://a.com./", None), ("http://1.2.3.4/", "http://a.com/"),
+])
+def test_fast_path_edge_cases_equal_reference(url, base):
+    assert U.normalize_url(url, base) == U._normalize_url_reference(url, base)
+
+
+@pytest.mark.parametrize("url,base", [
+    ("http://a.com/", None), ("https://www.ex-ample.org/d/x.html?a=1&b=[2]|3", "http://b.org/"),
+    ("http://1.2.3.4/x%20y", None), ("/img/x.png?a=1", "https://www.foo.com/dir/page.html"),
+    ("x.html", "https://www.foo.com/dir/page.html"), ("//cdn.x.org/y.jpg", "https://a.com/"),
+])
+def test_canonical_urls_skip_urllib(url, base, monkeypatch):
+    """Canonical URLs and simple relative references never reach the urllib reference, and are unchanged."""
+    expected = U._normalize_url_reference(url, base)
+
+    def boom(*args):
+        raise AssertionError("took the urllib path")
+
+    monkeypatch.setattr(U, "_normalize_url_reference", boom)
+    assert U.normalize_url(url, base) == expected
+    if base is None:
+        assert expected == (url, None)
