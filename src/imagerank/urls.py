@@ -32,6 +32,7 @@ MAX_URL_LENGTH = 2048
 MAX_HOST_LENGTH = 253
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TAB_NEWLINE = re.compile(r"[\t\n\r]")
+_STRIP = " \x00\x0b\x0c\u00a0\ufeff"  # stripped from both ends of a URL (after tabs and newlines are removed)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _HOST_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?$")
 # characters left alone when percent-encoding path / query (RFC 3986 reserved + unreserved + '%')
@@ -193,6 +194,11 @@ def _base_context(base: str) -> tuple[str, str, str] | None:
 def normalize_url(url: str | None, base: str | None = None) -> tuple[str | None, str | None]:
     """Absolute, normalized http(s) URL of ``url`` (resolved against ``base``) and None, or (None, reason)."""
     if isinstance(url, str) and url and (base is None or isinstance(base, str)):
+        if url[0] in _STRIP or url[-1] in _STRIP or "\t" in url or "\n" in url or "\r" in url:
+            # the reference's own first step (idempotent, so the reference gives the same answer afterwards)
+            url = _TAB_NEWLINE.sub("", url).strip(_STRIP)
+            if not url:
+                return None, R_EMPTY
         if url.startswith("http"):
             if _canonical_parts(url) is not None and (not base or _base_parses(base)):
                 return url, None
@@ -246,7 +252,7 @@ def _normalize_url_reference(url: str | None, base: str | None = None) -> tuple[
     against): every input takes ``urljoin`` / ``urlsplit`` / ``quote``."""
     if url is None or not isinstance(url, str):
         return None, R_EMPTY
-    url = _TAB_NEWLINE.sub("", url).strip(" \x00\x0b\x0c\u00a0\ufeff")
+    url = _TAB_NEWLINE.sub("", url).strip(_STRIP)
     if not url:
         return None, R_EMPTY
     if len(url) > MAX_URL_LENGTH:

@@ -22,6 +22,7 @@ import codecs
 import json
 import re
 from collections import Counter
+from functools import lru_cache
 from typing import Iterable, Iterator
 
 import pandas as pd
@@ -477,12 +478,30 @@ def _extract_wat(record, source, target, rows, counts, reject) -> None:
 
 
 def _emit(page: PageLinks, source: str, rows: list) -> None:
-    src_host = host_of(page.page_url)
-    src_domain = registered_domain(src_host)
+    src_host, src_domain = _host_and_domain(page.page_url)
     for url, kind, via, text in page.edges:
-        dst_host = host_of(url)
-        rows.append([page.page_url, src_host, src_domain, url, dst_host, registered_domain(dst_host),
-                     kind, via, text, source])
+        dst_host, dst_domain = _host_and_domain(url)
+        rows.append([page.page_url, src_host, src_domain, url, dst_host, dst_domain, kind, via, text, source])
+
+
+def _host_and_domain(url: str) -> tuple[str | None, str | None]:
+    """``host_of`` and ``registered_domain`` of a *normalized* URL, computed once per distinct origin.
+
+    A normalized URL is ``scheme://netloc/path...`` and its host depends on the netloc alone, so the pair is
+    cached under ``scheme://netloc`` (``host_of(origin + "/")`` is ``host_of(url)``).
+    """
+    start = url.find("://") + 3
+    end = url.find("/", start) if start >= 3 else -1
+    if end < 0:
+        host = host_of(url)
+        return host, registered_domain(host)
+    return _origin_host_and_domain(url[:end])
+
+
+@lru_cache(maxsize=1 << 14)
+def _origin_host_and_domain(origin: str) -> tuple[str | None, str | None]:
+    host = host_of(origin + "/")
+    return host, registered_domain(host)
 
 
 def _edges_frame(rows: list) -> pd.DataFrame:
