@@ -63,7 +63,7 @@ def make_repo(root: Path, source: Path, engine: str, store: str, redis: str | No
               else f"online_store:\n  type: redis\n  connection_string: \"{redis}\"\n")
     eng = ("batch_engine: local\n" if engine == "local" else
            "batch_engine:\n  type: imagerank.store.engine.DaskEngine\n  partition_rows: 100000\n"
-           "  write_batch_size: 20000\n")
+           "  write_batch_size: 100000\n")
     (root / "feature_store.yaml").write_text(
         f"project: {PROJECT}\nregistry: registry.db\nprovider: local\n{online}offline_store:\n  type: file\n"
         f"{eng}entity_key_serialization_version: 3\n")
