@@ -159,6 +159,8 @@ _Q = _P + r"?\[\]|"                      # quote(safe=_SAFE_QUERY) keeps these
 _CANON_ABS = re.compile(rf"(https?)://([a-z0-9_.\-]+)(/[{_P}]*)(?:\?([{_Q}]+))?")
 _CANON_PATH_ABS = re.compile(rf"/(?!/)[{_P}]*(?:\?[{_Q}]+)?")            # /dir/x.html?q
 _CANON_PATH_REL = re.compile(rf"[A-Za-z0-9_.\-~%@!$&'()*+,=][{_P}]*(?:\?[{_Q}]+)?")  # x.html, dir/x?q
+_CANON_QUERY = re.compile(rf"\?[{_Q}]+")                                  # ?q (against the base path)
+_LOOSE_ORIGIN = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9_.\-]+", re.ASCII)
 _DOT_SEGMENT = re.compile(r"(?:^|/)\.\.?(?:/|[?]|$)")
 
 
@@ -180,15 +182,29 @@ def _canonical_parts(url: str) -> tuple[str, str, str] | None:
 
 
 @lru_cache(maxsize=1 << 12)
-def _base_context(base: str) -> tuple[str, str, str] | None:
-    """(scheme, origin, directory) of a canonical base URL, for joining simple relative references; else None."""
+def _base_context(base: str) -> tuple[str, str, str, str] | None:
+    """(scheme, origin, directory, path) of a canonical base URL, for joining simple relative references."""
     parts = _canonical_parts(base)
     if parts is None:
         return None
     scheme, origin, path = parts
     if "//" in path:
         return None  # urljoin collapses empty segments of the base directory
-    return scheme, origin, path[: path.rfind("/") + 1]
+    return scheme, origin, path[: path.rfind("/") + 1], path
+
+
+def _loose_absolute(url: str) -> str | None:
+    """``url`` with what the reference rewrites trivially undone: upper-case scheme / host, no path.
+
+    The reference only sees urlsplit's components, and those are the same for both spellings.
+    """
+    m = _LOOSE_ORIGIN.match(url)
+    if m is None:
+        return None
+    rest = url[m.end():]
+    if rest and rest[0] not in "/?":
+        return None  # a port, user info, a fragment ...
+    return m.group(0).lower() + (rest if rest.startswith("/") else "/" + rest)
 
 
 def normalize_url(url: str | None, base: str | None = None) -> tuple[str | None, str | None]:
@@ -199,7 +215,14 @@ def normalize_url(url: str | None, base: str | None = None) -> tuple[str | None,
             url = _TAB_NEWLINE.sub("", url).strip(_STRIP)
             if not url:
                 return None, R_EMPTY
-        if url.startswith("http"):
+        if (url[-1] == "?" and len(url) > 1 and url[-2] not in _STRIP and url.count("?") == 1 and "#" not in url
+                and len(url) <= MAX_URL_LENGTH):
+            url = url[:-1]  # an empty query is dropped: same urlsplit components, same answer
+        if url[:4] in ("http", "HTTP") or url[:4].lower() == "http":
+            if _canonical_parts(url) is None:
+                loose = _loose_absolute(url)
+                if loose is not None and _canonical_parts(loose) is not None:
+                    url = loose
             if _canonical_parts(url) is not None and (not base or _base_parses(base)):
                 return url, None
         elif base:
@@ -213,8 +236,12 @@ def normalize_url(url: str | None, base: str | None = None) -> tuple[str | None,
 
 def _join_simple(url: str, ctx: tuple[str, str, str]) -> str | None:
     """``url`` resolved against a canonical base when the join is plain concatenation, else None."""
-    scheme, origin, directory = ctx
-    if url[0] == "/":
+    scheme, origin, directory, base_path = ctx
+    if url[0] == "?":  # query only: the base path with this query
+        if not _CANON_QUERY.fullmatch(url):
+            return None
+        result = origin + base_path + url
+    elif url[0] == "/":
         if url.startswith("//"):  # protocol-relative: the base's scheme
             candidate = f"{scheme}:{url}"
             return candidate if _canonical_parts(candidate) is not None else None
