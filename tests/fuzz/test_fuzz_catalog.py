@@ -338,3 +338,18 @@ def test_giant_date_text_is_null_without_being_parsed():
     row, reason = _validate_record(record)
     assert reason is None and row["created_on"] is None and row["updated_on"] == "2020-01-02 03:04:05"
     assert len("2020-01-02T03:04:05.123456789+05:30") <= MAX_TIME_CHARS
+
+
+def test_field_checks_apply_to_string_dtype_partitions():
+    """The column-wise size / NUL check skipped every column whose dtype was not object, and Dask hands
+    validate_rows partitions with string[pyarrow] columns: in a real run a 1 MB title or a NUL was accepted
+    (found by the corpus test: 62 catalog rows for 60 good ones)."""
+    good = dict.fromkeys(RAW_META.columns)
+    good.update(identifier=str(uuid.UUID(int=7)), provider="flickr", url="https://h.org/a.jpg", source_file="f.csv",
+                source_row=1, input_order=0)
+    rows = [dict(good, title="x" * 1_000_001), dict(good, title="nul\x00inside", source_row=2, input_order=1)]
+    raw = pd.DataFrame(rows)[RAW_META.columns].astype(RAW_META.dtypes.to_dict())
+    for name in ("identifier", "provider", "url", "title", "reason", "raw"):
+        raw[name] = raw[name].astype("string[pyarrow]")
+    reasons = list(validate_rows(raw)["reason"])
+    assert reasons[0].startswith("field too long: title") and reasons[1].startswith("NUL character: in title")

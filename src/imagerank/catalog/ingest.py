@@ -300,7 +300,8 @@ def _field_problems(raw: pd.DataFrame) -> list[str | None]:
     """Per row, the first oversized or NUL-carrying text field (checked column-wise, which is fast)."""
     problems: list[str | None] = [None] * len(raw)
     for name in raw.columns:
-        if name in ("reason", "raw") or raw[name].dtype != object:
+        # object or pandas string dtype: Dask hands partitions over with string[pyarrow] columns
+        if name in ("reason", "raw") or not (raw[name].dtype == object or isinstance(raw[name].dtype, pd.StringDtype)):
             continue
         text = raw[name].astype("string")
         lengths = text.str.len().fillna(0).to_numpy()
