@@ -640,10 +640,57 @@ def _redis_client(spec: WriteSpec):
     return client
 
 
+def _resp_bulk(items: list[bytes]) -> list[bytes]:
+    """RESP bulk strings (``$<len>\r\n<bytes>\r\n``) of a list of bytes."""
+    return [b"$%d\r\n%b\r\n" % (len(x), x) for x in items]
+
+
+_REDIS_ROUND = 10_000
+"""Commands sent before their replies are read (bounds the client's buffers)."""
+
+
+def _redis_round_trips(client, commands: list[bytes]) -> list:
+    """Send pre-packed RESP commands on one pooled connection in rounds; return every reply.
+
+    This is what ``pipeline(transaction=False)`` does, without redis-py packing each argument in Python.
+    Error replies are raised (as redis-py's pipeline does after reading all replies of the round).
+    """
+    from redis.exceptions import ResponseError
+
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    replies: list = []
+    try:
+        for start in range(0, len(commands), _REDIS_ROUND):
+            part = commands[start:start + _REDIS_ROUND]
+            conn.send_packed_command([b"".join(part)])
+            got = []
+            error = None
+            for _ in range(len(part)):
+                try:
+                    got.append(conn.read_response(disconnect_on_error=True))
+                except ResponseError as e:  # an error reply: read the rest of the round, then raise
+                    error = error or e
+                    got.append(None)
+            if error is not None:
+                raise error
+            replies.extend(got)
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
+    return replies
+
+
 def _write_redis(batch: pd.DataFrame, spec: WriteSpec) -> int:
+    """Feast's Redis layout: one hash per entity key (+ project), ``_ts:<view>`` and mmh3 field names.
+
+    Commands are packed by hand (RESP) and sent in large non-transactional rounds; the timestamp rule is
+    Feast's: an entity whose stored event timestamp is not older keeps its values.
+    """
     from feast.infra.online_stores.helpers import _mmh3
     from feast.infra.online_stores.redis import _versioned_fv_name
-    from google.protobuf.timestamp_pb2 import Timestamp
 
     cfg = spec.repo_config
     store_cfg = cfg.online_store
@@ -652,44 +699,68 @@ def _write_redis(batch: pd.DataFrame, spec: WriteSpec) -> int:
     ts_key = f"_ts:{fv_name}".encode()
     project = cfg.project.encode("utf-8")
     ek, cols = _encode_batch(batch, spec)
-    keys = [k + project for k in ek]
-    stamps = _py_datetimes(batch[spec.ts_col])
-    ts_bytes, ts_nanos = [], []
-    for d in stamps:
-        t = Timestamp()
-        t.FromDatetime(d.replace(tzinfo=timezone.utc))
-        ts_bytes.append(t.SerializeToString())
-        ts_nanos.append(t.seconds * 1_000_000_000 + t.nanos)
-    fkeys = [(_mmh3(f"{fv_name}:{name}"), enc) for name, (enc, _) in cols.items()]
+    n = len(ek)
+    if n == 0:
+        return 0
+    keys = _resp_bulk([k + project for k in ek])
+    us = _utc(batch[spec.ts_col]).dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    secs, micros = np.divmod(us, 1_000_000)
+    ts_nanos = secs * 1_000_000_000 + micros * 1000
+    ts_bytes = _timestamp_protos(secs, micros * 1000)
     client = _redis_client(spec)
-    skip = np.zeros(len(keys), dtype=bool)
+    keep = np.ones(n, dtype=bool)
+    ts_field = b"$%d\r\n%b\r\n" % (len(ts_key), ts_key)
     if not store_cfg.skip_dedup:
-        # Feast's rule: an entity whose stored event timestamp is not older keeps its values
-        with client.pipeline(transaction=False) as pipe:
-            for k in keys:
-                pipe.hmget(k, ts_key)
-            prev = pipe.execute()
+        prev = _redis_round_trips(client, [b"*3\r\n$5\r\nHMGET\r\n%b%b" % (k, ts_field) for k in keys])
+        from google.protobuf.timestamp_pb2 import Timestamp
+
         for i, p in enumerate(prev):
-            if p[0]:
+            if p and p[0]:
                 t = Timestamp()
                 t.ParseFromString(p[0])
-                if ts_nanos[i] <= t.seconds * 1_000_000_000 + t.nanos:
-                    skip[i] = True
+                if int(ts_nanos[i]) <= t.seconds * 1_000_000_000 + t.nanos:
+                    keep[i] = False
+    fields = [b"$%d\r\n%b\r\n" % (len(fk), fk) for fk in (_mmh3(f"{fv_name}:{name}") for name in cols)]
+    per_field = [[fk + v for v in _resp_bulk(cols[name][0])] for fk, name in zip(fields, cols)]
+    head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 + 2 * len(fields))
+    ts_part = [ts_field + v for v in _resp_bulk(ts_bytes)]
     ttl = store_cfg.key_ttl_seconds
-    written = 0
-    with client.pipeline(transaction=False) as pipe:
-        for i, k in enumerate(keys):
-            if skip[i]:
-                continue
-            mapping = {ts_key: ts_bytes[i]}
-            for fk, enc in fkeys:
-                mapping[fk] = enc[i]
-            pipe.hset(k, mapping=mapping)
-            if ttl:
-                pipe.expire(name=k, time=ttl)
-            written += 1
-        pipe.execute()
-    return written
+    idx = np.flatnonzero(keep).tolist()
+    commands = []
+    if len(idx) == n:
+        rows = zip(keys, ts_part, *per_field)
+    else:
+        from operator import itemgetter
+
+        if not idx:
+            return 0
+        get = itemgetter(*idx) if len(idx) > 1 else (lambda xs: (xs[idx[0]],))
+        rows = zip(get(keys), get(ts_part), *[get(pf) for pf in per_field])
+    if ttl:
+        expire = b"$%d\r\n%d\r\n" % (len(str(int(ttl))), int(ttl))
+        for parts in rows:
+            commands.append(head + b"".join(parts))
+            commands.append(b"*3\r\n$6\r\nEXPIRE\r\n%b%b" % (parts[0], expire))
+    else:
+        commands = [head + b"".join(parts) for parts in rows]
+    _redis_round_trips(client, commands)
+    return len(idx)
+
+
+def _timestamp_protos(secs: np.ndarray, nanos: np.ndarray) -> list[bytes]:
+    """Serialized ``google.protobuf.Timestamp`` of each (seconds, nanos) pair (proto3: zero fields omitted)."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    s_enc = _varints(secs, 0x08)
+    n_enc = _varints(nanos, 0x10)
+    out = [(a if s else b"") + (c if ns else b"") for a, c, s, ns in
+           zip(s_enc, n_enc, (secs != 0).tolist(), (nanos != 0).tolist())]
+    for i in {0, len(out) - 1}:  # check against protobuf itself
+        t = Timestamp(seconds=int(secs[i]), nanos=int(nanos[i]))
+        if t.SerializeToString() != out[i]:
+            return [Timestamp(seconds=int(a), nanos=int(b)).SerializeToString()
+                    for a, b in zip(secs.tolist(), nanos.tolist())]
+    return out
 
 
 def _write_generic(batch: pd.DataFrame, spec: WriteSpec) -> int:
