@@ -215,6 +215,9 @@ def normalize_url(url: str | None, base: str | None = None) -> tuple[str | None,
             url = _TAB_NEWLINE.sub("", url).strip(_STRIP)
             if not url:
                 return None, R_EMPTY
+        hash_at = url.find("#")
+        if hash_at > 0 and url[hash_at - 1] not in _STRIP and len(url) <= MAX_URL_LENGTH:
+            url = url[:hash_at]  # the fragment is dropped: same urlsplit components, same answer
         if (url[-1] == "?" and len(url) > 1 and url[-2] not in _STRIP and url.count("?") == 1 and "#" not in url
                 and len(url) <= MAX_URL_LENGTH):
             url = url[:-1]  # an empty query is dropped: same urlsplit components, same answer
@@ -234,7 +237,7 @@ def normalize_url(url: str | None, base: str | None = None) -> tuple[str | None,
     return _normalize_url_reference(url, base)
 
 
-def _join_simple(url: str, ctx: tuple[str, str, str]) -> str | None:
+def _join_simple(url: str, ctx: tuple[str, str, str, str]) -> str | None:
     """``url`` resolved against a canonical base when the join is plain concatenation, else None."""
     scheme, origin, directory, base_path = ctx
     if url[0] == "?":  # query only: the base path with this query

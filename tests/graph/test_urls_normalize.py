@@ -96,6 +96,8 @@ def test_fast_paths_equal_reference(url, base):
     ("http://xn--zz-bad.com/", None), ("http://a.com./", None), ("http://1.2.3.4/", "http://a.com/"),
     ("http://a.com/\x00?", None), ("x ?", "http://a.com/"), ("?", "http://a.com/p?q=1"), (";?", "http://a.com/p?q"),
     ("HTTP://A.COM", None), ("Http://a.\u212aom/", None), ("http://A.com?x=1", "https://b.org/"), ("?x=1", "http://a.com/d/p;q"),
+    ("/h.html#u=1", "http://a.com/"), ("x \x00#f", "http://a.com/"), ("?#f", "http://a.com/p?q"), ("#f", None),
+    ("http://a.com/x#" + "f" * 3000, None), ("javascript:x#y", None), ("a#b:c", "http://a.com/"),
 ])
 def test_fast_path_edge_cases_equal_reference(url, base):
     assert U.normalize_url(url, base) == U._normalize_url_reference(url, base)
