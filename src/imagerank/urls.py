@@ -221,7 +221,7 @@ def normalize_url(url: str | None, base: str | None = None) -> tuple[str | None,
         if (url[-1] == "?" and len(url) > 1 and url[-2] not in _STRIP and url.count("?") == 1 and "#" not in url
                 and len(url) <= MAX_URL_LENGTH):
             url = url[:-1]  # an empty query is dropped: same urlsplit components, same answer
-        if url[:4] in ("http", "HTTP") or url[:4].lower() == "http":
+        if url[:4].lower() == "http":
             if _canonical_parts(url) is None:
                 loose = _loose_absolute(url)
                 if loose is not None and _canonical_parts(loose) is not None:

@@ -74,7 +74,17 @@ _ABSOLUTE = st.builds(lambda s, h, sep, p, q: f"{s}{h}{sep}{p}{q}",
                       st.sampled_from(_HOSTS), st.sampled_from(["/", "/", ""]), _PATHS, st.sampled_from(_QUERIES))
 _RELATIVE = st.builds(lambda lead, p, q: lead + p + q, st.sampled_from(["", "/", "//", "./", "../", "?", "#"]),
                       _PATHS, st.sampled_from(_QUERIES))
+# mostly canonical pieces with the odd perturbation, so that the fast paths are taken often
+_OK_SEGMENTS = ["a", "x.html", "img", "p-1_2~", "%41", "a;b", "c:d", "!$&'()*+,=", "@"]
+_NEAR_PATHS = st.lists(st.one_of(st.sampled_from(_OK_SEGMENTS), st.sampled_from(_SEGMENTS)), max_size=4).map("/".join)
+_NEAR_QUERIES = st.sampled_from(["", "", "?a=1", "?a=1&b=/x?y", "?[1]|2"] + _QUERIES)
+_NEAR_ABSOLUTE = st.builds(lambda s, h, p, q: f"{s}{h}/{p}{q}", st.sampled_from(["http://", "https://", "HTTP://"]),
+                           st.sampled_from(["a.com", "www.ex-ample.org", "1.2.3.4", "b.co.uk"] * 4 + _HOSTS),
+                           _NEAR_PATHS, _NEAR_QUERIES)
+_NEAR_RELATIVE = st.builds(lambda lead, p, q: lead + p + q,
+                           st.sampled_from(["", "", "/", "/", "//b.org/", "?", "../", " "]), _NEAR_PATHS, _NEAR_QUERIES)
 _ANY_URL = st.one_of(_ABSOLUTE, _RELATIVE, st.text(max_size=30))
+_NEAR_URL = st.one_of(_NEAR_ABSOLUTE, _NEAR_RELATIVE)
 _BASES = st.one_of(st.none(), st.just(""), _ABSOLUTE, st.sampled_from(
     ["http://a.com/", "https://www.a.org/dir/page.html?q=1", "http://a.com/d//e/f", "http://a.com/d;p/e;q",
      "http://[::1/", "http://a.com:8080/x/", "http://a.com/x/#f", "HTTPS://A.COM/x/y"]))
@@ -84,6 +94,14 @@ _BASES = st.one_of(st.none(), st.just(""), _ABSOLUTE, st.sampled_from(
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_ANY_URL, _BASES)
 def test_fast_paths_equal_reference(url, base):
+    assert U.normalize_url(url, base) == U._normalize_url_reference(url, base)
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_NEAR_URL, st.one_of(st.none(), _NEAR_ABSOLUTE))
+def test_fast_paths_equal_reference_near_canonical(url, base):
+    """Mostly canonical URLs and bases (most of these take a fast path) with the odd perturbation."""
     assert U.normalize_url(url, base) == U._normalize_url_reference(url, base)
 
 
