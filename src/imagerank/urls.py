@@ -222,12 +222,13 @@ def normalize_url(url: str | None, base: str | None = None) -> tuple[str | None,
                 and len(url) <= MAX_URL_LENGTH):
             url = url[:-1]  # an empty query is dropped: same urlsplit components, same answer
         if url[:4].lower() == "http":
+            canonical: str | None = url
             if _canonical_parts(url) is None:
-                loose = _loose_absolute(url)
-                if loose is not None and _canonical_parts(loose) is not None:
-                    url = loose
-            if _canonical_parts(url) is not None and (not base or _base_parses(base)):
-                return url, None
+                canonical = _loose_absolute(url)
+                if canonical is not None and _canonical_parts(canonical) is None:
+                    canonical = None
+            if canonical is not None and (not base or _base_parses(base)):
+                return canonical, None
         elif base:
             ctx = _base_context(base)
             if ctx is not None:

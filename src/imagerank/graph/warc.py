@@ -184,7 +184,7 @@ def parse_srcset(value: str | None) -> list[str]:
 class PageLinks:
     """Collects the distinct normalized edges of one page, with caps and reason counters."""
 
-    __slots__ = ("page_url", "base", "seen", "edges", "counts", "n_links", "n_images")
+    __slots__ = ("page_url", "base", "seen", "edges", "counts", "n_links", "n_images", "resolved")
 
     def __init__(self, page_url: str, base: str, counts: Counter):
         self.page_url = page_url
@@ -194,9 +194,15 @@ class PageLinks:
         self.counts = counts
         self.n_links = 0
         self.n_images = 0
+        self.resolved: dict[str, tuple[str | None, str | None]] = {}  # raw -> normalize_url(raw, base)
 
     def add(self, raw: str | None, kind: str, via: str, text: str = "") -> None:
-        url, reason = normalize_url(raw, self.base)
+        hit = self.resolved.get(raw) if isinstance(raw, str) else None  # a page repeats its links (nav, footer)
+        if hit is None:
+            hit = normalize_url(raw, self.base)
+            if isinstance(raw, str):
+                self.resolved[raw] = hit
+        url, reason = hit
         if url is None:
             if reason != "empty_url" or raw:
                 self.counts[f"skipped_{kind}:{reason}"] += 1
