@@ -83,6 +83,7 @@ def test_empty_id_list_is_rejected_by_feast(sqlite_pair):
         FeatureStore(repo_path=str(sqlite_pair[1])).get_online_features(features=REFS, entity_rows=[])
 
 
+@pytest.mark.slow
 def test_rematerialization_overwrites_older_values(sqlite_pair, data, dask_client):
     root, df, src = data
     newer = synthetic_frame(N, seed=2, t0=T0 + timedelta(days=1), versions=1)
@@ -110,6 +111,7 @@ def test_materialize_incremental_records_intervals(data, dask_client, tmp_path):
     assert len(_sqlite_rows(repo)) == N * len(FEATURES)
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_redis_identical_to_local_engine(data, redis_srv, dask_client, tmp_path):
     _, df, src = data
@@ -132,6 +134,7 @@ def test_redis_identical_to_local_engine(data, redis_srv, dask_client, tmp_path)
     assert _redis_dump(client) == want
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_unreachable_redis_fails_clearly(data, dask_client, tmp_path):
     from imagerank.store.redis_server import free_port
