@@ -65,6 +65,7 @@ def run_domain_features(client: Client, workdir: str | Path, ranks_files: list[s
     write_frame(domain_stats(workdir, domain_scores, now), workdir / "features" / "domain_stats")
     return {"ranks_files": [str(p) for p in ranks_files],
             "ranked_rows": {str(p): r.rows for p, r in zip(ranks_files, ranks)},
+            "skipped_rank_lines": {str(p): getattr(r, "skipped", 0) for p, r in zip(ranks_files, ranks)},
             "matched_hosts": len(host_scores), "matched_domains": len(domain_scores),
             "images_with_rank": int(per_image["domain_authority"].notnull().sum().compute())}
 

@@ -15,16 +15,42 @@ from imagerank.models.train import load_model
 from imagerank.scoring import SCORES_META, SCORES_SCHEMA, score_partition
 
 
-def load_models(workdir: Path, model_version: str) -> dict:
-    """The models of ``model_version``, each checked against the digest its metrics.json recorded."""
+MODEL_NAMES = ("popularity", "authority")
+
+
+def load_models(workdir: Path, model_version: str, expected_sha256: dict[str, str] | None = None) -> dict:
+    """The models of ``model_version``, each refused unless its file's sha256 matches the record.
+
+    ``expected_sha256`` comes from the run that trained them (its manifest lives outside the model
+    directory); without it, the digests in the version's own metrics.json are used.
+    """
     directory = workdir / "models" / model_version
     card = json.loads((directory / "metrics.json").read_text())
-    return {name: load_model(directory, name, entry["sha256"]) for name, entry in card["models"].items()}
+    models = {}
+    for name, entry in card["models"].items():
+        if name not in MODEL_NAMES:
+            raise ValueError(f"{directory}/metrics.json names an unknown model {name!r}; refusing to load it")
+        digest = (expected_sha256 or {}).get(name, entry["sha256"])
+        if digest != entry["sha256"]:
+            raise ValueError(f"{directory}/metrics.json records sha256 {entry['sha256']} for {name}, the run that "
+                             f"trained it recorded {digest}; refusing to load")
+        models[name] = load_model(directory, name, digest)
+    return models
+
+
+def recorded_digests(workdir: Path, model_version: str) -> dict[str, str] | None:
+    """Model digests as recorded by the run that trained ``model_version`` (its manifest or in-progress state)."""
+    for path in sorted((workdir / "runs").glob("*.json"), reverse=True):
+        run = json.loads(path.read_text())
+        models = run.get("models") or run.get("stages", {}).get("train")
+        if models and models.get("model_version") == model_version and not models.get("reused"):
+            return {name: entry["sha256"] for name, entry in models.get("models", {}).items()}
+    return None
 
 
 def run_score(client: Client, workdir: str | Path, model_version: str, event_timestamp: pd.Timestamp) -> dict:
     workdir = Path(workdir)
-    models = load_models(workdir, model_version)
+    models = load_models(workdir, model_version, recorded_digests(workdir, model_version))
     popularity = client.scatter(models.get("popularity"), broadcast=True)
     authority = client.scatter(models.get("authority"), broadcast=True)
     features = load_features(workdir)
