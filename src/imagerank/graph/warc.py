@@ -348,7 +348,7 @@ def extract_file_chunked(path: str, sink, *, source_name: str | None = None, chu
     Returns the record rejects and the counters of the file.
     """
     source = source_name or str(path)
-    rows: list[list] = []
+    rows = _EdgeColumns()
     rejects: list[list] = []
     counts: Counter = Counter()
 
@@ -383,7 +383,7 @@ def extract_file_chunked(path: str, sink, *, source_name: str | None = None, chu
     return _small_frames(rejects, counts, source)
 
 
-def _extract_record(record, source: str, rows: list, rejects: list, counts: Counter) -> None:
+def _extract_record(record, source: str, rows: _EdgeColumns, rejects: list, counts: Counter) -> None:
     from fastwarc.warc import WarcRecordType
 
     counts["records"] += 1
@@ -483,11 +483,42 @@ def _extract_wat(record, source, target, rows, counts, reject) -> None:
     _emit(wat_links(envelope, page_url, counts), source, rows)
 
 
-def _emit(page: PageLinks, source: str, rows: list) -> None:
+class _EdgeColumns:
+    """Edge rows kept column-wise (one list per ``EDGES_META`` column): no per-edge row object."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self):
+        self.columns: dict[str, list] = {name: [] for name in EDGES_META.columns}
+
+    def __len__(self) -> int:
+        return len(self.columns["dst_url"])
+
+    def clear(self) -> None:
+        for values in self.columns.values():
+            values.clear()
+
+
+def _emit(page: PageLinks, source: str, rows: _EdgeColumns) -> None:
+    n = len(page.edges)
+    if not n:
+        return
     src_host, src_domain = _host_and_domain(page.page_url)
+    c = rows.columns
+    c["src_url"].extend([page.page_url] * n)
+    c["src_host"].extend([src_host] * n)
+    c["src_domain"].extend([src_domain] * n)
+    c["source_file"].extend([source] * n)
+    dst_url, dst_host, dst_domain = c["dst_url"], c["dst_host"], c["dst_domain"]
+    kinds, vias, texts = c["kind"], c["via"], c["text"]
     for url, kind, via, text in page.edges:
-        dst_host, dst_domain = _host_and_domain(url)
-        rows.append([page.page_url, src_host, src_domain, url, dst_host, dst_domain, kind, via, text, source])
+        host, domain = _host_and_domain(url)
+        dst_url.append(url)
+        dst_host.append(host)
+        dst_domain.append(domain)
+        kinds.append(kind)
+        vias.append(via)
+        texts.append(text)
 
 
 def _host_and_domain(url: str) -> tuple[str | None, str | None]:
@@ -510,7 +541,10 @@ def _origin_host_and_domain(origin: str) -> tuple[str | None, str | None]:
     return host, registered_domain(host)
 
 
-def _edges_frame(rows: list) -> pd.DataFrame:
+def _edges_frame(rows: list | _EdgeColumns) -> pd.DataFrame:
+    if isinstance(rows, _EdgeColumns):
+        return pd.DataFrame({name: pd.array(values, dtype=EDGES_META.dtypes[name])
+                             for name, values in rows.columns.items()}, columns=list(EDGES_META.columns))
     return pd.DataFrame(rows, columns=list(EDGES_META.columns)).astype(EDGES_META.dtypes.to_dict())
 
 
