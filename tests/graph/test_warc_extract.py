@@ -186,3 +186,14 @@ def test_srcset_parser():
 def test_missing_file_is_a_reject(tmp_path):
     edges, rejects, counts = W.extract_file(str(tmp_path / "nope.warc.gz"))
     assert edges.empty and rejects.reason.tolist() == ["file_open_error"]
+
+
+def test_chunked_edges_equal_whole_file(excerpt):
+    """Small chunks (column-wise buffers flushed often) concatenate to the same frame as one pass."""
+    path, (edges, rejects, counts) = excerpt
+    chunks = []
+    rejects2, counts2 = W.extract_file_chunked(str(path), chunks.append, chunk_rows=100)
+    assert len(chunks) > 3
+    import pandas as pd
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), edges)
+    pd.testing.assert_frame_equal(counts2, counts)
