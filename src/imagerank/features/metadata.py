@@ -48,8 +48,8 @@ def metadata_features(catalog: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     width = pd.to_numeric(catalog["width"], errors="coerce").astype("float64")
     height = pd.to_numeric(catalog["height"], errors="coerce").astype("float64")
     filesize = pd.to_numeric(catalog["filesize"], errors="coerce").astype("float64")
-    published = _first_time(meta, ("pub_date", "date_published"), catalog["created_on"])
-    taken = _first_time(meta, ("date_taken", "date_originally_created"), None)
+    published = _first_time(meta, ("pub_date", "date_published"), catalog.index, catalog["created_on"])
+    taken = _first_time(meta, ("date_taken", "date_originally_created"), catalog.index)
     now = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
     landing = [host_of(u) or host_of(c) for u, c in zip(catalog["foreign_landing_url"], catalog["creator_url"])]
 
@@ -93,24 +93,14 @@ def metadata_features(catalog: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     return out[METADATA_META.columns].reset_index(drop=True)
 
 
-def _first_time(meta: list[dict], keys: tuple[str, ...], fallback: pd.Series | None) -> pd.Series:
-    """The first parseable timestamp among ``keys`` of each row's meta_data (epoch seconds or text)."""
-    values = []
-    for m in meta:
-        found = None
-        for key in keys:
-            raw = m.get(key)
-            if raw not in (None, ""):
-                found = _to_time(raw)
-                if found is not None:
-                    break
-        values.append(found)
-    times = pd.to_datetime(pd.Series(values, dtype="object"), utc=True, errors="coerce", format="mixed")
+def _first_time(meta: list[dict], keys: tuple[str, ...], index: pd.Index, fallback: pd.Series | None = None) -> pd.Series:
+    """The first parseable timestamp among ``keys`` of each row's meta_data (epoch seconds or text), else ``fallback``."""
+    values = [next((t for t in (_to_time(m.get(k)) for k in keys if m.get(k) not in (None, "")) if t is not None), None)
+              for m in meta]
+    times = pd.to_datetime(pd.Series(values, index=index, dtype="object"), utc=True, errors="coerce", format="mixed")
     if fallback is not None:
-        times = times.fillna(pd.to_datetime(fallback.reset_index(drop=True), utc=True, errors="coerce"))
-    times.index = range(len(times))
-    return pd.Series(times.to_numpy(), index=fallback.index if fallback is not None else None,
-                     dtype="datetime64[ns, UTC]") if fallback is not None else times
+        times = times.fillna(pd.to_datetime(fallback, utc=True, errors="coerce"))
+    return times.astype("datetime64[ns, UTC]")
 
 
 MAX_TIME_CHARS = 64  # longer date text is not a date: pandas/dateutil take minutes over a megabyte of it
