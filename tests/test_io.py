@@ -34,3 +34,18 @@ def test_unchanged_rows_keep_their_timestamp_and_changed_rows_get_the_new_one(tm
 def test_without_a_previous_dataset_nothing_changes(tmp_path):
     new = dd.from_pandas(pd.DataFrame({"image_id": ["a"], "event_timestamp": [NEW]}), npartitions=1)
     assert keep_unchanged_timestamps(new, tmp_path / "missing") is new
+
+
+def test_dask_cached_properties_cannot_deadlock_across_threads():
+    """Python 3.11's class-wide cached_property locks deadlocked a run (client thread vs in-process scheduler)."""
+    import functools
+    import gc
+    import sys
+
+    import imagerank.cluster  # noqa: F401 - patches on import
+
+    if sys.version_info >= (3, 12):
+        pytest.skip("cached_property has no lock from Python 3.12 on")
+    locked = [o for o in gc.get_objects() if isinstance(o, functools.cached_property)
+              and getattr(o.func, "__module__", "").startswith("dask") and type(o.lock).__name__ != "_NoLock"]
+    assert not locked

@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
 from distributed import Client, LocalCluster
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def unlock_dask_cached_properties() -> int:
+    """Drop Python 3.11's class-wide ``cached_property`` locks from dask's expression classes.
+
+    Before 3.12 (CPython gh-87634) ``functools.cached_property`` holds one lock per attribute for *all*
+    instances. dask-expr computes ``divisions``/``npartitions`` through nested cached properties both in the
+    client's thread and in a LocalCluster scheduler's graph-materializing thread of the same process, taking
+    the two locks in opposite orders: a run can deadlock (seen here in the visual-duplicates stage). The
+    properties are pure, so computing one twice in a race is harmless; 3.12 dropped the lock for that reason.
+    """
+    if sys.version_info >= (3, 12):
+        return 0
+    import gc
+
+    import dask.array  # noqa: F401 - load every dask class that declares cached properties
+    import dask.dataframe  # noqa: F401
+
+    patched = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, functools.cached_property) and getattr(obj.func, "__module__", "").startswith("dask") \
+                and not isinstance(obj.lock, _NoLock):
+            obj.lock = _NoLock()
+            patched += 1
+    return patched
+
+
+unlock_dask_cached_properties()
 
 
 @contextmanager

@@ -140,6 +140,10 @@ def _close_own_cluster() -> None:
 def _get_client(config: DaskEngineConfig):
     from distributed import Client, LocalCluster, default_client
 
+    from imagerank.cluster import unlock_dask_cached_properties
+
+    unlock_dask_cached_properties()  # Python 3.11 cached_property locks can deadlock dask (see there)
+
     address = config.scheduler_address or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
         return Client(address, set_as_default=False), True
