@@ -16,7 +16,7 @@ from distributed import Client
 from imagerank.cluster import persist
 from imagerank.features.registry import PROVIDER_PROXIES, load_features, model_feature_columns
 from imagerank.features.text import TEXT_META, text_documents
-from imagerank.io import stamped, write_ddf, write_frame
+from imagerank.io import atomic_path, stamped, write_ddf
 from imagerank.models.train import (TargetConfig, save_model, train_authority, train_popularity,
                                     write_model_card)
 
@@ -56,7 +56,8 @@ def run_train(client: Client, workdir: str | Path, model_version: str, *, random
     entries = {name: save_model(m, directory) for name, m in models.items() if m.estimator is not None}
     for name, model in models.items():
         if getattr(model, "held_out", None) is not None:  # for the report's observed-vs-predicted plot
-            write_frame(model.held_out, directory / f"oof_{name}.parquet")
+            with atomic_path(directory / f"oof_{name}.parquet") as tmp:
+                model.held_out.to_parquet(tmp, index=False)
     untrained = {name: m.metrics for name, m in models.items() if m.estimator is None}
     write_model_card(directory, entries, model_version, untrained,
                      extra={"popularity_authority_correlation": "computed by the report from W/scores/ per provider"})

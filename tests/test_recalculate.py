@@ -92,3 +92,10 @@ def test_lookup_command_prints_json_lines(sample_run):
     unknown = subprocess.run([sys.executable, "-m", "imagerank.cli", "lookup", "--workdir", str(workdir), "no-such-id"],
                              capture_output=True, text=True, timeout=300)
     assert unknown.returncode == 1 and json.loads(unknown.stdout)["found"] is False
+
+
+def test_held_out_predictions_are_stored_for_the_report(sample_run):
+    workdir, manifest = sample_run
+    held_out = pd.read_parquet(workdir / "models" / manifest["run_id"] / "oof_popularity.parquet")
+    assert len(held_out) == 541 and set(held_out["provider"]) == {"flickr"}
+    assert held_out[["observed", "predicted"]].apply(lambda c: c.between(0, 1)).all().all()
