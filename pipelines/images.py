@@ -5,6 +5,11 @@ on the workers (each worker streams one image at a time from the image source), 
 families. When both are asked for, every image is fetched and decoded once: the two Parquet writes are
 computed together from the same partition results, each into a temporary sibling renamed into place
 only when both have finished (``imagerank.io.atomic_path``, the same mechanism as ``write_ddf``).
+
+Incremental: the previous run's rows of each family are joined onto the catalog by ``image_id``, and a
+row whose image bytes (and, for EXIF, ``meta_data``) hash the same as before is copied, not decoded
+(see *Reuse* in :mod:`imagerank.features.images`). An unchanged catalog costs one read and one hash
+per image.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import dask
 import dask.dataframe as dd
 import pandas as pd
 
-from imagerank.features.images import (EXIF_COLUMNS, FAMILIES, IMAGE_FEATURES_META, PIXELS_COLUMNS,
-                                       ImageLimits, ImageSource, image_features)
+from imagerank.features.images import (EXIF_COLUMNS, FAMILIES, IMAGE_FEATURES_META, PIXELS_COLUMNS, PREVIOUS,
+                                       ImageLimits, ImageSource, family_frame, image_features)
 from imagerank.features.exif import EXIF_SCHEMA
 from imagerank.features.pixels import PIXELS_SCHEMA
 from imagerank.io import atomic_path
@@ -35,7 +40,7 @@ COLUMNS = {"pixels": PIXELS_COLUMNS, "exif": EXIF_COLUMNS}
 def run_image_features(client, workdir: str | Path, images: str, families: Iterable[str] = FAMILIES, *,
                        rows_per_partition: int | None = 2_000, progress: bool = True,
                        storage_options: dict | None = None, event_timestamp: Any = None,
-                       **limits: Any) -> dict[str, Any]:
+                       reuse: bool = True, **limits: Any) -> dict[str, Any]:
     """Compute the pixel and/or EXIF features of every ``W/catalog/`` row; return counts.
 
     ``images`` is a folder or a template (see :class:`~imagerank.features.images.ImageSource`);
@@ -43,8 +48,9 @@ def run_image_features(client, workdir: str | Path, images: str, families: Itera
     ``max_pixels``, ``timeout_s``, ``allow_remote``). ``rows_per_partition`` splits the catalog into
     tasks of about that many images (load balancing and progress granularity; None keeps the
     catalog's partitions). ``client`` is a ``distributed.Client`` (None: the current default
-    scheduler). ``event_timestamp`` (the run's time) is written on every row; default: now.
-    Unknown ``limits`` keys are an error.
+    scheduler). ``event_timestamp`` (the run's time) is written on every computed row; default: now.
+    ``reuse=False`` recomputes every row instead of reusing unchanged ones. Unknown ``limits`` keys are
+    an error.
     """
     workdir = Path(workdir)
     families = tuple(f for f in FAMILIES if f in set(families))
@@ -69,6 +75,9 @@ def run_image_features(client, workdir: str | Path, images: str, families: Itera
     catalog = catalog[[c for c in catalog.columns if c in needed]]
     if "meta_data" not in catalog.columns:
         catalog = catalog.assign(meta_data=None)
+    targets = {family: workdir / "features" / family for family in families}
+    if reuse:
+        catalog = _with_previous(catalog, targets)
     if rows_per_partition:
         n_rows = _row_count(catalog_path)
         npartitions = max(1, math.ceil(n_rows / rows_per_partition))
@@ -77,30 +86,49 @@ def run_image_features(client, workdir: str | Path, images: str, families: Itera
 
     features = catalog.map_partitions(image_features, source, families, limit, event_timestamp,
                                       meta=IMAGE_FEATURES_META, align_dataframes=False)
-    targets = {family: workdir / "features" / family for family in families}
-    errors = features[[f"{f}_error" for f in families]].map_partitions(
-        _error_counts, families, meta=ERROR_COUNTS_META)
-    totals = _write_together(client, {f: features[COLUMNS[f]] for f in families}, targets, errors,
-                             show=progress)
+    outcomes = features[[c for f in families for c in (f"{f}_error", f"{f}_reused")]].map_partitions(
+        _outcome_counts, families, meta=ERROR_COUNTS_META)
+    frames = {f: features.map_partitions(family_frame, f, meta=family_frame(IMAGE_FEATURES_META, f))
+              for f in families}
+    totals = _write_together(client, frames, targets, outcomes, show=progress)
     counts: dict[str, Any] = {}
     for family in families:
-        by_code = totals[totals["family"] == family].groupby("code")["n"].sum()
+        of_family = totals[totals["family"] == family]
+        by_code = of_family.groupby("code")["n"].sum()
         counts[family] = {"rows": int(by_code.sum()), "ok": int(by_code.get("ok", 0)),
                           "errors": {str(k): int(v) for k, v in by_code.items() if k != "ok"},
+                          "reused": int(of_family.loc[of_family["reused"], "n"].sum()),
                           "path": str(targets[family])}
     return counts
 
 
+def _with_previous(catalog: dd.DataFrame, targets: dict[str, Path]) -> dd.DataFrame:
+    """The catalog with each family's previous rows joined on as ``previous.<family>.<column>``
+    (families without a previous dataset, or one written before digests existed, are left out)."""
+    for family, path in targets.items():
+        if not path.exists():
+            continue
+        previous = dd.read_parquet(str(path))
+        if "input_digest" not in previous.columns:
+            continue
+        columns = [c for c in COLUMNS[family] if c != "image_id"]
+        previous = previous[["image_id", *columns]].rename(columns={c: f"{PREVIOUS}{family}.{c}" for c in columns})
+        catalog = catalog.merge(previous, on="image_id", how="left")
+    return catalog
+
+
 ERROR_COUNTS_META = pd.DataFrame({"family": pd.Series(dtype="string"), "code": pd.Series(dtype="string"),
-                                  "n": pd.Series(dtype="int64")})
+                                  "reused": pd.Series(dtype="bool"), "n": pd.Series(dtype="int64")})
 
 
-def _error_counts(errors: pd.DataFrame, families: tuple[str, ...]) -> pd.DataFrame:
-    """Rows per (family, error code) of one partition; ``ok`` for rows without an error."""
+def _outcome_counts(outcomes: pd.DataFrame, families: tuple[str, ...]) -> pd.DataFrame:
+    """Rows per (family, error code, reused) of one partition; ``ok`` for rows without an error."""
     parts = []
     for family in families:
-        codes = errors[f"{family}_error"].astype("string").fillna("ok").value_counts()
-        parts.append(pd.DataFrame({"family": family, "code": codes.index.astype(str), "n": codes.to_numpy()}))
+        keys = pd.DataFrame({"code": outcomes[f"{family}_error"].astype("string").fillna("ok"),
+                             "reused": outcomes[f"{family}_reused"].fillna(False).astype(bool)})
+        counted = keys.groupby(["code", "reused"], observed=True).size().rename("n").reset_index()
+        parts.append(counted.assign(family=family)[list(ERROR_COUNTS_META.columns)])
     return pd.concat(parts, ignore_index=True).astype(ERROR_COUNTS_META.dtypes.to_dict())
 
 

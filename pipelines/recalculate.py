@@ -46,6 +46,7 @@ class RecalculateOptions:
     materialize: bool = True
     force: bool = False  # recalculate even when inputs and parameters are unchanged since the last run
     image_limits: dict = field(default_factory=dict)  # ImageLimits fields: max_bytes, max_pixels, timeout_s, allow_remote
+    reuse_images: bool = True  # keep the pixel/EXIF rows of images whose bytes (and meta_data) are unchanged
     report: bool = False  # write W/report/index.html at the end (the CLI does, unless --no-report)
     retrain: str = "auto"  # always | never | auto (when the labelled rows or their features changed)
     standardization: StandardizationConfig = field(default_factory=StandardizationConfig)
@@ -96,10 +97,12 @@ def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
         inputs, parameters = run_inputs(options), run_parameters(options)
         key = run_key(inputs, parameters)
         last = last_finished_run(workdir)
-        if last and last.get("key") == key and not options.force and (workdir / "scores").is_dir():
+        forced = options.force or (options.images and not options.reuse_images)
+        if last and last.get("key") == key and not forced and (workdir / "scores").is_dir():
             if not quiet:
                 print(f"[imagerank] inputs and parameters unchanged since run {last['run_id']}: nothing to do "
-                      "(--force recalculates anyway)", file=sys.stderr)
+                      "(--force recalculates anyway; image bytes changed under the same catalog need it)",
+                      file=sys.stderr)
             return {**last, "unchanged": True}
         now = pd.Timestamp.now(tz="UTC").floor("s")
         state = RunState.start(workdir, now.strftime("%Y%m%dT%H%M%SZ"), now.isoformat(), key)
@@ -133,7 +136,8 @@ def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now
             from pipelines.images import run_image_features
 
             manifest["images"] = stage("features: pixels + exif", run_image_features, client, workdir,
-                                       options.images, event_timestamp=now, **options.image_limits)
+                                       options.images, event_timestamp=now, reuse=options.reuse_images,
+                                       **options.image_limits)
             manifest["visual"] = stage("features: visual duplicates", run_visual_features, client, workdir,
                                        event_timestamp=now)
         if options.crawl:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "corpus"))  # `from badcorpus import ...` anywhere
 
 from imagerank.testing import IN_CI, SHARED_FIXTURES, shared_fixture  # noqa: F401 (re-exported)
 

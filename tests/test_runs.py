@@ -3,6 +3,7 @@
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def test_run_state_resumes_only_the_same_run(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_inputs(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("demo-input"), rows=150, images=False)
+    return generate(tmp_path_factory.mktemp("demo-input"), rows=150)
 
 
 def _options(inputs, workdir, scheduler, **extra):
@@ -121,10 +122,14 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(demo_inputs, tmp_path,
                                   _scores(tmp_path / "u").drop(columns=["model_version", "event_timestamp"]))
 
 
-def _changed_catalog(inputs, tmp_path):
-    """The demo catalog plus new rows and one changed row: what a day of provider updates looks like."""
+def _changed_catalog(inputs, tmp_path, images=None):
+    """The demo catalog plus new rows and one changed row: what a day of provider updates looks like.
+    With ``images`` (a folder), the new rows' images are added to it."""
     base = pd.read_csv(inputs["catalog"][0], dtype=str, keep_default_na=False)
-    extra = generate(tmp_path / "extra", rows=30, seed=99, images=False)
+    extra = generate(tmp_path / "extra", rows=30, seed=99, images=images is not None)
+    if images is not None:
+        for path in Path(extra["images"]).iterdir():
+            shutil.copy(path, Path(images) / path.name)
     new_rows = pd.read_csv(extra["catalog"][0], dtype=str, keep_default_na=False)
     changed = base.copy()
     changed.loc[0, "title"] = changed.loc[0, "title"] + " (retitled)"
@@ -136,11 +141,16 @@ def _changed_catalog(inputs, tmp_path):
 @pytest.mark.slow
 def test_incremental_run_equals_a_full_run_on_the_union(demo_inputs, tmp_path, dask_client):
     address = dask_client.scheduler.address
-    first = recalculate(_options(demo_inputs, tmp_path / "inc", address), quiet=True)
-    union = {**demo_inputs, "catalog": [_changed_catalog(demo_inputs, tmp_path)]}
-    second = recalculate(_options(union, tmp_path / "inc", address), quiet=True)
-    full = recalculate(_options(union, tmp_path / "full", address), quiet=True)
+    images = shutil.copytree(demo_inputs["images"], tmp_path / "images")
+    first = recalculate(_options(demo_inputs, tmp_path / "inc", address, images=str(images)), quiet=True)
+    union = {**demo_inputs, "catalog": [_changed_catalog(demo_inputs, tmp_path, images)]}
+    second = recalculate(_options(union, tmp_path / "inc", address, images=str(images)), quiet=True)
+    full = recalculate(_options(union, tmp_path / "full", address, images=str(images)), quiet=True)
     assert second["run_id"] != first["run_id"] and not second.get("unchanged")
+    # only the 30 new images are decoded; the 150 unchanged ones (the retitled row too) are reused
+    for family in ("pixels", "exif"):
+        assert second["images"][family]["rows"] == 180 and second["images"][family]["reused"] == 150
+        assert full["images"][family]["reused"] == 0
     incremental, reference = _scores(tmp_path / "inc"), _scores(tmp_path / "full")
     pd.testing.assert_frame_equal(incremental.drop(columns=["model_version", "event_timestamp"]),
                                   reference.drop(columns=["model_version", "event_timestamp"]))

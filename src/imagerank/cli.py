@@ -34,6 +34,9 @@ def _image_limits(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--image-timeout", type=float, default=None, help="per-image time budget in seconds (default 20)")
     group.add_argument("--allow-remote-images", action="store_true",
                        help="allow http(s)/ftp image templates (off: nothing is fetched from the web by default)")
+    group.add_argument("--recompute-images", action="store_true",
+                       help="decode every image again; by default a row whose image bytes (and meta_data) are "
+                            "unchanged since the last run keeps its pixel and EXIF features")
 
 
 def image_limits(args) -> dict:
@@ -193,6 +196,7 @@ def cmd_recalculate(args) -> int:
                                  ranks=args.ranks, scheduler=args.scheduler, feature_repo=args.feature_repo,
                                  materialize=not args.no_materialize, force=args.force, retrain=args.retrain,
                                  report=not args.no_report, image_limits=image_limits(args),
+                                 reuse_images=not args.recompute_images,
                                  standardization=StandardizationConfig(percentile=args.percentile))
     manifest = recalculate(options)
     print(json.dumps({"run_id": manifest["run_id"], "unchanged": manifest.get("unchanged", False),
@@ -229,7 +233,7 @@ def cmd_features(args) -> int:
             if not args.images:
                 raise ValueError(f"the {args.family} features need --images (a folder or URL template)")
             result = run_image_features(client, args.workdir, args.images, (args.family,), event_timestamp=now,
-                                        **image_limits(args))
+                                        reuse=not args.recompute_images, **image_limits(args))
         elif args.family == "links":
             from pipelines.graph import run_link_features
 

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "corpus"))
 
 from fuzzkit import TRIED  # noqa: E402  (importing fuzzkit registers and loads the profile)
 from hypothesis import settings  # noqa: E402

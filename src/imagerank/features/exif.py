@@ -44,6 +44,7 @@ location_source        string          ``exif`` / ``meta_data`` / null
 exif_error             string          null when the row is good; else an error code (see
                                        :mod:`imagerank.features.images`), e.g. ``exif_malformed``
 exif_error_message     string          human-readable detail for the error
+input_digest           string          digest of image bytes + meta_data + extractor version (reuse key)
 event_timestamp        timestamp[UTC]  when the features were computed (Feast event time)
 =====================  ==============  =====================================================================
 """
@@ -91,6 +92,7 @@ EXIF_ERROR_COLUMNS = ["exif_error", "exif_error_message"]
 
 _COLUMNS = ([("image_id", "string", pa.string())] + EXIF_FEATURES
             + [("exif_error", "string", pa.string()), ("exif_error_message", "string", pa.string()),
+               ("input_digest", "string", pa.string()),
                ("event_timestamp", "datetime64[ns, UTC]", pa.timestamp("ns", tz="UTC"))])
 #: pandas dtypes of the ``W/features/exif/`` dataset, in column order.
 EXIF_DTYPES: dict[str, str] = {name: dtype for name, dtype, _ in _COLUMNS}

@@ -31,10 +31,19 @@ Error codes (columns ``pixels_error`` / ``exif_error``; null means the row is go
 ``timeout``         the per-image time budget (``timeout_s``) ran out before this family was computed
 ``internal_error``  an unexpected exception (a bug): the message holds it
 ==================  ==========================================================================================
+
+Reuse. Every row records ``input_digest``: a digest of what its family is computed from (the image
+bytes; for EXIF also the catalog's ``meta_data``) and of the extractor version. When the partition
+carries the previous run's rows (columns ``previous.<family>.<column>``, joined on by the pipeline),
+a row whose digest is unchanged is copied instead of decoded, keeping its ``event_timestamp`` so that
+``feast materialize-incremental`` does not push it again. Only rows that were good, or failed for a
+reason that depends on the bytes alone, are reused; a missing file, a read error, a timeout or a
+limit is always tried again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import posixpath
@@ -56,6 +65,12 @@ from imagerank.features.exif import EXIF_DTYPES, EXIF_FEATURE_NAMES, EXIF_META, 
 from imagerank.features.pixels import PIXEL_FEATURE_NAMES, PIXELS_DTYPES, PIXELS_META, PIXELS_SCHEMA
 
 FAMILIES = ("pixels", "exif")
+#: part of every ``input_digest``: bump a family's version when its features change meaning, and the
+#: next run recomputes that family instead of reusing its rows
+EXTRACTOR_VERSIONS = {"pixels": "pixels/1", "exif": "exif/1"}
+#: errors that depend only on the bytes: such a row is as reusable as a good one
+BYTES_ERRORS = frozenset({"empty", "not_image", "truncated", "decode_error", "exif_malformed"})
+PREVIOUS = "previous."  # prefix of the previous run's columns joined onto a catalog partition
 REMOTE_WEB_PROTOCOLS = {"http", "https", "ftp", "ftps", "sftp", "ssh"}
 LOCAL_PROTOCOLS = {"file", "local"}
 
@@ -63,15 +78,19 @@ LOCAL_PROTOCOLS = {"file", "local"}
 IMAGE_FEATURES_DTYPES: dict[str, str] = {
     "image_id": "string",
     **{c: PIXELS_DTYPES[c] for c in PIXEL_FEATURE_NAMES + ["pixels_error", "pixels_error_message"]},
+    "pixels_input_digest": "string",
     **{c: EXIF_DTYPES[c] for c in EXIF_FEATURE_NAMES + ["exif_error", "exif_error_message"]},
+    "exif_input_digest": "string",
     "event_timestamp": "datetime64[ns, UTC]",
+    "pixels_reused": "boolean",
+    "exif_reused": "boolean",
 }
 IMAGE_FEATURES_META = pd.DataFrame({c: pd.Series(dtype=t) for c, t in IMAGE_FEATURES_DTYPES.items()})
 PIXELS_COLUMNS = list(PIXELS_DTYPES)
 EXIF_COLUMNS = list(EXIF_DTYPES)
 
 __all__ = ["ImageLimits", "ImageSource", "image_features", "pixel_features", "exif_features",
-           "split_families", "analyse_bytes", "PIXELS_SCHEMA", "PIXELS_META", "EXIF_SCHEMA", "EXIF_META",
+           "family_frame", "split_families", "input_digests", "analyse_bytes", "PIXELS_SCHEMA", "PIXELS_META", "EXIF_SCHEMA", "EXIF_META",
            "IMAGE_FEATURES_META", "PIXELS_COLUMNS", "EXIF_COLUMNS"]
 
 
@@ -202,7 +221,24 @@ class ImageSource:
 # --- one image -----------------------------------------------------------------------------------------
 
 def _message(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
+    """``Type: text`` with object addresses removed, so that a rerun writes the same message."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {exc}")[:500]
+
+
+def input_digests(data: bytes, meta_data: Any = None) -> dict[str, str]:
+    """Each family's ``input_digest``: pixels come from the bytes alone, EXIF from the bytes and the
+    catalog's ``meta_data`` (resized copies carry their facts there); both include the extractor version."""
+    content = hashlib.blake2b(data, digest_size=16).digest()
+    missing = meta_data is None or meta_data is pd.NA or (isinstance(meta_data, float) and meta_data != meta_data)
+    meta = meta_data if isinstance(meta_data, str) else ("" if missing else repr(meta_data))
+    extra = {"pixels": b"", "exif": meta.encode("utf-8", "surrogatepass")}
+    return {family: hashlib.blake2b(version.encode() + content + extra[family], digest_size=16).hexdigest()
+            for family, version in EXTRACTOR_VERSIONS.items()}
+
+
+def _reusable(previous: dict | None, digest: str, family: str) -> bool:
+    return (previous is not None and previous.get("input_digest") == digest
+            and previous.get(f"{family}_error") in (None, *BYTES_ERRORS))
 
 
 def analyse_bytes(data: bytes, meta_data: Any = None, families: Iterable[str] = FAMILIES,
@@ -317,20 +353,39 @@ def image_features(catalog: pd.DataFrame, images: ImageSource | str, families: I
     """Pixel and EXIF features of every row of a catalog partition (pure; never raises on bad data).
 
     ``catalog`` needs ``image_id`` and ``meta_data`` (JSON text) plus the columns the image template
-    uses. Returns one row per input row, in order, with the columns of :data:`IMAGE_FEATURES_META`:
-    ``image_id``, the pixel features + ``pixels_error(_message)``, the EXIF features +
-    ``exif_error(_message)``, ``event_timestamp`` (the given run time, else now; UTC). Use
-    :func:`split_families` to get the two datasets.
+    uses, and may carry the previous run's rows as ``previous.<family>.<column>`` (see *Reuse* above).
+    Returns one row per input row, in order, with the columns of :data:`IMAGE_FEATURES_META`:
+    ``image_id``, the pixel features + ``pixels_error(_message)`` + ``pixels_input_digest``, the EXIF
+    features + ``exif_error(_message)`` + ``exif_input_digest``, ``event_timestamp`` (the given run
+    time, else now, UTC; a row whose families were all reused keeps its previous time), and
+    ``pixels_reused`` / ``exif_reused``. :func:`family_frame` gives a family's dataset.
     """
     if isinstance(limits, dict):
         limits = ImageLimits.from_kwargs(**limits)
     limits = limits or ImageLimits()
     families = tuple(f for f in FAMILIES if f in set(families))
     source = _as_source(images, limits)
-    records = catalog.to_dict("records") if len(catalog) else []
+    own = [c for c in catalog.columns if not str(c).startswith(PREVIOUS)]
+    records = catalog[own].to_dict("records") if len(catalog) else []
+    previous = _previous_rows(catalog, families)
     with _quiet_and_single_threaded():
-        pix_rows, exif_rows = _rows(records, source, families, limits)
-    return _frame(catalog, pix_rows, exif_rows, event_timestamp)
+        rows = _rows(records, previous, source, families, limits)
+    return _frame(catalog, rows, event_timestamp)
+
+
+def _previous_rows(catalog: pd.DataFrame, families: tuple[str, ...]) -> list[dict[str, dict | None]]:
+    """Per catalog row, each family's previous row as a dict (nulls as None), or None when there is none."""
+    out: list[dict[str, dict | None]] = [{} for _ in range(len(catalog))]
+    for family in families:
+        prefix = f"{PREVIOUS}{family}."
+        cols = [c for c in catalog.columns if str(c).startswith(prefix)]
+        if not cols or not len(catalog):
+            continue
+        frame = catalog[cols].rename(columns=lambda c: c[len(prefix):]).astype(object)
+        frame = frame.where(frame.notna(), None)
+        for slot, record in zip(out, frame.to_dict("records")):
+            slot[family] = record if record.get("input_digest") is not None else None
+    return out
 
 
 @contextmanager
@@ -349,11 +404,14 @@ def _quiet_and_single_threaded():
             yield
 
 
-def _rows(records: list[dict], source: ImageSource, families: tuple[str, ...],
-          limits: ImageLimits) -> tuple[list[dict], list[dict]]:
-    pix_rows, exif_rows = [], []
-    for row in records:
+def _rows(records: list[dict], previous: list[dict], source: ImageSource, families: tuple[str, ...],
+          limits: ImageLimits) -> list[tuple[dict, dict, Any]]:
+    """``(pixels_row, exif_row, event_timestamp or None)`` per record; each image is read once and
+    decoded only when a family cannot be reused."""
+    out = []
+    for row, before in zip(records, previous):
         deadline = time.monotonic() + limits.timeout_s
+        stamp = None
         try:
             data = source.read(row, limits.max_bytes)
         except ImageError as err:
@@ -373,59 +431,84 @@ def _rows(records: list[dict], source: ImageSource, families: tuple[str, ...],
                 pix["pixels_error"] = ex["exif_error"] = "timeout"
                 pix["pixels_error_message"] = ex["exif_error_message"] = "time budget used reading the bytes"
             else:
-                pix, ex = analyse_bytes(data, row.get("meta_data"), families, limits, deadline)
+                pix, ex, stamp = _analyse_or_reuse(data, row.get("meta_data"), before, families, limits, deadline)
             del data
         if "pixels" not in families:
             pix = pixels_mod.empty_pixel_row()
         if "exif" not in families:
             ex = exif_mod.empty_exif_row()
-        pix_rows.append(pix)
-        exif_rows.append(ex)
-    return pix_rows, exif_rows
+        out.append((pix, ex, stamp))
+    return out
+
+
+def _analyse_or_reuse(data: bytes, meta_data: Any, before: dict, families: tuple[str, ...],
+                      limits: ImageLimits, deadline: float) -> tuple[dict, dict, Any]:
+    digests = input_digests(data, meta_data)
+    reused = {f: dict(before[f], reused=True) for f in families if _reusable(before.get(f), digests[f], f)}
+    todo = [f for f in families if f not in reused]
+    pix, ex = (analyse_bytes(data, meta_data, todo, limits, deadline) if todo
+               else (pixels_mod.empty_pixel_row(), exif_mod.empty_exif_row()))
+    pix["input_digest"], ex["input_digest"] = digests["pixels"], digests["exif"]
+    pix, ex = reused.get("pixels", pix), reused.get("exif", ex)
+    stamp = next(iter(reused.values()))["event_timestamp"] if not todo else None
+    return pix, ex, stamp
 
 
 _ARROW_TO_PANDAS = {pa.string(): pd.StringDtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
                     pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 _ROW_SCHEMA = pa.schema([pa.field("image_id", pa.string()),
                          *(PIXELS_SCHEMA.field(c) for c in PIXEL_FEATURE_NAMES + ["pixels_error", "pixels_error_message"]),
+                         pa.field("pixels_input_digest", pa.string()),
                          *(EXIF_SCHEMA.field(c) for c in EXIF_FEATURE_NAMES + ["exif_error", "exif_error_message"]),
-                         PIXELS_SCHEMA.field("event_timestamp")])
+                         pa.field("exif_input_digest", pa.string()),
+                         PIXELS_SCHEMA.field("event_timestamp"),
+                         pa.field("pixels_reused", pa.bool_()), pa.field("exif_reused", pa.bool_())])
 
 
-def _frame(catalog: pd.DataFrame, pix_rows: list[dict], exif_rows: list[dict],
-           event_timestamp: Any = None) -> pd.DataFrame:
+def _frame(catalog: pd.DataFrame, rows: list[tuple[dict, dict, Any]], event_timestamp: Any = None) -> pd.DataFrame:
     """Rows -> the typed frame of :data:`IMAGE_FEATURES_META` (one pyarrow conversion, no per-cell pandas)."""
-    n = len(pix_rows)
+    n = len(rows)
+    pix_rows, exif_rows, stamps = zip(*rows) if n else ((), (), ())
     ids = pa.array(catalog["image_id"].astype(str).tolist() if n else [], type=pa.string())
     columns: list = [ids]
-    for name in PIXEL_FEATURE_NAMES + ["pixels_error", "pixels_error_message"]:
-        columns.append(pa.array([r[name] for r in pix_rows], type=_ROW_SCHEMA.field(name).type))
-    for name in EXIF_FEATURE_NAMES + ["exif_error", "exif_error_message"]:
-        columns.append(pa.array([r[name] for r in exif_rows], type=_ROW_SCHEMA.field(name).type))
+    for family, family_rows, names in (("pixels", pix_rows, PIXEL_FEATURE_NAMES),
+                                       ("exif", exif_rows, EXIF_FEATURE_NAMES)):
+        for name in names + [f"{family}_error", f"{family}_error_message"]:
+            columns.append(pa.array([r[name] for r in family_rows], type=_ROW_SCHEMA.field(name).type))
+        columns.append(pa.array([r.get("input_digest") for r in family_rows], type=pa.string()))
     now = pd.Timestamp(event_timestamp) if event_timestamp is not None else pd.Timestamp.now(tz="UTC")
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
-    columns.append(pa.array([now] * n, type=_ROW_SCHEMA.field("event_timestamp").type))
+    columns.append(pa.array([now if s is None else s for s in stamps], type=_ROW_SCHEMA.field("event_timestamp").type))
+    for family_rows in (pix_rows, exif_rows):
+        columns.append(pa.array([r.get("reused", False) for r in family_rows], type=pa.bool_()))
     table = pa.Table.from_arrays(columns, schema=_ROW_SCHEMA)
     result = table.to_pandas(types_mapper=_ARROW_TO_PANDAS.get)
     result.index = catalog.index
     return result
 
 
+def family_frame(features: pd.DataFrame, family: str) -> pd.DataFrame:
+    """The ``W/features/<family>/`` frame of an :func:`image_features` result."""
+    digest = f"{family}_input_digest"
+    columns = [digest if c == "input_digest" else c for c in (PIXELS_COLUMNS if family == "pixels" else EXIF_COLUMNS)]
+    return features[columns].rename(columns={digest: "input_digest"})
+
+
 def split_families(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``W/features/pixels`` and ``W/features/exif`` frames of an :func:`image_features` result."""
-    return features[PIXELS_COLUMNS], features[EXIF_COLUMNS]
+    return family_frame(features, "pixels"), family_frame(features, "exif")
 
 
 def pixel_features(catalog: pd.DataFrame, images: ImageSource | str,
                    limits: ImageLimits | dict | None = None, event_timestamp: Any = None) -> pd.DataFrame:
     """Only the pixel family (columns of :data:`PIXELS_META`)."""
-    return image_features(catalog, images, ("pixels",), limits, event_timestamp)[PIXELS_COLUMNS]
+    return family_frame(image_features(catalog, images, ("pixels",), limits, event_timestamp), "pixels")
 
 
 def exif_features(catalog: pd.DataFrame, images: ImageSource | str,
                   limits: ImageLimits | dict | None = None, event_timestamp: Any = None) -> pd.DataFrame:
     """Only the EXIF family (columns of :data:`EXIF_META`); pixels are not decoded."""
-    return image_features(catalog, images, ("exif",), limits, event_timestamp)[EXIF_COLUMNS]
+    return family_frame(image_features(catalog, images, ("exif",), limits, event_timestamp), "exif")
 
 
 def limits_dict(limits: ImageLimits) -> dict[str, Any]:

@@ -42,6 +42,7 @@ edge_density           float32  fraction of working-image pixels whose central-d
 phash                  Int64    64-bit DCT perceptual hash (see :func:`phash`), stored as signed int64
 pixels_error           string   null when the row is good, else an error code
 pixels_error_message   string   detail for the error
+input_digest           string   digest of image bytes + extractor version (reuse key)
 event_timestamp        ts[UTC]  when the features were computed (Feast event time)
 =====================  =======  =============================================================================
 
@@ -96,6 +97,7 @@ PIXELS_ERROR_COLUMNS = ["pixels_error", "pixels_error_message"]
 
 _COLUMNS = ([("image_id", "string", pa.string())] + PIXEL_FEATURES
             + [("pixels_error", "string", pa.string()), ("pixels_error_message", "string", pa.string()),
+               ("input_digest", "string", pa.string()),
                ("event_timestamp", "datetime64[ns, UTC]", pa.timestamp("ns", tz="UTC"))])
 #: pandas dtypes of the ``W/features/pixels/`` dataset, in column order.
 PIXELS_DTYPES: dict[str, str] = {name: dtype for name, dtype, _ in _COLUMNS}
