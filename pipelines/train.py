@@ -14,7 +14,8 @@ import pandas as pd
 from distributed import Client
 
 from imagerank.cluster import persist
-from imagerank.features.registry import PROVIDER_PROXIES, load_features, model_feature_columns
+from imagerank.features.registry import (IMAGE_FAMILIES, PROVIDER_PROXIES, family_columns, load_features,
+                                         model_feature_columns)
 from imagerank.features.text import TEXT_META, text_documents
 from imagerank.io import atomic_path, stamped, write_ddf
 from imagerank.models.train import (TargetConfig, save_model, train_authority, train_popularity,
@@ -47,10 +48,12 @@ def run_train(client: Client, workdir: str | Path, model_version: str, *, random
         labelled = labelled.sample(frac=MAX_TRAINING_ROWS / n, random_state=random_state)
     training = labelled.compute().sort_values("image_id", ignore_index=True)  # same rows, same model
     popularity_columns = [c for c in columns if c not in PROVIDER_PROXIES]
+    ablations = {"image features (pixels, EXIF, visual)": family_columns(workdir, IMAGE_FAMILIES)}
     popularity = client.submit(train_popularity, training, popularity_columns, target=target,
-                               random_state=random_state, pure=False)
+                               random_state=random_state, ablations=ablations, pure=False)
     evidence = _link_evidence_rows(features, random_state)
-    authority = client.submit(train_authority, evidence, columns, random_state=random_state, pure=False)
+    authority = client.submit(train_authority, evidence, columns, random_state=random_state, ablations=ablations,
+                              pure=False)
     models = {"popularity": popularity.result(), "authority": authority.result()}
     directory = workdir / "models" / model_version
     entries = {name: save_model(m, directory) for name, m in models.items() if m.estimator is not None}

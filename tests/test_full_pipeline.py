@@ -42,3 +42,19 @@ def test_authority_uses_links_then_the_model_trained_on_them(run):
     assert (linked["authority"] - linked["link_authority"]).abs().max() < 1e-12
     assert set(scores.loc[~scores["has_link_evidence"], "authority_source"]) == {"predicted"}
     assert scores[["popularity", "authority"]].apply(lambda c: c.between(0, 1)).all().all()
+
+
+def test_model_card_says_what_the_image_features_add(run):
+    workdir, manifest = run
+    directory = workdir / "models" / manifest["models"]["model_version"]
+    card = json.loads((directory / "metrics.json").read_text())
+    image_columns = set().union(*(pd.read_parquet(workdir / "features" / f).columns for f in ("pixels", "exif", "visual")))
+    for name in ("popularity", "authority"):
+        ablation = card["models"][name]["metrics"]["evaluation"]["ablations"]["image features (pixels, EXIF, visual)"]
+        removed = set(ablation["removed_columns"])
+        assert {"sharpness", "colourfulness", "jpeg_quality"} <= removed
+        assert removed <= image_columns & set(card["models"][name]["features"])
+        assert ablation["spearman"]  # the demo sample is too small for popularity's grouped CV: transfer splits
+        for split in ablation["spearman"].values():
+            assert split["added"] == pytest.approx(split["with"] - split["without"])
+    assert "What image features (pixels, EXIF, visual) add" in (directory / "model_card.md").read_text()

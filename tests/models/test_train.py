@@ -53,9 +53,12 @@ def test_sample_popularity_beats_baselines_without_leakage(sample_features, tmp_
     labelled = sample_features[sample_features["observed_popularity"].notna()].copy()
     # a provider one-hot handed in as a feature must be dropped: provider identity is no input
     labelled["provider_flickr"] = (labelled["provider"] == "flickr").astype(float)
+    # a column that knows the answer: the ablation must show what it adds
+    noise = np.random.default_rng(3).normal(0, 0.5, len(labelled))
+    labelled["oracle"] = np.log1p(labelled["metric_value"].astype(float)) + noise
     columns = model_feature_columns(labelled)
     assert "provider_flickr" in columns
-    model = train_popularity(labelled, columns, fast=True)
+    model = train_popularity(labelled, columns, fast=True, ablations={"the oracle": ["oracle"], "nothing": ["absent"]})
     assert not any(c.startswith(("provider", "source")) for c in model.feature_columns)
     evaluation = model.metrics["evaluation"]
     cv = evaluation["grouped_cv"]
@@ -66,6 +69,12 @@ def test_sample_popularity_beats_baselines_without_leakage(sample_features, tmp_
     assert set(evaluation["provider_transfer"]) == {"flickr->wikimedia", "wikimedia->flickr"}
     assert np.isfinite(evaluation["provider_transfer"]["flickr->wikimedia"]["ensemble"]["auc_nonzero"])
     assert evaluation["temporal"]["split"]["test_rows"] > 100
+    assert set(evaluation["ablations"]) == {"the oracle"}  # an ablation that removes no input is not run
+    oracle = evaluation["ablations"]["the oracle"]
+    assert oracle["removed_columns"] == ["oracle"]
+    assert set(oracle["spearman"]) == {"grouped_cv", "temporal", "transfer flickr->wikimedia", "transfer wikimedia->flickr"}
+    assert oracle["spearman"]["grouped_cv"]["added"] > 0.1
+    assert oracle["spearman"]["grouped_cv"]["without"] == cv["ensemble without the oracle"]["spearman"]
     predicted = model.predict(sample_features)
     assert predicted.shape == (len(sample_features),) and ((0 <= predicted) & (predicted <= 1)).all()
     entry = save_model(model, tmp_path)
@@ -75,7 +84,8 @@ def test_sample_popularity_beats_baselines_without_leakage(sample_features, tmp_
     assert np.allclose(loaded.predict(sample_features), predicted)
     # the scorer may hand a frame without the text family: it still gets a prediction for every row
     assert np.isfinite(loaded.predict(sample_features.drop(columns=["text"]))).all()
-    assert "| grouped CV | ensemble | 541 |" in (tmp_path / "model_card.md").read_text()
+    card_text = (tmp_path / "model_card.md").read_text()
+    assert "| grouped CV | ensemble | 541 |" in card_text and "What the oracle add (1 columns: oracle)" in card_text
 
 
 @pytest.mark.slow
@@ -101,8 +111,10 @@ def test_authority_learns_from_non_link_features_only():
     frame["picashow"] = frame["link_authority"]  # the evidence itself: must not be an input
     frame["link_pages"] = (frame["link_authority"] * 10).round()
     columns = ["quality", "domain_rank_score", "picashow", "link_pages"]
-    model = train_authority(frame, columns, fast=True)
+    model = train_authority(frame, columns, fast=True, ablations={"quality": ["quality"]})
     assert model.feature_columns == ["quality", "domain_rank_score"]
+    quality_adds = model.metrics["evaluation"]["ablations"]["quality"]["spearman"]["grouped_cv"]
+    assert quality_adds["with"] > 0.7 and quality_adds["added"] > 0.5
     assert not set(model.feature_columns) & LINK_EVIDENCE_COLUMNS
     assert model.metrics["evaluation"]["grouped_cv"]["spearman"] > 0.7
     assert model.metrics["evaluation"]["holdout"]["rows"] == 24

@@ -32,6 +32,23 @@ PROVIDER_PROXIES = {"host_rank_score", "domain_rank_score", "host_pr_val", "doma
                     "host_graph_pagerank", "host_graph_in_domains"}
 
 
+#: Families computed from the image bytes: what the model card's "with and without image features" removes.
+IMAGE_FAMILIES = ("pixels", "exif", "visual")
+
+
+def family_columns(workdir: str | Path, families: tuple[str, ...]) -> list[str]:
+    """Columns of the given families' datasets (from their Parquet schemas), without the key."""
+    import pyarrow.dataset as ds
+
+    columns: list[str] = []
+    for name in families:
+        path = Path(workdir) / FAMILIES[name]
+        if path.is_dir():
+            columns += [c for c in ds.dataset(str(path), format="parquet").schema.names
+                        if c != "image_id" and c not in columns]
+    return columns
+
+
 def available_families(workdir: str | Path) -> list[str]:
     return [name for name, rel in FAMILIES.items() if (Path(workdir) / rel).is_dir()]
 

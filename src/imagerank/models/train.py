@@ -129,12 +129,14 @@ def _frame(rows: pd.DataFrame, columns: list[str], text: bool) -> pd.DataFrame:
 
 
 def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, target: TargetConfig = TargetConfig(),
-                     random_state: int = 0, evaluate_model: bool = True, fast: bool = False) -> TrainedModel:
+                     random_state: int = 0, evaluate_model: bool = True, fast: bool = False,
+                     ablations: dict[str, list[str]] | None = None) -> TrainedModel:
     """Fit the ensemble on every observed row; evaluate it and its baselines honestly.
 
     ``training`` holds the features plus ``observed_popularity`` (Openverse's standardized score),
     ``metric_value`` (the raw provider metric), ``provider``, ``creator``, ``age_days`` and, when the text
-    family exists, ``text``. ``fast`` shrinks the members (tests).
+    family exists, ``text``. ``ablations`` (name -> columns) are also evaluated without those columns, to
+    say what they add. ``fast`` shrinks the members (tests).
     """
     training = training.dropna(subset=["observed_popularity", "metric_value"]).reset_index(drop=True)
     columns = model_inputs(feature_columns)
@@ -154,7 +156,8 @@ def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, targ
                             "inner_cv_spearman": ensemble.inner_cv_, "calibration": ensemble.calibrate}}
     held_out = None
     if evaluate_model:
-        metrics["evaluation"] = evaluate(training, columns, target=target, random_state=random_state, fast=fast)
+        metrics["evaluation"] = evaluate(training, columns, target=target, random_state=random_state, fast=fast,
+                                         ablations=ablations)
         held_out = metrics["evaluation"].pop("_oof", None)
     return TrainedModel("popularity", estimator, columns, metrics, text_column=TEXT_COLUMN if text else None,
                         group_column=GROUP_COLUMN, output_x=grid, output_y=served, held_out=held_out)
@@ -169,18 +172,49 @@ def _baselines(columns: list[str], random_state: int):
     return metadata_only, make_pipeline(VarianceThreshold(), HistGradientBoostingRegressor(random_state=random_state))
 
 
+def _variants(columns: list[str], ablations: dict[str, list[str]] | None) -> dict[str, list[str]]:
+    """``{"ensemble": columns, "ensemble without <name>": columns - removed}`` for ablations that remove something."""
+    out = {"ensemble": columns}
+    for name, removed in (ablations or {}).items():
+        kept = [c for c in columns if c not in set(removed)]
+        if len(kept) < len(columns):
+            out[f"ensemble without {name}"] = kept
+    return out
+
+
+def ablation_summary(evaluation: dict, variants: dict[str, list[str]], columns: list[str]) -> dict:
+    """Per ablation: the columns removed and Spearman with / without them on every split that has both."""
+    splits = {"grouped_cv": evaluation.get("grouped_cv", {}), "temporal": evaluation.get("temporal", {}),
+              **{f"transfer {k}": v for k, v in evaluation.get("provider_transfer", {}).items()}}
+    out = {}
+    for variant, kept in variants.items():
+        if variant == "ensemble":
+            continue
+        rows = {}
+        for split, table in splits.items():
+            with_, without = (table.get("ensemble") or {}), (table.get(variant) or {})
+            if "spearman" in with_ and "spearman" in without:
+                rows[split] = {"with": with_["spearman"], "without": without["spearman"],
+                               "added": with_["spearman"] - without["spearman"]}
+        out[variant.removeprefix("ensemble without ")] = {
+            "removed_columns": [c for c in columns if c not in set(kept)], "spearman": rows}
+    return out
+
+
 def evaluate(training: pd.DataFrame, columns: list[str], *, target: TargetConfig = TargetConfig(),
-             random_state: int = 0, fast: bool = False) -> dict:
-    """Grouped CV, provider transfer both ways and a temporal split: the ensemble beside its baselines.
+             random_state: int = 0, fast: bool = False, ablations: dict[str, list[str]] | None = None) -> dict:
+    """Grouped CV, provider transfer both ways and a temporal split: the ensemble beside its baselines
+    and beside itself without each ablation's columns.
 
     Structure: ``{protocol, target, grouped_cv: {model: report}, provider_transfer: {"a->b": {model: report}},
-    temporal: {split, model: report}, published_bars, ensemble: grouped_cv.ensemble}`` where every
+    temporal: {split, model: report}, ablations, published_bars, ensemble: grouped_cv.ensemble}`` where every
     ``report`` is :func:`~imagerank.models.evaluation.ranking_report` (rows, spearman, spearman_per_day,
     mae_log, pairwise_same_creator, same_creator_pairs, auc_nonzero when the metric has zeros and non-zeros).
     """
     text = TEXT_COLUMN in training.columns
     y_all = popularity_target(training, target)
     metadata_only, baseline = _baselines(columns, random_state)
+    variants = _variants(columns, ablations)
     report: dict = {
         "protocol": (f"within-provider percentile target ({target.kind}); 5-fold GroupKFold by creator on "
                      f"{EVALUATION_PROVIDER} rows; provider transfer trains on one provider and ranks the other; "
@@ -195,13 +229,15 @@ def evaluate(training: pd.DataFrame, columns: list[str], *, target: TargetConfig
     else:
         groups = rows[GROUP_COLUMN]
         common = dict(groups=groups, age_days=rows["age_days"], train_metric=rows["metric_value"])
-        held_out = grouped_cv_predictions(_estimator(columns, text, random_state, fast), _frame(rows, columns, text),
-                                          y, groups)
+        predictions = {name: grouped_cv_predictions(_estimator(cols, text, random_state, fast),
+                                                    _frame(rows, cols, text), y, groups)
+                       for name, cols in variants.items()}
+        held_out = predictions["ensemble"]
         report["_oof"] = pd.DataFrame({"image_id": rows["image_id"].astype(str) if "image_id" in rows else None,
                                        "provider": rows["provider"].astype(str), "observed": np.asarray(y, "float64"),
                                        "predicted": held_out})
         cv = {
-            "ensemble": ranking_report(held_out, rows["metric_value"], **common),
+            **{name: ranking_report(p, rows["metric_value"], **common) for name, p in predictions.items()},
             "baseline_boosting": ranking_report(grouped_cv_predictions(baseline, rows[metadata_only].astype("float64"),
                                                                        y, groups, pass_groups=False),
                                                 rows["metric_value"], **common),
@@ -210,8 +246,10 @@ def evaluate(training: pd.DataFrame, columns: list[str], *, target: TargetConfig
         }
         report["grouped_cv"] = cv
         report["ensemble"] = cv["ensemble"]  # the headline figure, where the report and older readers look
-    report["provider_transfer"] = _transfer(training, y_all, columns, metadata_only, baseline, text, random_state, fast)
-    report["temporal"] = _temporal(rows, y, columns, metadata_only, baseline, text, random_state, fast)
+    report["provider_transfer"] = _transfer(training, y_all, variants, metadata_only, baseline, text, random_state, fast)
+    report["temporal"] = _temporal(rows, y, variants, metadata_only, baseline, text, random_state, fast)
+    if len(variants) > 1:
+        report["ablations"] = ablation_summary(report, variants, columns)
     return report
 
 
@@ -219,7 +257,14 @@ def _fit_predict(model, train_X, train_y, groups, test_X) -> np.ndarray:
     return fit_grouped(model, train_X, train_y, groups).predict(test_X)
 
 
-def _transfer(training, y_all, columns, metadata_only, baseline, text, random_state, fast) -> dict:
+def _ensembles(variants, text, random_state, fast, tr, ytr, te, common) -> dict:
+    """Each variant of the ensemble trained on ``tr`` and ranked on ``te``."""
+    return {name: ranking_report(_fit_predict(_estimator(cols, text, random_state, fast), _frame(tr, cols, text), ytr,
+                                              _groups(tr), _frame(te, cols, text)), te["metric_value"], **common)
+            for name, cols in variants.items()}
+
+
+def _transfer(training, y_all, variants, metadata_only, baseline, text, random_state, fast) -> dict:
     out = {}
     for source in TRANSFER_PROVIDERS:
         for dest in TRANSFER_PROVIDERS:
@@ -234,9 +279,7 @@ def _transfer(training, y_all, columns, metadata_only, baseline, text, random_st
             ytr = y_all[train_mask].reset_index(drop=True)
             common = dict(groups=te[GROUP_COLUMN], age_days=te["age_days"], train_metric=None)
             out[key] = {
-                "ensemble": ranking_report(_fit_predict(_estimator(columns, text, random_state, fast),
-                                                        _frame(tr, columns, text), ytr, _groups(tr),
-                                                        _frame(te, columns, text)), te["metric_value"], **common),
+                **_ensembles(variants, text, random_state, fast, tr, ytr, te, common),
                 "baseline_boosting": ranking_report(_fit_predict(baseline, tr[metadata_only].astype("float64"), ytr,
                                                                  None, te[metadata_only].astype("float64")),
                                                     te["metric_value"], **common),
@@ -247,7 +290,7 @@ def _transfer(training, y_all, columns, metadata_only, baseline, text, random_st
     return out
 
 
-def _temporal(rows, y, columns, metadata_only, baseline, text, random_state, fast, train_share: float = 0.7) -> dict:
+def _temporal(rows, y, variants, metadata_only, baseline, text, random_state, fast, train_share: float = 0.7) -> dict:
     if len(rows) < 5 * MIN_TRAINING_ROWS or rows["age_days"].notna().sum() < 5 * MIN_TRAINING_ROWS:
         return {"skipped": f"only {len(rows)} {EVALUATION_PROVIDER} rows with a metric and a date"}
     dated = rows["age_days"].notna()
@@ -260,9 +303,7 @@ def _temporal(rows, y, columns, metadata_only, baseline, text, random_state, fas
     return {
         "split": {"train_rows": int(len(tr)), "test_rows": int(len(te)), "cutoff_age_days": cutoff,
                   "creators_in_both": len(shared)},
-        "ensemble": ranking_report(_fit_predict(_estimator(columns, text, random_state, fast),
-                                                _frame(tr, columns, text), ytr, _groups(tr),
-                                                _frame(te, columns, text)), te["metric_value"], **common),
+        **_ensembles(variants, text, random_state, fast, tr, ytr, te, common),
         "baseline_boosting": ranking_report(_fit_predict(baseline, tr[metadata_only].astype("float64"), ytr, None,
                                                          te[metadata_only].astype("float64")),
                                             te["metric_value"], **common),
@@ -280,8 +321,10 @@ def authority_columns(feature_columns: list[str]) -> list[str]:
 
 
 def train_authority(features: pd.DataFrame, feature_columns: list[str], *, random_state: int = 0,
-                    fast: bool = False, holdout_share: float = 0.2) -> TrainedModel:
-    """Fit an ensemble on images with link evidence (target ``link_authority``) from non-link features."""
+                    fast: bool = False, holdout_share: float = 0.2,
+                    ablations: dict[str, list[str]] | None = None) -> TrainedModel:
+    """Fit an ensemble on images with link evidence (target ``link_authority``) from non-link features;
+    ``ablations`` (name -> columns) are cross-validated without those columns too."""
     columns = authority_columns(feature_columns)
     if "has_link_evidence" not in features or "link_authority" not in features:
         return TrainedModel("authority", None, columns, {"trained": False, "reason": "no link features (no crawl)"})
@@ -301,10 +344,15 @@ def train_authority(features: pd.DataFrame, feature_columns: list[str], *, rando
                "excluded_inputs": sorted(LINK_EVIDENCE_COLUMNS), "landing_domains": n_groups}
     evaluation = {}
     if n_groups >= 3:
-        predicted = grouped_cv_predictions(make(), X, y, groups)
+        variants = _variants(columns, ablations)
+        scores = {}
+        for name, cols in variants.items():
+            predicted = grouped_cv_predictions(make(), rows[cols].astype("float64"), y, groups)
+            scores[name] = {"spearman": spearman(predicted, y), "mae": float(np.mean(np.abs(predicted - y.to_numpy())))}
         evaluation["grouped_cv"] = {"protocol": "GroupKFold by landing domain", "rows": int(len(rows)),
-                                    "spearman": spearman(predicted, y),
-                                    "mae": float(np.mean(np.abs(predicted - y.to_numpy())))}
+                                    **scores["ensemble"]}
+        if len(variants) > 1:
+            evaluation["ablations"] = ablation_summary({"grouped_cv": scores}, variants, columns)
     else:
         evaluation["grouped_cv"] = {"skipped": f"only {n_groups} landing domains: domain-grouped folds impossible"}
     test = np.zeros(len(rows), dtype=bool)
@@ -395,6 +443,13 @@ def _evaluation_lines(evaluation: dict) -> list[str]:
     for key in ("holdout",):
         if key in evaluation:
             lines.append(f"- {key}: {json.dumps(evaluation[key], default=_json_default)}")
+    for name, ablation in evaluation.get("ablations", {}).items():
+        lines += ["", f"What {name} add ({len(ablation['removed_columns'])} columns: "
+                      f"{', '.join(ablation['removed_columns'])}), Spearman with and without them:", "",
+                  "| split | with | without | added |", "|---|---|---|---|"]
+        lines += [f"| {split} | {_f(r['with'])} | {_f(r['without'])} | {r['added']:+.3f} |"
+                  for split, r in ablation["spearman"].items()]
+        lines.append("")
     if "published_bars" in evaluation:
         lines.append(f"- published content-only bars: {json.dumps(evaluation['published_bars'])}")
     return lines
