@@ -1,14 +1,19 @@
 """Dask jobs: crawl files -> ``W/graph/`` (edges, pages, hosts), link features and visual-duplicate features.
 
 - ``run_graph``: one task per WARC/WAT file writes its edge part straight into ``W/graph/edges/`` (bounded
-  memory, nothing through the driver), then page and host PageRank (``imagerank.graph.build``).
+  memory, nothing through the driver), then page and host PageRank (``imagerank.graph.build``). A part is
+  named after its file's fingerprint (and the extractor version): a file already extracted by an earlier
+  run is linked into the new edges dataset, with its rejects and counts, instead of being parsed again.
 - ``run_link_features``: ``W/catalog/`` + ``W/graph/`` -> ``W/features/links/``.
 - ``run_visual_features``: ``W/features/pixels/`` (phash) + ``W/catalog/`` -> ``W/features/visual/``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,15 +28,28 @@ from imagerank.cluster import persist, show_progress
 from imagerank.graph import build
 from imagerank.graph import warc as W
 from imagerank.io import atomic_path, keep_unchanged_timestamps, stamped, write_ddf, write_frame, write_json
+from imagerank.runs import file_fingerprint
 
 log = logging.getLogger(__name__)
 
 EDGES_SCHEMA = pa.Schema.from_pandas(W.EDGES_META, preserve_index=False)
+EXTRACTOR_VERSION = "links/1"  # bump when extraction changes: every crawl file is parsed again
 
 
-def extract_to_parquet(path: str, out_dir: str, part: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Worker task: edges of one crawl file into ``out_dir/part.<part>.parquet``; returns (rejects, counts)."""
-    out = Path(out_dir) / f"part.{part:05d}.parquet"
+def part_name(path: str) -> str | None:
+    """Edge part of a crawl file: named by its fingerprint (size, mtime, edge hashes) and the extractor
+    version; None when the file cannot be read (it is extracted, to record why, but never reused)."""
+    try:
+        fingerprint = file_fingerprint(path)
+    except OSError:
+        return None
+    key = json.dumps([EXTRACTOR_VERSION, fingerprint], sort_keys=True).encode()
+    return f"part.{hashlib.blake2b(key, digest_size=12).hexdigest()}.parquet"
+
+
+def extract_to_parquet(path: str, out_dir: str, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Worker task: edges of one crawl file into ``out_dir/<name>``; returns (rejects, counts)."""
+    out = Path(out_dir) / name
     with pq.ParquetWriter(out, EDGES_SCHEMA) as writer:
         def sink(frame: pd.DataFrame) -> None:
             writer.write_table(pa.Table.from_pandas(frame, schema=EDGES_SCHEMA, preserve_index=False))
@@ -39,16 +57,23 @@ def extract_to_parquet(path: str, out_dir: str, part: int) -> tuple[pd.DataFrame
     return rejects, counts
 
 
-def run_extract(client: Client, workdir: str | Path, crawl_files: list[str]) -> dict:
+def run_extract(client: Client, workdir: str | Path, crawl_files: list[str], *, reuse: bool = True) -> dict:
     """``imagerank graph extract``: every crawl file -> ``W/graph/edges/``, ``W/graph/rejects/``,
-    ``W/graph/extract_counts/``."""
+    ``W/graph/extract_counts/``; files extracted by an earlier run are reused unless ``reuse=False``."""
     workdir = Path(workdir)
-    files = [str(f) for f in crawl_files]
-    rejects, counts = [], []
+    files = list(dict.fromkeys(str(f) for f in crawl_files))
+    names = {f: part_name(f) or f"part.unreadable-{i:05d}.parquet" for i, f in enumerate(files)}
+    previous = _previous_extraction(workdir) if reuse else {}
+    reused = [f for f in files if names[f] in previous]
+    rejects = [previous[names[f]][0] for f in reused]
+    counts = [previous[names[f]][1] for f in reused]
     t0 = time.perf_counter()
     with atomic_path(workdir / "graph" / "edges") as tmp:
         tmp.mkdir(parents=True)
-        futures = [client.submit(extract_to_parquet, f, str(tmp), i, pure=False) for i, f in enumerate(files)]
+        for f in reused:
+            _link_or_copy(workdir / "graph" / "edges" / names[f], tmp / names[f])
+        futures = [client.submit(extract_to_parquet, f, str(tmp), names[f], pure=False)
+                   for f in files if f not in reused]
         bar = _bar(len(futures), "graph: extract links")
         for fut in as_completed(futures):
             r, c = fut.result()
@@ -56,6 +81,7 @@ def run_extract(client: Client, workdir: str | Path, crawl_files: list[str]) -> 
             counts.append(c)
             bar.update(1)
         bar.close()
+        write_json({names[f]: f for f in files if not names[f].startswith("part.unreadable-")}, tmp / "_parts.json")
     rej = pd.concat(rejects, ignore_index=True) if rejects else W.REJECTS_META.copy()
     cnt = pd.concat(counts, ignore_index=True) if counts else W.COUNTS_META.copy()
     write_frame(rej, workdir / "graph" / "rejects")
@@ -63,6 +89,7 @@ def run_extract(client: Client, workdir: str | Path, crawl_files: list[str]) -> 
     totals = cnt.groupby("counter")["count"].sum()
     summary = {
         "crawl_files": len(files),
+        "crawl_files_reused": len(reused),
         "records": int(totals.get("records", 0)),
         "pages": int(totals.get("pages_html", 0) + totals.get("pages_wat", 0)),
         "edges_link": int(totals.get("edges_link", 0)),
@@ -75,6 +102,28 @@ def run_extract(client: Client, workdir: str | Path, crawl_files: list[str]) -> 
     }
     log.info("extract: %s", summary)
     return summary
+
+
+def _previous_extraction(workdir: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Part name -> (rejects, counts) of every crawl file the current ``W/graph/edges/`` holds."""
+    index = workdir / "graph" / "edges" / "_parts.json"
+    if not index.exists() or not (workdir / "graph" / "extract_counts").is_dir():
+        return {}
+    parts = json.loads(index.read_text())
+    rejects = pd.read_parquet(workdir / "graph" / "rejects") if (workdir / "graph" / "rejects").is_dir() else W.REJECTS_META
+    counts = pd.read_parquet(workdir / "graph" / "extract_counts")
+    return {name: (rejects[rejects["source_file"] == path].astype(W.REJECTS_META.dtypes.to_dict()),
+                   counts[counts["source_file"] == path].astype(W.COUNTS_META.dtypes.to_dict()))
+            for name, path in parts.items() if (workdir / "graph" / "edges" / name).exists()}
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, target)
 
 
 def run_graph(client: Client, workdir: str | Path, crawl_files: list[str] | None = None, *,

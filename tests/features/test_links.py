@@ -111,3 +111,27 @@ def test_graph_and_link_stages_on_cluster(dask_client, demo_warc, tmp_path):
     ref = L.link_features_frame(CATALOG, edges, pages)
     got = feats.set_index("image_id").loc[ref.image_id].reset_index()
     pd.testing.assert_frame_equal(got, ref, check_dtype=False, rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_extraction_reuses_crawl_files_it_already_parsed(dask_client, demo_warc, tmp_path):
+    from pipelines.graph import run_extract
+
+    excerpt = str(shared_fixture("warc/cc_main_2020_34_excerpt.warc.gz"))
+    missing = str(tmp_path / "missing.warc")
+    w = tmp_path / "w"
+
+    def outputs():
+        frames = {name: pd.read_parquet(w / "graph" / name) for name in ("edges", "rejects", "extract_counts")}
+        return {name: f.sort_values(list(f.columns), ignore_index=True) for name, f in frames.items()}
+
+    first = run_extract(dask_client, w, [str(demo_warc), missing])
+    assert first["crawl_files_reused"] == 0
+    second = run_extract(dask_client, w, [str(demo_warc), excerpt, missing])
+    assert second["crawl_files_reused"] == 1  # the demo crawl; the unreadable file is always tried again
+    assert second["rejected_records_by_reason"] == {"file_open_error": 1}
+    incremental = outputs()
+    full = run_extract(dask_client, w, [str(demo_warc), excerpt, missing], reuse=False)
+    assert full["crawl_files_reused"] == 0 and full["edges_link"] == second["edges_link"]
+    for name, frame in outputs().items():
+        pd.testing.assert_frame_equal(incremental[name], frame)
