@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFilter
 
 from imagerank.features.images import ImageLimits, analyse_bytes
-from imagerank.features.pixels import PIXELS_META, PIXELS_SCHEMA, draft_size, hamming, phash
+from imagerank.features.pixels import (PIXELS_META, PIXELS_SCHEMA, draft_size, hamming, packed_pixels, phash,
+                                       pixel_stats)
 
 PIXEL_ERRORS = {None, "truncated", "decode_error", "not_image", "empty", "too_many_pixels", "timeout"}
 
@@ -117,6 +119,22 @@ def test_phash_near_duplicates_and_different_images():
     grey[:32] = 255  # bright top half: the DC and the first vertical cosine are above the median
     value = phash(grey)
     assert value < 0 and (value & (2 ** 64 - 1)) >> 63 == 1
+
+
+def test_reused_arrays_and_multi_block_images_do_not_change_the_numbers():
+    """pixel_stats reuses per-thread work arrays from image to image and copies images that Pillow
+    keeps in several memory blocks (> 16 MB) instead of viewing them: neither changes a number."""
+    small = natural(300, 200, seed=7).convert("YCbCr")
+    noise = [Image.effect_noise((2200, 2100), sigma) for sigma in (20, 40, 60)]
+    large = Image.merge("RGB", noise).convert("YCbCr")
+    assert np.array_equal(packed_pixels(large).view(np.uint8).reshape(2100, 2200, 4)[:, :, :3], np.asarray(large))
+    assert np.array_equal(packed_pixels(small).view(np.uint8).reshape(200, 300, 4)[:, :, :3], np.asarray(small))
+    first = pixel_stats(small)
+    assert pixel_stats(large)["decoded_width"] == 2200
+    assert pixel_stats(small) == first
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(pixel_stats, [small, large, small, large, small]))
+    assert results[0] == results[2] == results[4] == first
 
 
 def test_draft_decodes_non_square_at_half_scale():

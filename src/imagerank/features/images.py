@@ -201,7 +201,7 @@ class ImageSource:
                     size = os.fstat(fh.fileno()).st_size
                     if size > max_bytes:
                         raise ImageError("too_large", f"{size} bytes > max_bytes {max_bytes}")
-                    data = fh.read(max_bytes + 1)
+                    data = fh.read(size + 1)  # read(max_bytes + 1) would allocate max_bytes (~150 us)
             else:
                 with self.fs.open(path, "rb") as fh:
                     data = fh.read(max_bytes + 1)
@@ -368,6 +368,7 @@ def image_features(catalog: pd.DataFrame, images: ImageSource | str, families: I
     own = [c for c in catalog.columns if not str(c).startswith(PREVIOUS)]
     records = catalog[own].to_dict("records") if len(catalog) else []
     previous = _previous_rows(catalog, families)
+    pixels_mod.reuse_pillow_blocks()
     with _quiet_and_single_threaded():
         rows = _rows(records, previous, source, families, limits)
     return _frame(catalog, rows, event_timestamp)

@@ -60,6 +60,8 @@ by a few bits from imagehash run on the full-size decode; compare hashes made by
 from __future__ import annotations
 
 import math
+import os
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -130,6 +132,17 @@ def draft_size(width: int, height: int, scale: int = 2) -> tuple[int, int]:
     return max(1, width // scale), max(1, height // scale)
 
 
+def reuse_pillow_blocks(blocks: int = 4) -> None:
+    """Let Pillow keep a few freed image buffers for the next image (unless ``PILLOW_BLOCKS_MAX`` is set).
+
+    Pillow frees every image buffer by default; in Dask workers (``MALLOC_TRIM_THRESHOLD_=65536``,
+    see :class:`_Scratch`) each new working image then costs ~70 page faults. Process-wide, called by
+    the partition function; a few blocks of at most Pillow's block size (16 MB) each.
+    """
+    if "PILLOW_BLOCKS_MAX" not in os.environ and Image.core.get_blocks_max() < blocks:
+        Image.core.set_blocks_max(blocks)
+
+
 def decode_working(im: Image.Image) -> Image.Image:
     """Decode an opened image to its YCbCr working image (>= 1/2 scale, first frame).
 
@@ -189,8 +202,8 @@ def jpeg_quality(quantization: dict | None) -> int | None:
     if not quantization:
         return None
     try:
-        luma = tuple(int(v) for v in quantization.get(0) or ())
-        chroma = tuple(int(v) for v in quantization.get(1) or ())
+        luma = tuple(map(int, quantization.get(0) or ()))
+        chroma = tuple(map(int, quantization.get(1) or ()))
     except (TypeError, ValueError):
         return None
     return _quality_of(luma, chroma)
@@ -247,12 +260,59 @@ def hamming(a: int, b: int) -> int:
 
 # --- the features --------------------------------------------------------------------------------------
 
-_LEVELS = np.arange(256, dtype=np.float64)
-_LEVELS2 = _LEVELS ** 2
+_LEVELS = np.arange(256, dtype=np.int64)
+#: rows: luma level, level squared, shadow bins, highlight bins: one exact integer product with the histogram
+_HIST_WEIGHTS = np.stack([_LEVELS, _LEVELS ** 2, _LEVELS <= SHADOW_LEVEL, _LEVELS >= HIGHLIGHT_LEVEL])
 # JFIF: R = Y + 1.402 Cr', G = Y - 0.344136 Cb' - 0.714136 Cr', B = Y + 1.772 Cb' (Cb' = Cb - 128, ...)
 # so rg = R - G and yb = (R + G) / 2 - B do not depend on Y:
 _RG = (0.344136, 1.402 + 0.714136)            # rg = 0.344136 Cb' + 2.116136 Cr'
 _YB = (-0.344136 / 2 - 1.772, (1.402 - 0.714136) / 2)  # yb = -1.944068 Cb' + 0.343932 Cr'
+_PIXEL = np.dtype("<u4")  # one YCbCr pixel as Pillow stores it: Y, Cb, Cr, pad (low byte first)
+
+
+def packed_pixels(work: Image.Image) -> np.ndarray:
+    """(h, w) uint32 pixels of a YCbCr image (Y in the low byte, then Cb, Cr), without a copy if possible.
+
+    Pillow keeps YCbCr as 4 bytes per pixel and its Arrow export hands that buffer over as is, where
+    ``np.asarray`` would copy it through ``tobytes``. Whole-pixel words also keep the numpy passes
+    below contiguous: per-channel byte views make numpy loop over 3-4 bytes at a time. Images Pillow
+    spread over several memory blocks (> 16 MB), and Pillow without Arrow export, are copied.
+    """
+    w, h = work.size
+    try:
+        return np.frombuffer(pa.array(work).values.buffers()[1], _PIXEL, count=w * h).reshape(h, w)
+    except (ValueError, TypeError, AttributeError):
+        copy = np.zeros((h, w, 4), np.uint8)
+        copy[:, :, :3] = np.asarray(work)
+        return copy.view(_PIXEL).reshape(h, w)
+
+
+SCRATCH_PIXELS = 1 << 19  # working images up to 0.5 Mpx (~900x580) reuse their arrays: <= ~11 MB a thread
+
+
+class _Scratch(threading.local):
+    """Work arrays reused from one image to the next, one set per thread.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``: glibc then returns every freed
+    block over 64 KB to the kernel, and each fresh full-image temporary costs a page fault per 4 KB
+    page (~350 faults per image, more CPU than the statistics themselves). Arrays of up to
+    :data:`SCRATCH_PIXELS` elements are kept per thread; larger ones are allocated each time.
+    """
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        size = math.prod(shape)
+        if size > SCRATCH_PIXELS:
+            return np.empty(shape, dtype)
+        buf = self.arrays.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self.arrays[name] = np.empty(size, dtype)
+        return buf[:size].reshape(shape)
+
+
+_scratch = _Scratch()
 
 
 def pixel_stats(work: Image.Image) -> dict[str, Any]:
@@ -262,33 +322,39 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
     statistics and the pHash use every second pixel in each direction (strided views: global means and
     variances; with 4:2:0 JPEGs that is the native chroma resolution anyway), saturation every fourth.
     Colourfulness comes from the Cb/Cr moments through the exact linear JFIF relation above (no RGB
-    gamut clipping).
+    gamut clipping). Every step is one numpy call into a reused array (:class:`_Scratch`).
     """
     w, h = work.size
     out: dict[str, Any] = {"decoded_width": w, "decoded_height": h}
-    ycc = np.asarray(work)  # (h, w, 3) uint8: Y, Cb, Cr
-    sub = ycc[::2, ::2] if min(w, h) >= 8 else ycc  # every second pixel (a view)
+    ycc = packed_pixels(work)
+    luma8 = _scratch.array("luma8", (h, w), np.uint8)
+    np.copyto(luma8, ycc, casting="unsafe")  # the low byte of each pixel: Y
+    luma = _scratch.array("luma", (h, w), np.int16)
+    np.copyto(luma, luma8)
+    step = 2 if min(w, h) >= 8 else 1
+    sub = luma[::step, ::step]  # every second pixel (a view)
 
     # luma histogram of every second pixel -> brightness, contrast, entropy, clipping
-    hist = np.bincount(sub[:, :, 0].ravel(), minlength=256)
-    p = hist / float(hist.sum())
-    mean = p @ _LEVELS
-    var = max(p @ _LEVELS2 - mean * mean, 0.0)
-    nz = p[p > 0]
-    out["brightness"] = mean / 255.0
-    out["contrast"] = math.sqrt(var) / 255.0
-    out["entropy"] = max(float(-(nz * np.log2(nz)).sum()), 0.0)
-    out["shadows_clipped"] = float(p[: SHADOW_LEVEL + 1].sum())
-    out["highlights_clipped"] = float(p[HIGHLIGHT_LEVEL:].sum())
+    index = _scratch.array("index", sub.shape, np.intp)
+    np.copyto(index, sub)
+    hist = np.bincount(index.ravel(), minlength=256)
+    count = sub.size
+    level_sum, square_sum, shadows, highlights = (int(v) / count for v in _HIST_WEIGHTS @ hist)
+    nz = hist[hist > 0]
+    out["brightness"] = level_sum / 255.0
+    out["contrast"] = math.sqrt(max(square_sum - level_sum * level_sum, 0.0)) / 255.0
+    out["entropy"] = max(math.log2(count) - float(nz @ np.log2(nz)) / count, 0.0)  # -sum p log2 p
+    out["shadows_clipped"], out["highlights_clipped"] = float(shadows), float(highlights)
 
-    # colourfulness on every second pixel, from the Cb/Cr moments
-    cb = sub[:, :, 1].astype(np.float32).ravel()
-    cr = sub[:, :, 2].astype(np.float32).ravel()
-    cb -= 128.0
-    cr -= 128.0
-    m = cb.size
-    s_b, s_r = float(cb.sum()) / m, float(cr.sum()) / m  # float32 pairwise sums: ~1e-6 relative
-    s_bb, s_rr, s_br = float(np.dot(cb, cb)) / m, float(np.dot(cr, cr)) / m, float(np.dot(cb, cr)) / m
+    # colourfulness on every second pixel, from the Cb/Cr moments: small integers in float64, so the
+    # sums and dot products are exact
+    sub_bytes = ycc.view(np.uint8).reshape(h, w, 4)[::step, ::step]
+    cb = np.subtract(sub_bytes[:, :, 1], 128.0, out=_scratch.array("cb", sub.shape, np.float64))
+    cr = np.subtract(sub_bytes[:, :, 2], 128.0, out=_scratch.array("cr", sub.shape, np.float64))
+    flat_b, flat_r = cb.ravel(), cr.ravel()
+    s_b, s_r = float(flat_b.sum()) / count, float(flat_r.sum()) / count
+    s_bb, s_rr, s_br = (float(flat_b @ flat_b) / count, float(flat_r @ flat_r) / count,
+                        float(flat_b @ flat_r) / count)
     v_bb, v_rr, c_br = s_bb - s_b * s_b, s_rr - s_r * s_r, s_br - s_b * s_r
     (a1, b1), (a2, b2) = _RG, _YB
     mean_rg, mean_yb = a1 * s_b + b1 * s_r, a2 * s_b + b2 * s_r
@@ -298,52 +364,59 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
 
     # saturation on every fourth pixel: HSV (max - min) / max of R, G, B; with X - Y linear in Cb/Cr,
     # max - min = max(X - Y) - min(X - Y) and max = Y + max(X - Y)
-    quarter = (sub[::2, ::2] if min(sub.shape[:2]) >= 8 else sub).astype(np.float32)
-    y4, cb4, cr4 = quarter[:, :, 0], quarter[:, :, 1], quarter[:, :, 2]
-    cb4 -= 128.0
-    cr4 -= 128.0
-    r_y = 1.402 * cr4
-    b_y = 1.772 * cb4
-    g_y = -0.344136 * cb4
-    g_y -= 0.714136 * cr4
-    top = np.maximum(np.maximum(r_y, g_y), b_y)
-    bottom = np.minimum(np.minimum(r_y, g_y), b_y)
-    value = y4 + top
-    np.clip(value, 1.0, 255.0, out=value)
-    top -= bottom
-    top /= value
-    np.minimum(top, 1.0, out=top)
-    out["saturation"] = float(top.sum()) / top.size
+    q = 2 if min(sub.shape) >= 8 else 1
+    cb4, cr4, y4 = cb[::q, ::q], cr[::q, ::q], sub[::q, ::q]
+    r_y, g_y, b_y, part = (_scratch.array(name, y4.shape, np.float64) for name in ("r_y", "g_y", "b_y", "part"))
+    np.multiply(cr4, 1.402, out=r_y)
+    np.multiply(cb4, 1.772, out=b_y)
+    np.multiply(cb4, -0.344136, out=g_y)
+    g_y -= np.multiply(cr4, 0.714136, out=part)
+    top = np.maximum(r_y, g_y, out=part)
+    np.maximum(top, b_y, out=top)
+    bottom = np.minimum(r_y, g_y, out=r_y)
+    np.minimum(bottom, b_y, out=bottom)
+    value = np.add(top, y4, out=g_y)
+    np.maximum(value, 1.0, out=value)
+    np.minimum(value, 255.0, out=value)
+    spread = np.subtract(top, bottom, out=b_y)
+    spread /= value
+    np.minimum(spread, 1.0, out=spread)
+    out["saturation"] = float(spread.sum()) / spread.size
 
     # sharpness and edges on every pixel of the working image (>= 1/2 scale): int16 arithmetic on
     # the flattened luma, neighbours at offsets +-1 and +-w; the two border columns (whose +-1
     # neighbours wrap to the other side) are zeroed and left out of the counts.
     if h >= 3 and w >= 3:
-        f = ycc[:, :, 0].astype(np.int16).ravel()
+        f = luma.ravel()
         n = f.size
         centre = f[w:n - w]
         up, down, left, right = f[: n - 2 * w], f[2 * w:], f[w - 1:n - w - 1], f[w + 1:n - w + 1]
-        lap = up + down
+        lap = np.add(up, down, out=_scratch.array("lap", centre.shape, np.int16))
         lap += left
         lap += right
-        lap -= centre << 2
+        lap -= np.left_shift(centre, 2, out=_scratch.array("part16", centre.shape, np.int16))
         rows = lap.reshape(h - 2, w)
         rows[:, 0] = 0
         rows[:, -1] = 0
         k = (h - 2) * (w - 2)
-        lap_f = lap.astype(np.float32)
+        lap_f = _scratch.array("lap_f", centre.shape, np.float32)
+        np.copyto(lap_f, lap)
         lap_mean = float(lap_f.sum()) / k
         out["sharpness"] = max(float(np.dot(lap_f, lap_f)) / k - lap_mean * lap_mean, 0.0)
-        grad = right - left
+        grad = np.subtract(right, left, out=lap)
         np.abs(grad, out=grad)
-        grad_y = down - up
+        grad_y = np.subtract(down, up, out=_scratch.array("part16", centre.shape, np.int16))
         np.abs(grad_y, out=grad_y)
         grad += grad_y
         rows = grad.reshape(h - 2, w)
         rows[:, 0] = 0
         rows[:, -1] = 0
-        out["edge_density"] = np.count_nonzero(grad > EDGE_THRESHOLD) / k
+        # an integer threshold keeps the comparison in int16 (a float one would cast every pixel)
+        edges = np.greater(grad, math.floor(EDGE_THRESHOLD), out=_scratch.array("edges", centre.shape, bool))
+        out["edge_density"] = np.count_nonzero(edges) / k
     else:
         out["sharpness"], out["edge_density"] = 0.0, 0.0
-    out["phash"] = phash(sub[:, :, 0])  # 32x32 box bins of the 1/4-scale luma: >= 2.5 pixels per bin
+    sub_f = _scratch.array("sub_f", sub.shape, np.float32)
+    np.copyto(sub_f, sub)
+    out["phash"] = phash(sub_f)  # 32x32 box bins of the 1/4-scale luma: >= 2.5 pixels per bin
     return out
