@@ -149,7 +149,8 @@ def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now
         manifest["reconciliation"] = stage("reconcile", reconcile, workdir, manifest["ingest"])
         if options.materialize:  # inside the cluster block: the Dask engine materializes on the same cluster
             manifest["feast"] = stage("feast: apply + materialize", apply_and_materialize,
-                                      options.feature_repo or default_feature_repo(), workdir, now.to_pydatetime())
+                                      options.feature_repo or default_feature_repo(), workdir, now.to_pydatetime(),
+                                      client.scheduler.address)
     manifest["timings_s"] = stage.timings
     return manifest
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import contextlib
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,15 +38,40 @@ def workdir_env(workdir: str | Path) -> Iterator[None]:
             os.environ["IMAGERANK_WORKDIR"] = previous
 
 
-def feast_cli(repo: Path, workdir: str | Path, *args: str) -> str:
-    """Run the ``feast`` command exactly as a user would, for this work directory."""
+def apply_and_materialize(repo: Path, workdir: str | Path, end: datetime | None = None,
+                          scheduler: str | None = None) -> dict:
+    """``feast apply`` then ``materialize-incremental`` up to ``end`` (now): only new values are written.
+
+    Both run in one child process, as the ``feast`` command would (the repository's definitions are
+    imported fresh for this work directory, and the driver never pays Feast's import); the Dask engine
+    there uses ``scheduler`` (else $DASK_SCHEDULER_ADDRESS, else its own LocalCluster).
+    """
+    end = end or datetime.now(timezone.utc)
     env = {**os.environ, "IMAGERANK_WORKDIR": str(Path(workdir).resolve())}
+    if scheduler:
+        env["DASK_SCHEDULER_ADDRESS"] = scheduler
     (Path(workdir) / "feast").mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-m", "feast.cli.cli", "-c", str(repo), *args], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "imagerank.store.feast_repo", str(Path(repo).resolve()), end.isoformat()],
+                          env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"feast {' '.join(args)} failed:\n{done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
+        raise RuntimeError(f"feast apply + materialize failed:\n{done.stderr.strip()[-4000:] or done.stdout.strip()}")
+    views = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"repo": str(repo), "end": end.isoformat(), "materialized_views": views}
+
+
+def _apply_and_materialize_here(repo: Path, end: datetime) -> list[str]:
+    """The child's work: what ``feast apply --skip-source-validation`` and ``feast materialize-incremental`` do."""
+    from feast import FeatureStore
+    from feast.repo_config import load_repo_config
+    from feast.repo_operations import apply_total, cli_check_repo
+
+    config_file = repo / "feature_store.yaml"
+    cli_check_repo(repo, config_file)
+    apply_total(load_repo_config(repo, config_file), repo, skip_source_validation=True)
+    store = FeatureStore(repo_path=str(repo))
+    views = [v.name for v in store.list_feature_views() if Path(v.batch_source.path).exists()]
+    store.materialize_incremental(end_date=end, feature_views=views)
+    return views
 
 
 def feature_store(repo: Path, workdir: str | Path):
@@ -52,17 +79,6 @@ def feature_store(repo: Path, workdir: str | Path):
 
     with workdir_env(workdir):
         return FeatureStore(repo_path=str(repo))
-
-
-def apply_and_materialize(repo: Path, workdir: str | Path, end: datetime | None = None) -> dict:
-    """``feast apply`` then ``materialize-incremental`` up to ``end`` (now): only new values are written."""
-    end = end or datetime.now(timezone.utc)
-    feast_cli(repo, workdir, "apply", "--skip-source-validation")
-    store = feature_store(repo, workdir)
-    views = [v.name for v in store.list_feature_views() if Path(v.batch_source.path).exists()]
-    with workdir_env(workdir):
-        store.materialize_incremental(end_date=end, feature_views=views)
-    return {"repo": str(repo), "end": end.isoformat(), "materialized_views": views}
 
 
 def lookup(repo: Path, workdir: str | Path, image_ids: list[str]) -> list[dict]:
@@ -82,3 +98,9 @@ def lookup(repo: Path, workdir: str | Path, image_ids: list[str]) -> list[dict]:
             row["found"] = True
         rows.append(row)
     return rows
+
+
+if __name__ == "__main__":  # the child process of apply_and_materialize
+    with contextlib.redirect_stdout(sys.stderr):  # Feast's progress output; stdout carries only the result
+        materialized = _apply_and_materialize_here(Path(sys.argv[1]), datetime.fromisoformat(sys.argv[2]))
+    print(json.dumps(materialized))
