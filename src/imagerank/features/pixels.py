@@ -280,7 +280,7 @@ def packed_pixels(work: Image.Image) -> np.ndarray:
     """
     w, h = work.size
     try:
-        return np.frombuffer(pa.array(work).values.buffers()[1], _PIXEL, count=w * h).reshape(h, w)
+        return np.frombuffer(pa.array(work).buffers()[2], _PIXEL, count=w * h).reshape(h, w)  # list's child data
     except (ValueError, TypeError, AttributeError):
         copy = np.zeros((h, w, 4), np.uint8)
         copy[:, :, :3] = np.asarray(work)
@@ -301,15 +301,23 @@ class _Scratch(threading.local):
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
+        self.views: dict[tuple, np.ndarray] = {}  # (name, shape, dtype) -> view: one lookup per call
 
     def array(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        view = self.views.get((name, shape, dtype))
+        if view is not None:
+            return view
         size = math.prod(shape)
         if size > SCRATCH_PIXELS:
             return np.empty(shape, dtype)
         buf = self.arrays.get(name)
         if buf is None or buf.size < size or buf.dtype != dtype:
             buf = self.arrays[name] = np.empty(size, dtype)
-        return buf[:size].reshape(shape)
+            self.views.clear()  # views of the old array would keep it alive
+        if len(self.views) > 256:
+            self.views.clear()
+        view = self.views[(name, shape, dtype)] = buf[:size].reshape(shape)
+        return view
 
 
 _scratch = _Scratch()
