@@ -1,10 +1,11 @@
 """Pixel + EXIF feature extraction vs a bare Pillow DCT-scaled JPEG decode of the same files.
 
-    python -m benchmarks.bench_pixels [--quick] [--n N] [--repeats R]
+    python -m benchmarks.bench_pixels [--quick] [--n N] [--repeats R] [--dask-rows ROWS] [--no-dask]
 
 Generates N q85 4:2:0 640x427 JPEGs with natural-ish content (gradients + noise + shapes + a small
-EXIF block), then measures in one process, interleaving the contenders on every repeat (medians
-reported; the machine is shared, so compare ratios, not absolute figures):
+EXIF block), then measures in one process, BLAS pinned to one thread, the contenders taking turns
+every few images (medians of the repeats; the machine is shared, so compare ratios, not absolute
+figures):
 
 - bare decode: ``Image.open`` + ``draft('RGB', (w // 2, h // 2))`` + ``load`` (the reference; full-size
   and 1/4-scale decodes are printed for context);
@@ -12,9 +13,11 @@ reported; the machine is shared, so compare ratios, not absolute figures):
   decode and every pixel feature + pHash);
 - the partition function over a catalog frame reading the files from disk;
 
-then the Dask stage (``pipelines.images.run_image_features``) on a LocalCluster with 1 and 2
-single-threaded workers, and the peak worker RSS of a fresh 1-worker cluster for N and 4N images
-(it must stay flat: images are streamed one at a time). Ends with one JSON line of figures.
+then the Dask stage (``pipelines.images.run_image_features``) on fresh LocalClusters of single-threaded
+worker processes: 1 worker on ROWS and on 4 x ROWS catalog rows (the files repeated; peak worker RSS
+must stay flat: images are streamed one at a time), 2 workers on 4 x ROWS (throughput must scale), and
+the CPU time of one partition inside a worker task against the same call in this process. Load
+averages are printed with the figures. Ends with one JSON line of figures.
 Targets: features >= 0.5x the bare 1/2-scale decode, >= 250 img/s per core.
 """
 
@@ -39,8 +42,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from threadpoolctl import threadpool_limits  # noqa: E402
+
 from imagerank.features.images import ImageLimits, analyse_bytes, image_features  # noqa: E402
-from imagerank.io import write_frame  # noqa: E402
+from imagerank.io import write_ddf  # noqa: E402
 
 
 def natural_jpeg(rng: np.random.Generator, width: int = 640, height: int = 427) -> bytes:
@@ -83,10 +88,19 @@ def features(data: bytes) -> None:
     analyse_bytes(data, '{"date_taken": "2019-07-01 12:00:00"}', ("pixels", "exif"), ImageLimits())
 
 
+CHUNK = 20  # images a contender decodes in a row before the next one takes over
+
+
 def in_process(blobs: list[bytes], catalog: pd.DataFrame, folder: Path, repeats: int) -> dict[str, float]:
-    """Images/s per contender. The per-image contenders are interleaved image by image (each image is
-    decoded by every contender in turn, rotating the order), so that load from other processes on a
-    shared machine hits them alike; one figure per repeat, the median reported."""
+    """Images/s of CPU time per contender; one figure per repeat, the median reported.
+
+    The per-image contenders take turns every :data:`CHUNK` images (rotating the order), so that load
+    from other processes on a shared machine hits them alike, while each one runs in the steady state
+    a worker sees (image after image). Turns of one image would also charge every contender for
+    refilling the caches the previous one evicted, which costs the features (~1.5 MB of work arrays
+    and Python objects) ~10% more than a bare decode here (ratio 0.47-0.51 instead of 0.54-0.56 in
+    one run) and no worker pays.
+    """
     per_image = {
         "bare decode 1/2 (reference)": bare_decode(2),
         "bare decode full": bare_decode(1),
@@ -102,11 +116,14 @@ def in_process(blobs: list[bytes], catalog: pd.DataFrame, folder: Path, repeats:
     clock = time.process_time
     for rep in range(repeats):
         spent = dict.fromkeys(names, 0.0)
-        for i, blob in enumerate(blobs):
-            shift = (i + rep) % len(names)
+        for turn, first in enumerate(range(0, len(blobs), CHUNK)):
+            chunk = blobs[first:first + CHUNK]
+            shift = (turn + rep) % len(names)
             for name in names[shift:] + names[:shift]:
+                fn = per_image[name]
                 start = clock()
-                per_image[name](blob)
+                for blob in chunk:
+                    fn(blob)
                 spent[name] += clock() - start
         for name in names:
             runs[name].append(len(blobs) / spent[name])
@@ -116,41 +133,56 @@ def in_process(blobs: list[bytes], catalog: pd.DataFrame, folder: Path, repeats:
     return {name: statistics.median(values) for name, values in runs.items()}
 
 
-def timed(fn, items) -> float:
-    """Images per second of CPU time of this process."""
-    start = time.process_time()
-    for item in items:
-        fn(item)
-    return len(items) / max(time.process_time() - start, 1e-9)
+def bench_catalog(rows: int, n_files: int, meta_data: str = "{}") -> pd.DataFrame:
+    """``rows`` catalog rows over the ``n_files`` generated files (repeated)."""
+    return pd.DataFrame({"image_id": [f"id{i:07d}" for i in range(rows)],
+                         "file": [f"{i % n_files:06d}" for i in range(rows)],
+                         "provider": "bench", "meta_data": [meta_data] * rows})
 
 
-def dask_runs(workdir: Path, folder: Path, n: int, quick: bool) -> dict[str, float]:
+def partition_cpu(catalog: pd.DataFrame, template: str) -> float:
+    """CPU seconds per image of the partition function on this thread (warm: run twice, time the second)."""
+    image_features(catalog.head(20), template)
+    start = time.thread_time()
+    image_features(catalog, template)
+    return (time.thread_time() - start) / len(catalog)
+
+
+def dask_runs(workdir: Path, folder: Path, n_files: int, rows: int) -> dict[str, float]:
+    """Stage throughput (wall clock, incl. Parquet writes) and peak worker RSS on fresh clusters.
+
+    The catalog is written as 16 Parquet files, one per image task, as ingest writes a large catalog
+    (one file per 250k rows). A catalog of one file that the stage splits into tasks does not scale:
+    every task then depends on the one read and runs on the worker that read it.
+    """
+    import dask.dataframe as dd
     from distributed import Client, LocalCluster
 
     from pipelines.images import run_image_features
 
-    def catalog(rows: int) -> pd.DataFrame:
-        return pd.DataFrame({"image_id": [f"id{i:07d}" for i in range(rows)],
-                             "file": [f"{i % n:06d}" for i in range(rows)],
-                             "provider": "bench", "meta_data": ["{}"] * rows})
-
     out: dict[str, float] = {}
     template = f"{folder}/{{file}}.jpg"
-    plans = [("1 worker, N", 1, n), ("2 workers, N", 2, n), ("1 worker, 4N", 1, 4 * n)]
-    for label, workers, rows in plans:
-        w = workdir / f"W-{workers}-{rows}"
-        write_frame(catalog(rows), w / "catalog")
+    plans = [("1 worker, N", 1, rows), ("1 worker, 4N", 1, 4 * rows), ("2 workers, 4N", 2, 4 * rows)]
+    for label, workers, n_rows in plans:
+        w = workdir / f"W-{workers}-{n_rows}"
+        write_ddf(dd.from_pandas(bench_catalog(n_rows, n_files), npartitions=16), w / "catalog")
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit="2GiB",
                           dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
             client.run(lambda: __import__("imagerank.features.images"))  # imports outside the timing
+            if label == "1 worker, N":  # the same partition in a worker task and in this process (best of 3)
+                part = bench_catalog(min(n_rows, 300), n_files)
+                out["partition CPU ms/img in a worker task"] = 1e3 * min(
+                    client.submit(partition_cpu, part, template, pure=False).result() for _ in range(3))
+                out["partition CPU ms/img in this process"] = 1e3 * min(partition_cpu(part, template) for _ in range(3))
             start = time.perf_counter()
-            counts = run_image_features(client, w, template, rows_per_partition=max(10, rows // 16),
-                                        progress=False)
+            counts = run_image_features(client, w, template, rows_per_partition=None,  # the 16 files
+                                        progress=False, reuse=False)
             elapsed = time.perf_counter() - start
             rss = client.run(_peak_rss_mb)
-        assert counts["pixels"]["ok"] == rows, counts
-        out[f"{label}: img/s"] = rows / elapsed
+        assert counts["pixels"]["ok"] == n_rows, counts
+        out[f"{label}: img/s"] = n_rows / elapsed
         out[f"{label}: peak worker RSS MB"] = max(rss.values())
+        out[f"{label}: load average"] = os.getloadavg()[0]
         shutil.rmtree(w, ignore_errors=True)
     return out
 
@@ -163,13 +195,17 @@ def _peak_rss_mb() -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke size (60 images, 3 repeats)")
+    parser.add_argument("--quick", action="store_true", help="smoke size (60 images, 3 repeats, 60 Dask rows)")
     parser.add_argument("--n", type=int, default=None, help="number of generated JPEGs (default 400)")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per contender (default 5)")
+    parser.add_argument("--dask-rows", type=int, default=None,
+                        help="N of the Dask part: N and 4N catalog rows over the generated files (default 600)")
     parser.add_argument("--no-dask", action="store_true", help="skip the LocalCluster part")
     args = parser.parse_args(argv)
     n = args.n or (60 if args.quick else 400)
     repeats = args.repeats or (3 if args.quick else 5)
+    dask_rows = args.dask_rows or (60 if args.quick else 600)
+    load_start = os.getloadavg()[0]
 
     rng = np.random.default_rng(20240611)
     tmp = Path(tempfile.mkdtemp(prefix="bench_pixels_"))
@@ -179,50 +215,59 @@ def main(argv: list[str] | None = None) -> dict:
         blobs = [natural_jpeg(rng) for _ in range(n)]
         for i, blob in enumerate(blobs):
             (folder / f"{i:06d}.jpg").write_bytes(blob)
-        rows = max(4 * n, 1000)  # one partition of the stage's default size order, files read from disk
-        catalog = pd.DataFrame({"image_id": [f"id{i:07d}" for i in range(rows)],
-                                "file": [f"{i % n:06d}" for i in range(rows)],
-                                "meta_data": ['{"date_taken": "2019-07-01 12:00:00"}'] * rows})
+        # one partition of the stage's default size order, files read from disk
+        catalog = bench_catalog(max(4 * n, 1000), n, '{"date_taken": "2019-07-01 12:00:00"}')
 
-        speeds = in_process(blobs, catalog, folder, repeats)
+        with threadpool_limits(limits=1, user_api="blas"):
+            speeds = in_process(blobs, catalog, folder, repeats)
+        load_in_process = os.getloadavg()[0]
         reference = speeds["bare decode 1/2 (reference)"]
+        features_rate = speeds["features (pixels + exif)"]
+        ratio = features_rate / reference
         print(f"\nimagerank pixel+EXIF features, {n} JPEGs 640x427 q85 4:2:0 "
-              f"(mean {np.mean([len(b) for b in blobs]) / 1024:.0f} KiB), median of {repeats}, one core")
+              f"(mean {np.mean([len(b) for b in blobs]) / 1024:.0f} KiB), median of {repeats}, one core, "
+              f"load average {load_start:.1f} -> {load_in_process:.1f}")
         print(f"{'contender':34s} {'img/s':>9s} {'x ref':>7s}")
         for name, value in speeds.items():
             print(f"{name:34s} {value:9.0f} {value / reference:7.2f}")
-        ratio = speeds["features (pixels + exif)"] / reference
-
-        cluster: dict[str, float] = {}
-        if not args.no_dask:
-            cluster = dask_runs(tmp, folder, min(n, 200), args.quick)  # N for the cluster part: <= 200
-            print(f"\n{'Dask stage, N = ' + str(min(n, 200)) + ' (wall clock, incl. parquet writes)':58s} {'value':>9s}")
-            for name, value in cluster.items():
-                print(f"{name:58s} {value:9.1f}")
 
         figures = {
             "benchmark": "bench_pixels", "n_images": n, "repeats": repeats,
             "bare_decode_half_img_s": round(reference, 1),
             "bare_decode_full_img_s": round(speeds["bare decode full"], 1),
             "bare_decode_quarter_img_s": round(speeds["bare decode 1/4"], 1),
-            "features_img_s_per_core": round(speeds["features (pixels + exif)"], 1),
+            "features_img_s_per_core": round(features_rate, 1),
             "partition_fn_img_s_per_core": round(speeds["partition fn (files -> frame)"], 1),
             "ratio_features_to_bare_decode": round(ratio, 3),
             "target_ratio": 0.5, "target_img_s_per_core": 250,
-            "meets_ratio": ratio >= 0.5, "meets_rate": speeds["features (pixels + exif)"] >= 250,
+            "meets_ratio": ratio >= 0.5, "meets_rate": features_rate >= 250,
+            "load_average_start": round(load_start, 2), "load_average_in_process": round(load_in_process, 2),
         }
-        if cluster:
-            one, two = cluster["1 worker, N: img/s"], cluster["2 workers, N: img/s"]
+        if not args.no_dask:
+            cluster = dask_runs(tmp, folder, n, dask_rows)
+            print(f"\n{f'Dask stage, N = {dask_rows} rows (wall clock, incl. Parquet writes)':58s} {'value':>9s}")
+            for name, value in cluster.items():
+                print(f"{name:58s} {value:9.2f}")
+            one, two = cluster["1 worker, 4N: img/s"], cluster["2 workers, 4N: img/s"]
+            rss_n, rss_4n = cluster["1 worker, N: peak worker RSS MB"], cluster["1 worker, 4N: peak worker RSS MB"]
+            in_worker = cluster["partition CPU ms/img in a worker task"]
+            here = cluster["partition CPU ms/img in this process"]
             figures.update({
+                "dask_rows_n": dask_rows,
                 "dask_1_worker_img_s": round(one, 1), "dask_2_workers_img_s": round(two, 1),
-                "dask_scaling_2_vs_1": round(two / one, 2),
-                "peak_rss_mb_n": round(cluster["1 worker, N: peak worker RSS MB"], 1),
-                "peak_rss_mb_4n": round(cluster["1 worker, 4N: peak worker RSS MB"], 1),
-                "rss_ratio_4n_vs_n": round(cluster["1 worker, 4N: peak worker RSS MB"]
-                                           / cluster["1 worker, N: peak worker RSS MB"], 2),
+                "dask_speedup_2_vs_1": round(two / one, 2),
+                "peak_rss_mb_n": round(rss_n, 1), "peak_rss_mb_4n": round(rss_4n, 1),
+                "rss_ratio_4n_vs_n": round(rss_4n / rss_n, 2),
+                "partition_cpu_ms_worker": round(in_worker, 3), "partition_cpu_ms_process": round(here, 3),
+                "worker_vs_process_cpu": round(in_worker / here, 2),
+                "load_average_dask": [round(cluster[f"{k}: load average"], 2)
+                                      for k in ("1 worker, N", "1 worker, 4N", "2 workers, 4N")],
             })
+            print(f"2 vs 1 workers on 4N = {4 * dask_rows} rows: {two / one:.2f}x; peak worker RSS "
+                  f"{rss_n:.0f} MB (N) vs {rss_4n:.0f} MB (4N); partition CPU in a worker / in-process "
+                  f"{in_worker / here:.2f}")
         print(f"\nfeatures / bare 1/2 decode = {ratio:.2f} (target >= 0.5); "
-              f"{speeds['features (pixels + exif)']:.0f} img/s per core (target >= 250)")
+              f"{features_rate:.0f} img/s per core (target >= 250)")
         print(json.dumps(figures))
         return figures
     finally:
