@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -13,8 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFilter
 
 from imagerank.features.images import ImageLimits, analyse_bytes
-from imagerank.features.pixels import (PIXELS_META, PIXELS_SCHEMA, draft_size, hamming, packed_pixels, phash,
-                                       pixel_stats)
+from imagerank.features.pixels import (PIXELS_META, PIXELS_SCHEMA, decode_working, draft_size, hamming,
+                                       packed_pixels, phash, pixel_stats)
 
 PIXEL_ERRORS = {None, "truncated", "decode_error", "not_image", "empty", "too_many_pixels", "timeout"}
 
@@ -135,6 +136,22 @@ def test_reused_arrays_and_multi_block_images_do_not_change_the_numbers():
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(pixel_stats, [small, large, small, large, small]))
     assert results[0] == results[2] == results[4] == first
+
+
+def test_pixel_stats_allocates_no_image_sized_arrays_once_warm():
+    """Dask workers run with MALLOC_TRIM_THRESHOLD_=65536, where every fresh array over 64 KB costs a
+    page fault per 4 KB: after the first image of a size, the work arrays are reused."""
+    work = decode_working(Image.open(io.BytesIO(encode(natural(1280, 854), quality=85))))
+    assert work.size == (640, 427)  # full-size int16 luma: 546 KB, every-second-pixel float64: 546 KB
+    first = pixel_stats(work)
+    tracemalloc.start()
+    try:
+        again = pixel_stats(work)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert again == first
+    assert peak < 160 * 1024  # numpy's casting buffers (64 KB) and small results only
 
 
 def test_draft_decodes_non_square_at_half_scale():
