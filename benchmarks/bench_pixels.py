@@ -174,17 +174,28 @@ def dask_runs(workdir: Path, folder: Path, n_files: int, rows: int) -> dict[str,
                 out["partition CPU ms/img in a worker task"] = 1e3 * min(
                     client.submit(partition_cpu, part, template, pure=False).result() for _ in range(3))
                 out["partition CPU ms/img in this process"] = 1e3 * min(partition_cpu(part, template) for _ in range(3))
+            cpu_before = client.run(_cpu_seconds)
             start = time.perf_counter()
             counts = run_image_features(client, w, template, rows_per_partition=None,  # the 16 files
                                         progress=False, reuse=False)
             elapsed = time.perf_counter() - start
+            cpu = sum(client.run(_cpu_seconds).values()) - sum(cpu_before.values())
             rss = client.run(_peak_rss_mb)
         assert counts["pixels"]["ok"] == n_rows, counts
         out[f"{label}: img/s"] = n_rows / elapsed
+        out[f"{label}: worker CPU ms/img"] = 1e3 * cpu / n_rows
+        out[f"{label}: cores the workers got"] = cpu / elapsed  # < workers: the machine had no more
         out[f"{label}: peak worker RSS MB"] = max(rss.values())
         out[f"{label}: load average"] = os.getloadavg()[0]
         shutil.rmtree(w, ignore_errors=True)
     return out
+
+
+def _cpu_seconds() -> float:
+    import resource  # run on the workers: imports inside (this module may be __main__)
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _peak_rss_mb() -> float:
@@ -256,6 +267,10 @@ def main(argv: list[str] | None = None) -> dict:
                 "dask_rows_n": dask_rows,
                 "dask_1_worker_img_s": round(one, 1), "dask_2_workers_img_s": round(two, 1),
                 "dask_speedup_2_vs_1": round(two / one, 2),
+                "dask_worker_cpu_ms_per_img_1_vs_2": [round(cluster[f"{k}: worker CPU ms/img"], 2)
+                                                      for k in ("1 worker, 4N", "2 workers, 4N")],
+                "dask_cores_got_1_vs_2": [round(cluster[f"{k}: cores the workers got"], 2)
+                                          for k in ("1 worker, 4N", "2 workers, 4N")],
                 "peak_rss_mb_n": round(rss_n, 1), "peak_rss_mb_4n": round(rss_4n, 1),
                 "rss_ratio_4n_vs_n": round(rss_4n / rss_n, 2),
                 "partition_cpu_ms_worker": round(in_worker, 3), "partition_cpu_ms_process": round(here, 3),
@@ -263,7 +278,9 @@ def main(argv: list[str] | None = None) -> dict:
                 "load_average_dask": [round(cluster[f"{k}: load average"], 2)
                                       for k in ("1 worker, N", "1 worker, 4N", "2 workers, 4N")],
             })
-            print(f"2 vs 1 workers on 4N = {4 * dask_rows} rows: {two / one:.2f}x; peak worker RSS "
+            print(f"2 vs 1 workers on 4N = {4 * dask_rows} rows: {two / one:.2f}x with "
+                  f"{cluster['2 workers, 4N: cores the workers got']:.2f} vs "
+                  f"{cluster['1 worker, 4N: cores the workers got']:.2f} cores busy; peak worker RSS "
                   f"{rss_n:.0f} MB (N) vs {rss_4n:.0f} MB (4N); partition CPU in a worker / in-process "
                   f"{in_worker / here:.2f}")
         print(f"\nfeatures / bare 1/2 decode = {ratio:.2f} (target >= 0.5); "
