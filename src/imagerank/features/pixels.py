@@ -354,11 +354,12 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
     out["entropy"] = max(math.log2(count) - float(nz @ np.log2(nz)) / count, 0.0)  # -sum p log2 p
     out["shadows_clipped"], out["highlights_clipped"] = float(shadows), float(highlights)
 
-    # colourfulness on every second pixel, from the Cb/Cr moments: small integers in float64, so the
-    # sums and dot products are exact
+    # colourfulness on every second pixel, from the Cb/Cr moments; float32 (half the memory traffic of
+    # float64, ~3% of the whole extraction on a loaded machine): pairwise sums of these small integers
+    # stay exact, dot products round at ~1e-7 relative
     sub_bytes = ycc.view(np.uint8).reshape(h, w, 4)[::step, ::step]
-    cb = np.subtract(sub_bytes[:, :, 1], 128.0, out=_scratch.array("cb", sub.shape, np.float64))
-    cr = np.subtract(sub_bytes[:, :, 2], 128.0, out=_scratch.array("cr", sub.shape, np.float64))
+    cb = np.subtract(sub_bytes[:, :, 1], np.float32(128.0), out=_scratch.array("cb", sub.shape, np.float32))
+    cr = np.subtract(sub_bytes[:, :, 2], np.float32(128.0), out=_scratch.array("cr", sub.shape, np.float32))
     flat_b, flat_r = cb.ravel(), cr.ravel()
     s_b, s_r = float(flat_b.sum()) / count, float(flat_r.sum()) / count
     s_bb, s_rr, s_br = (float(flat_b @ flat_b) / count, float(flat_r @ flat_r) / count,
@@ -374,7 +375,7 @@ def pixel_stats(work: Image.Image) -> dict[str, Any]:
     # max - min = max(X - Y) - min(X - Y) and max = Y + max(X - Y)
     q = 2 if min(sub.shape) >= 8 else 1
     cb4, cr4, y4 = cb[::q, ::q], cr[::q, ::q], sub[::q, ::q]
-    r_y, g_y, b_y, part = (_scratch.array(name, y4.shape, np.float64) for name in ("r_y", "g_y", "b_y", "part"))
+    r_y, g_y, b_y, part = (_scratch.array(name, y4.shape, np.float32) for name in ("r_y", "g_y", "b_y", "part"))
     np.multiply(cr4, 1.402, out=r_y)
     np.multiply(cb4, 1.772, out=b_y)
     np.multiply(cb4, -0.344136, out=g_y)
