@@ -141,7 +141,7 @@ def bench_catalog(rows: int, n_files: int, meta_data: str = "{}") -> pd.DataFram
 
 
 def partition_cpu(catalog: pd.DataFrame, template: str) -> float:
-    """CPU seconds per image of the partition function on this thread (warm: run twice, time the second)."""
+    """CPU seconds per image of the partition function on this thread (after a 20-row warm-up)."""
     image_features(catalog.head(20), template)
     start = time.thread_time()
     image_features(catalog, template)
