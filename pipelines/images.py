@@ -76,13 +76,15 @@ def run_image_features(client, workdir: str | Path, images: str, families: Itera
     if "meta_data" not in catalog.columns:
         catalog = catalog.assign(meta_data=None)
     targets = {family: workdir / "features" / family for family in families}
+    npartitions = (max(1, math.ceil(_row_count(catalog_path) / rows_per_partition)) if rows_per_partition
+                   else catalog.npartitions)
     if reuse:
-        catalog = _with_previous(catalog, targets)
-    if rows_per_partition:
-        n_rows = _row_count(catalog_path)
-        npartitions = max(1, math.ceil(n_rows / rows_per_partition))
-        if npartitions != catalog.npartitions:
-            catalog = catalog.repartition(npartitions=npartitions)
+        catalog = _with_previous(catalog, targets, npartitions)
+    if npartitions > catalog.npartitions:
+        # hash-spread, not split: the pieces of one split read all stay on the worker that read it
+        catalog = catalog.shuffle(on="image_id", npartitions=npartitions)
+    elif npartitions < catalog.npartitions:
+        catalog = catalog.repartition(npartitions=npartitions)
 
     features = catalog.map_partitions(image_features, source, families, limit, event_timestamp,
                                       meta=IMAGE_FEATURES_META, align_dataframes=False)
@@ -102,9 +104,10 @@ def run_image_features(client, workdir: str | Path, images: str, families: Itera
     return counts
 
 
-def _with_previous(catalog: dd.DataFrame, targets: dict[str, Path]) -> dd.DataFrame:
+def _with_previous(catalog: dd.DataFrame, targets: dict[str, Path], npartitions: int) -> dd.DataFrame:
     """The catalog with each family's previous rows joined on as ``previous.<family>.<column>``
-    (families without a previous dataset, or one written before digests existed, are left out)."""
+    (families without a previous dataset, or one written before digests existed, are left out), in
+    ``npartitions`` hash partitions when there is something to join."""
     for family, path in targets.items():
         if not path.exists():
             continue
@@ -113,7 +116,7 @@ def _with_previous(catalog: dd.DataFrame, targets: dict[str, Path]) -> dd.DataFr
             continue
         columns = [c for c in COLUMNS[family] if c != "image_id"]
         previous = previous[["image_id", *columns]].rename(columns={c: f"{PREVIOUS}{family}.{c}" for c in columns})
-        catalog = catalog.merge(previous, on="image_id", how="left")
+        catalog = catalog.merge(previous, on="image_id", how="left", npartitions=npartitions)
     return catalog
 
 
