@@ -101,8 +101,10 @@ def keep_unchanged_timestamps(new, previous_path: str | os.PathLike, *, key: str
     if not values or not all(c in previous.columns for c in carry):
         return new
 
+    key_dtype = new._meta[key].dtype  # the join key typed as in ``new``: no mixed-dtype merge
+
     def digest(part: pd.DataFrame, prefix: str) -> pd.DataFrame:
-        out = pd.DataFrame({key: part[key].astype("string"), f"{prefix}digest": row_digest(part, values)})
+        out = pd.DataFrame({key: part[key].astype(key_dtype), f"{prefix}digest": row_digest(part, values)})
         for column in carry:
             out[f"{prefix}{column}"] = part[column].to_numpy()
         return out
