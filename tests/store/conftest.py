@@ -102,13 +102,15 @@ FEATURES = ["f_int", "f_int32", "f_double", "f_float", "f_bool", "f_str", "f_ts"
 
 
 def make_repo(root: Path, source: Path, *, engine: str = "dask", online: str = "sqlite",
-              redis: str | None = None, engine_options: dict | None = None) -> Path:
-    """Write a Feast repo (yaml + definitions) and ``feast apply`` it; returns the repo path."""
+              redis: str | None = None, engine_options: dict | None = None,
+              online_options: dict | None = None, definitions: str = DEFINITIONS) -> Path:
+    """Write a Feast repo (yaml + definitions) and ``feast apply`` its entities and views; returns its path."""
     root.mkdir(parents=True, exist_ok=True)
     if online == "sqlite":
         online_yaml = "online_store:\n  type: sqlite\n  path: online.db\n"
     else:
         online_yaml = f"online_store:\n  type: redis\n  connection_string: \"{redis}\"\n"
+    online_yaml += "".join(f"  {k}: {v}\n" for k, v in (online_options or {}).items())
     if engine == "dask":
         opts = {"scheduler_address": None, "partition_rows": 3000, "write_batch_size": 1000,
                 **(engine_options or {})}
@@ -120,10 +122,10 @@ def make_repo(root: Path, source: Path, *, engine: str = "dask", online: str = "
         f"project: {PROJECT}\nregistry: registry.db\nprovider: local\n{online_yaml}"
         f"offline_store:\n  type: file\n{engine_yaml}entity_key_serialization_version: 3\n"
     )
-    (root / "definitions.py").write_text(textwrap.dedent(DEFINITIONS.format(source=str(source))))
-    from feast import FeatureStore
+    (root / "definitions.py").write_text(textwrap.dedent(definitions.format(source=str(source))))
+    from feast import Entity, FeatureStore, FeatureView
 
     namespace: dict = {}
     exec(compile((root / "definitions.py").read_text(), str(root / "definitions.py"), "exec"), namespace)
-    FeatureStore(repo_path=str(root)).apply([namespace["image"], namespace["synthetic"]])
+    FeatureStore(repo_path=str(root)).apply([v for v in namespace.values() if isinstance(v, (Entity, FeatureView))])
     return root

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sqlite3
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 from feast import FeatureStore
+
+from imagerank.store.engine import _STAGE_FEATURES
 
 from .conftest import FEATURES, PROJECT, T0, make_repo, synthetic_frame, write_source
 
@@ -16,10 +19,10 @@ START, END = T0 - timedelta(days=1), T0 + timedelta(days=3)
 REFS = [f"synthetic:{f}" for f in FEATURES]
 
 
-def _sqlite_rows(repo):
+def _sqlite_rows(repo, view="synthetic"):
     with sqlite3.connect(repo / "online.db") as c:
         return sorted(c.execute(f"select entity_key, feature_name, value, value_text, event_ts, created_ts "
-                                f"from {PROJECT}_synthetic").fetchall())
+                                f"from {PROJECT}_{view}").fetchall())
 
 
 def _online(repo, ids):
@@ -101,6 +104,37 @@ def test_rematerialization_overwrites_older_values(sqlite_pair, data, dask_clien
         write_source(df, src, files=3, row_group_size=1000)
 
 
+WIDE = """
+from datetime import timedelta
+from feast import Entity, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, String
+
+image = Entity(name="image", join_keys=["image_id"], value_type=ValueType.STRING)
+wide = FeatureView(
+    name="wide", entities=[image], ttl=timedelta(days=36500), online=True,
+    source=FileSource(name="wide_source", path="{source}", timestamp_field="event_timestamp"),
+    schema=[Field(name="image_id", dtype=String)] + [Field(name=f"w{{i:03d}}", dtype=Float64) for i in range(%d)],
+)
+""" % (_STAGE_FEATURES + 8)
+
+
+@pytest.mark.slow
+def test_wide_view_staged_in_feature_groups(dask_client, tmp_path):
+    """More features than one SQLite staging row holds: still Feast's rows, byte for byte."""
+    rng = np.random.default_rng(3)
+    n = 600
+    df = pd.DataFrame({"image_id": [f"img-{i:05d}" for i in range(n)]})
+    for i in range(_STAGE_FEATURES + 8):
+        df[f"w{i:03d}"] = rng.normal(size=n)
+    df["event_timestamp"] = pd.Timestamp(T0) + pd.to_timedelta(rng.integers(0, 3600, n), unit="s")
+    src = write_source(df, tmp_path / "wide", files=2, row_group_size=200)
+    repos = [make_repo(tmp_path / engine, src, engine=engine, definitions=WIDE) for engine in ("local", "dask")]
+    for repo in repos:
+        FeatureStore(repo_path=str(repo)).materialize(START, END)
+    local, dask = (_sqlite_rows(repo, "wide") for repo in repos)
+    assert len(local) == n * (_STAGE_FEATURES + 8) and local == dask
+
+
 def test_materialize_incremental_records_intervals(data, dask_client, tmp_path):
     _, df, src = data
     repo = make_repo(tmp_path / "inc", src, engine="dask")
@@ -132,6 +166,32 @@ def test_redis_identical_to_local_engine(data, redis_srv, dask_client, tmp_path)
     # same window again: Feast's rule keeps the stored values (timestamps not newer), store unchanged
     FeatureStore(repo_path=str(dask)).materialize(START, END)
     assert _redis_dump(client) == want
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_redis_keys_carry_feast_ttl(data, redis_srv, dask_client, tmp_path):
+    """``key_ttl_seconds``: every hash expires as when Feast's own store writes it, and an entity Feast's
+    timestamp rule skips on a re-run keeps its running TTL (no EXPIRE without an HSET)."""
+    _, _, src = data
+    client = redis_srv.client()
+    ttl = 3600
+    seen = {}
+    for engine in ("local", "dask"):
+        client.flushall()
+        repo = make_repo(tmp_path / f"ttl-{engine}", src, engine=engine, online="redis",
+                         redis=redis_srv.connection_string, online_options={"key_ttl_seconds": ttl})
+        store = FeatureStore(repo_path=str(repo))
+        store.materialize(START, END)
+        keys = sorted(client.scan_iter(count=10000))
+        ttls = [client.ttl(k) for k in keys]
+        assert len(keys) == N and all(ttl - 60 < t <= ttl for t in ttls), engine
+        client.expire(keys[0], 50)
+        store.materialize(START, END)  # nothing newer: no entity is written again
+        assert 0 < client.ttl(keys[0]) <= 50, engine
+        assert all(ttl - 120 < client.ttl(k) <= ttl for k in keys[1:20]), engine
+        seen[engine] = (keys, _redis_dump(client))
+    assert seen["dask"] == seen["local"]
 
 
 @pytest.mark.slow

@@ -10,16 +10,19 @@ Feast loads it from ``feature_store.yaml``::
 
 so that ``feast materialize`` and ``feast materialize-incremental`` run on Dask:
 
-1. the FileSource's parquet files are split into row-group chunks read in parallel on the workers,
-   filtered to the materialization window (both ends inclusive, as Feast's file offline store does);
-2. each chunk keeps its latest row per entity, then a hash shuffle on the join keys brings every
-   entity's rows into one partition, where the latest row is kept (event timestamp, then created
-   timestamp, as Feast's local engine orders them);
+1. the FileSource's parquet files are split into row-group chunks (at least two per worker thread when
+   the row groups allow) read in parallel on the workers, filtered to the materialization window (both
+   ends inclusive, as Feast's file offline store does);
+2. each chunk keeps its latest row per entity and adds Feast's serialized entity key; a shuffle on that
+   key brings every entity's rows into one partition, where the latest row is kept (event timestamp,
+   then created timestamp, as Feast's local engine orders them). For SQLite the partitions are key
+   ranges (a sort), so that each transaction touches one region of the table's B-trees; otherwise hashes;
 3. every partition converts its rows to Feast ``Value`` protobuf bytes column by column (vectorized
    for the scalar types; any other type goes through Feast's own converter) and writes them from the
-   worker in batches: SQLite with one ``executemany`` transaction per batch (writers serialized with a
-   Dask lock), Redis with non-transactional pipelines, in the exact key/value layout of Feast's own
-   stores; any other online store through its ``online_write_batch``.
+   worker in batches: SQLite by staging a batch in a TEMP table (in parallel) and publishing it with one
+   ``INSERT ... SELECT`` transaction under a Dask lock, Redis with hand-packed non-transactional
+   pipelines, in the exact key/value layout of Feast's own stores; any other online store through its
+   ``online_write_batch``.
 
 The driver only holds the task graph and one small stats row per partition, so its memory does not
 grow with the table. Values read back through ``get_online_features`` are identical to what Feast's
@@ -32,6 +35,7 @@ delegated to Feast's local engine.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sqlite3
@@ -81,16 +85,19 @@ class DaskEngineConfig(FeastConfigBaseModel):
     partition_rows: StrictInt = 250_000
     """Upper bound of source rows read by one task (whole parquet row groups are grouped up to it)."""
     output_partitions: Optional[StrictInt] = None
-    """Partitions after the shuffle on the join keys (None: as many as read tasks)."""
+    """Partitions after the shuffle on the join keys (None: as many as read tasks, and at least two per
+    worker thread, so that one worker encodes a partition while another writes)."""
     write_batch_size: StrictInt = 100_000
-    """Entities per online-store write (one SQLite transaction / one Redis pipeline). Large batches matter
-    for SQLite: each commit rewrites (through the WAL) every index page the batch touched."""
+    """Entities per online-store write (one SQLite transaction / one Redis round of pipelines). Large
+    batches matter for SQLite: each commit writes (through the WAL) every page the batch touched."""
     retries: StrictInt = 2
     """Dask retries of a failed task (on top of the scheduler's retries after a worker death)."""
     direct_write: bool = True
     """Write SQLite and plain Redis stores in Feast's layout directly; False: always online_write_batch."""
     sqlite_wal: bool = True
-    """Switch the SQLite online store to WAL journaling (readers are not blocked while writing)."""
+    """Switch the SQLite online store to WAL journaling (readers are not blocked while writing), with
+    ``synchronous=FULL``: every commit is durable, as in Feast's default rollback-journal store. The WAL
+    is checkpointed into the database file and truncated at the end of every run."""
 
 
 @dataclass
@@ -179,26 +186,37 @@ class ReadSpec:
     created_col: str | None
     start: datetime | None
     end: datetime | None
+    entity_keys: tuple[tuple[str, int], ...]
+    """Join keys after renaming, with their ValueType, for the serialized entity key column."""
+    key_version: int
 
 
-def _plan_reads(uri: str, columns: list[str], partition_rows: int):
-    """Split a parquet file or dataset directory into (file, row groups) chunks of <= partition_rows."""
+ENTITY_KEY = "__imagerank_entity_key"
+"""Column of Feast's serialized entity key, added by the read tasks: the write tasks partition, deduplicate
+and write by it."""
+
+
+def _plan_reads(uri: str, columns: list[str], partition_rows: int, min_chunks: int = 1):
+    """Split a parquet file or dataset directory into (file, row groups) chunks of <= partition_rows,
+    and into at least ``min_chunks`` chunks when the row groups allow (every worker reads)."""
     dataset = pads.dataset(uri, format="parquet")
     fs = dataset.filesystem
+    fragments = [(frag.path, frag.metadata) for frag in dataset.get_fragments()]
+    total = sum(md.num_rows for _, md in fragments)
+    partition_rows = max(1, min(partition_rows, -(-total // min_chunks)))
     chunks: list[tuple[str, tuple[int, ...] | None]] = []
-    for frag in dataset.get_fragments():
-        md = frag.metadata
+    for path, md in fragments:
         groups: list[int] = []
         rows = 0
         for i in range(md.num_row_groups):
             n = md.row_group(i).num_rows
             if groups and rows + n > partition_rows:
-                chunks.append((frag.path, tuple(groups)))
+                chunks.append((path, tuple(groups)))
                 groups, rows = [], 0
             groups.append(i)
             rows += n
         if groups or md.num_row_groups == 0:
-            chunks.append((frag.path, tuple(groups)))
+            chunks.append((path, tuple(groups)))
     missing = [c for c in columns if c not in dataset.schema.names]
     if missing:
         raise ValueError(f"columns {missing} are not in the source {uri} (has {dataset.schema.names})")
@@ -223,14 +241,23 @@ def _latest_per_entity(df: pd.DataFrame, join_keys: Sequence[str], ts_col: str,
     return df.drop_duplicates(subset=list(join_keys), keep="first")
 
 
-def read_chunk(spec: ReadSpec, fs) -> pd.DataFrame:
-    """Read one chunk, keep the rows inside [start, end] and the latest row per entity."""
+def read_chunk(spec: ReadSpec, fs, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read one chunk, keep the rows inside [start, end] and the latest row per entity.
+
+    ``columns`` is Dask's column projection: the pass that finds the key ranges only asks for the entity
+    key, and then only the join key and timestamp columns are read.
+    """
+    read = list(spec.columns)
+    if columns is not None:
+        source_name = {new: old for old, new in spec.rename}
+        needed = {*spec.join_keys, spec.ts_col, spec.created_col, *(source_name.get(c, c) for c in columns)}
+        read = [c for c in read if c in needed]
     fmt = pads.ParquetFileFormat()
     if spec.row_groups is None:
-        table = pq.read_table(spec.path, columns=list(spec.columns), filesystem=fs)
+        table = pq.read_table(spec.path, columns=read, filesystem=fs)
     else:
         frag = fmt.make_fragment(spec.path, filesystem=fs, row_groups=list(spec.row_groups))
-        table = frag.to_table(columns=list(spec.columns))
+        table = frag.to_table(columns=read)
     df = table.to_pandas()
     df[spec.ts_col] = _utc(df[spec.ts_col])
     if spec.created_col:
@@ -244,7 +271,9 @@ def read_chunk(spec: ReadSpec, fs) -> pd.DataFrame:
     df = _latest_per_entity(df, spec.join_keys, spec.ts_col, spec.created_col)
     if spec.rename:
         df = df.rename(columns=dict(spec.rename))
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    df[ENTITY_KEY] = encode_entity_keys(df, {k: ValueType(v) for k, v in spec.entity_keys}, spec.key_version)
+    return df if columns is None else df[list(columns)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -292,8 +321,7 @@ def _fixed(values: np.ndarray, tag: int, dtype: str) -> list[bytes]:
     rec = np.empty(len(values), dtype=[("t", "u1"), ("v", dtype)])
     rec["t"] = tag
     rec["v"] = values
-    buf = rec.tobytes()
-    return [buf[i * width:(i + 1) * width] for i in range(len(values))]
+    return [v for (v,) in struct.iter_unpack(f"{width}s", rec.tobytes())]
 
 
 def _len_delimited(payloads: list, tag: bytes) -> list[bytes]:
@@ -321,8 +349,12 @@ def _reference_values(series: pd.Series, value_type: ValueType) -> list[bytes]:
     return [v.SerializeToString() for v in python_values_to_proto_values(_feast_numpy(series), value_type)]
 
 
-def _fast_values(series: pd.Series, value_type: ValueType) -> tuple[list[bytes], list] | None:
-    """Vectorized encoding of one column; (value bytes, sqlite value_text) or None if not handled."""
+def _fast_values(series: pd.Series, value_type: ValueType, with_text: bool) -> tuple[list[bytes], list | None] | None:
+    """Vectorized encoding of one column; (value bytes, SQLite value_text or None) or None if not handled.
+
+    The text (``str`` of every number, as Feast's SQLite store keeps it) costs more than the encoding
+    itself, so it is only made when asked for.
+    """
     arr = _feast_arrow_column(series)
     t = arr.type
     n = len(arr)
@@ -340,7 +372,7 @@ def _fast_values(series: pd.Series, value_type: ValueType) -> tuple[list[bytes],
             f32 = vals.astype(np.float32)
             enc = _fixed(f32, 0x35, "<f4")
             shown = f32.astype(np.float64)
-        text = list(map(repr, shown.tolist()))
+        text = list(map(repr, shown.tolist())) if with_text else None
     elif value_type in (ValueType.INT64, ValueType.INT32):
         if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
             return None
@@ -356,27 +388,27 @@ def _fast_values(series: pd.Series, value_type: ValueType) -> tuple[list[bytes],
         if value_type == ValueType.INT32 and ((vals < -(2 ** 31)) | (vals >= 2 ** 31)).any():
             return None
         enc = _varints(vals, 0x20 if value_type == ValueType.INT64 else 0x18)
-        text = list(map(str, vals.tolist()))
+        text = list(map(str, vals.tolist())) if with_text else None
     elif value_type == ValueType.BOOL:
         if not pa.types.is_boolean(t):
             return None
         null = arr.is_null().to_numpy(zero_copy_only=False)
         vals = arr.fill_null(False).to_numpy(zero_copy_only=False)
         enc = [b"\x38\x01" if v else b"\x38\x00" for v in vals.tolist()]
-        text = ["True" if v else "False" for v in vals.tolist()]
+        text = ["True" if v else "False" for v in vals.tolist()] if with_text else None
     elif value_type == ValueType.STRING:
         if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
             return None
         null = arr.is_null().to_numpy(zero_copy_only=False)
         strs = arr.fill_null("").to_pylist()
         enc = _len_delimited([s.encode("utf-8") for s in strs], b"\x12")
-        text = strs
+        text = strs if with_text else None
     elif value_type == ValueType.BYTES:
         if not (pa.types.is_binary(t) or pa.types.is_large_binary(t)):
             return None
         null = arr.is_null().to_numpy(zero_copy_only=False)
         enc = _len_delimited(arr.fill_null(b"").to_pylist(), b"\x0a")
-        text = [None] * n
+        text = [None] * n if with_text else None
     elif value_type == ValueType.UNIX_TIMESTAMP:
         if not pa.types.is_timestamp(t):
             return None
@@ -389,13 +421,14 @@ def _fast_values(series: pd.Series, value_type: ValueType) -> tuple[list[bytes],
         else:
             null = np.zeros(n, dtype=bool)
         enc = _varints(secs, 0x40)
-        text = [None] * n
+        text = [None] * n if with_text else None
     else:
         return None
     if null.any():
         for i in np.flatnonzero(null).tolist():
             enc[i] = b""
-            text[i] = None
+            if text is not None:
+                text[i] = None
     return enc, text
 
 
@@ -421,18 +454,20 @@ def _check_sample(series: pd.Series, value_type: ValueType, enc: list[bytes]) ->
     return all(ref[j] == enc[i] for j, i in enumerate(order))
 
 
-def encode_column(series: pd.Series, value_type: ValueType) -> tuple[list[bytes], list]:
-    """Serialized Value protos of a column, plus the SQLite ``value_text`` for each value."""
-    fast = _fast_values(series, value_type)
+def encode_column(series: pd.Series, value_type: ValueType,
+                  with_text: bool = True) -> tuple[list[bytes], list | None]:
+    """Serialized Value protos of a column, plus the SQLite ``value_text`` of each value when asked for."""
+    fast = _fast_values(series, value_type, with_text)
     if fast is not None and _check_sample(series, value_type, fast[0]):
         if value_type == ValueType.UNIX_TIMESTAMP and series.isna().all():
-            return [b""] * len(series), [None] * len(series)
+            return [b""] * len(series), ([None] * len(series) if with_text else None)
         return fast
     from feast.infra.online_stores.helpers import extract_text_and_num
     from feast.type_map import python_values_to_proto_values
 
     protos = python_values_to_proto_values(_feast_numpy(series), value_type)
-    return [p.SerializeToString() for p in protos], [extract_text_and_num(p, False)[0] for p in protos]
+    text = [extract_text_and_num(p, False)[0] for p in protos] if with_text else None
+    return [p.SerializeToString() for p in protos], text
 
 
 def encode_entity_keys(df: pd.DataFrame, join_keys: dict[str, ValueType], version: int) -> list[bytes]:
@@ -524,8 +559,7 @@ def write_partition(df: pd.DataFrame, spec: WriteSpec) -> pd.DataFrame:
     """Keep the latest row per entity, encode it and write it to the online store in batches."""
     t0 = time.perf_counter()
     rows_in = len(df)
-    keys = [k for k, _ in spec.join_keys]
-    df = _latest_per_entity(df, keys, spec.ts_col, spec.created_col).reset_index(drop=True)
+    df = _latest_per_entity(df, [ENTITY_KEY], spec.ts_col, spec.created_col).reset_index(drop=True)
     written = 0
     _fault_point("write")
     for start in range(0, len(df), spec.batch_size):
@@ -540,11 +574,15 @@ def write_partition(df: pd.DataFrame, spec: WriteSpec) -> pd.DataFrame:
                          "seconds": [time.perf_counter() - t0]}).astype(STATS_META.dtypes.to_dict())
 
 
-def _encode_batch(batch: pd.DataFrame, spec: WriteSpec):
-    version = spec.repo_config.entity_key_serialization_version
-    ek = encode_entity_keys(batch, {k: ValueType(v) for k, v in spec.join_keys}, version)
-    cols = {name: encode_column(batch[name], ValueType(vt)) for name, vt in spec.features}
-    return ek, cols
+def _encode_batch(batch: pd.DataFrame, spec: WriteSpec, with_text: bool, by_key: bool = False):
+    """(batch, entity keys, {feature: (values, texts)}); ``by_key`` first puts the rows in entity-key order."""
+    ek = batch[ENTITY_KEY].tolist()
+    if by_key and len(ek) > 1:
+        order = sorted(range(len(ek)), key=ek.__getitem__)
+        batch = batch.take(order).reset_index(drop=True)
+        ek = [ek[i] for i in order]
+    cols = {name: encode_column(batch[name], ValueType(vt), with_text) for name, vt in spec.features}
+    return batch, ek, cols
 
 
 def _sqlite_ts(ts: pd.Series) -> list[int]:
@@ -579,7 +617,7 @@ def _connect_sqlite(spec: WriteSpec) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout = 120000")
     if spec.sqlite_wal:
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA synchronous = FULL")  # every commit on disk, as in Feast's rollback-journal store
     conn.execute("PRAGMA cache_size = -262144")  # 256 MiB of page cache: the indexes stay in memory
     conn.execute("PRAGMA temp_store = MEMORY")
     st = os.stat(path)
@@ -587,42 +625,80 @@ def _connect_sqlite(spec: WriteSpec) -> sqlite3.Connection:
     return conn
 
 
-def _sqlite_rows(batch: pd.DataFrame, spec: WriteSpec):
-    """Rows of the upsert in (entity_key, feature_name) order: SQLite's B-trees take sorted keys much faster."""
-    import itertools
-    from operator import itemgetter
+_STAGE_FEATURES = 32
+"""Features per staging row: wider views stage groups of features in several TEMP tables, so that the
+CASE that unpivots a row stays short."""
 
-    ek, cols = _encode_batch(batch, spec)
-    n = len(ek)
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _pick(prefix: str, n: int) -> str:
+    """The staging column ``<prefix><i>`` of the feature being unpivoted (``n.i``)."""
+    return "CASE n.i " + " ".join(f"WHEN {j} THEN s.{prefix}{j}" for j in range(n)) + " END"
+
+
+def _sqlite_stage(conn: sqlite3.Connection, batch: pd.DataFrame, spec: WriteSpec) -> list[str]:
+    """Encode a batch into TEMP tables of this worker's connection; return the statements that publish it.
+
+    One staging row per entity (entity key, timestamps, then value and text of each feature), inserted in
+    entity-key order: binding a wide row costs a fifth of binding one row per feature, and all of it runs
+    outside the write lock, while another worker's insert holds it. Blobs are bound as ``bytearray``, which
+    Python 3.11's sqlite3 binds directly (``bytes`` first goes through a failing adapter lookup: twice the
+    cost). The returned ``INSERT ... SELECT`` statements unpivot the rows into Feast's table in
+    (entity_key, feature_name) order, inside SQLite.
+    """
+    batch, ek, cols = _encode_batch(batch, spec, with_text=True, by_key=True)
     ts = _sqlite_ts(batch[spec.ts_col])
-    created = _sqlite_ts(batch[spec.created_col]) if spec.created_col else [None] * n
-    if n == 0:
-        return iter(())
-    order = sorted(range(n), key=ek.__getitem__)
-    take = (lambda xs: list(itemgetter(*order)(xs))) if n > 1 else (lambda xs: list(xs))
-    ek, ts, created = take(ek), take(ts), take(created)
-    per_feature = [zip(ek, itertools.repeat(name), take(cols[name][0]), take(cols[name][1]), ts, created)
-                   for name in sorted(cols)]
-    return itertools.chain.from_iterable(zip(*per_feature))
+    created = _sqlite_ts(batch[spec.created_col]) if spec.created_col else None
+    names = sorted(cols)
+    target = _quote(spec.sqlite_table)
+    statements = []
+    for g, first in enumerate(range(0, len(names), _STAGE_FEATURES)):
+        group = names[first:first + _STAGE_FEATURES]
+        stage, labels = f"temp.imagerank_stage_{g}", f"temp.imagerank_names_{g}"
+        slots = [f"v{j}, t{j}" for j in range(len(group))]
+        conn.execute(f"DROP TABLE IF EXISTS {stage}")
+        conn.execute(f"DROP TABLE IF EXISTS {labels}")
+        conn.execute(f"CREATE TABLE {stage} (entity_key, event_ts, created_ts, {', '.join(slots)})")
+        conn.execute(f"CREATE TABLE {labels} (i INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany(f"INSERT INTO {labels} VALUES (?, ?)", enumerate(group))
+        columns = [map(bytearray, ek), ts] + ([created] if created else [])
+        for name in group:
+            columns += [map(bytearray, cols[name][0]), cols[name][1]]
+        marks = "?, ?, " + ("?" if created else "NULL") + ", ?" * (2 * len(group))
+        conn.executemany(f"INSERT INTO {stage} VALUES ({marks})", zip(*columns))
+        # CROSS JOIN keeps the staging table outside: the ORDER BY is the scan order, no sort
+        statements.append(
+            f"INSERT INTO {target} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+            f"SELECT s.entity_key, n.name, {_pick('v', len(group))}, {_pick('t', len(group))}, s.event_ts, "
+            f"s.created_ts FROM {stage} AS s CROSS JOIN {labels} AS n WHERE true ORDER BY s.rowid, n.i "
+            "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+            "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts")
+    return statements
+
+
+def _checkpoint_sqlite(path: str) -> None:
+    """Copy the WAL back into the database file and truncate it: lookups then read the file alone."""
+    with contextlib.closing(sqlite3.connect(path, timeout=120)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _write_sqlite(batch: pd.DataFrame, spec: WriteSpec) -> int:
+    """Stage the batch (no lock), then publish it in one transaction under the store's Dask lock."""
     from distributed import Lock
 
-    rows = _sqlite_rows(batch, spec)
-    table = '"' + spec.sqlite_table.replace('"', '""') + '"'
-    sql = (f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-           "value = excluded.value, value_text = excluded.value_text, "
-           "event_ts = excluded.event_ts, created_ts = excluded.created_ts;")
+    conn = _connect_sqlite(spec)
+    statements = _sqlite_stage(conn, batch, spec)
     lock = Lock(spec.lock_name) if spec.lock_name else None
     if lock is not None:
         lock.acquire()
     try:
-        conn = _connect_sqlite(spec)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(sql, rows)
+            for sql in statements:
+                conn.execute(sql)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -630,6 +706,9 @@ def _write_sqlite(batch: pd.DataFrame, spec: WriteSpec) -> int:
     finally:
         if lock is not None:
             lock.release()
+    for g in range(len(statements)):
+        conn.execute(f"DROP TABLE temp.imagerank_stage_{g}")
+        conn.execute(f"DROP TABLE temp.imagerank_names_{g}")
     return len(batch)
 
 
@@ -644,9 +723,9 @@ def _redis_client(spec: WriteSpec):
     return client
 
 
-def _resp_bulk(items: list[bytes]) -> list[bytes]:
-    """RESP bulk strings (``$<len>\r\n<bytes>\r\n``) of a list of bytes."""
-    return [b"$%d\r\n%b\r\n" % (len(x), x) for x in items]
+def _resp_pairs(field: bytes, values: list[bytes]) -> list[bytes]:
+    """``field`` (already a RESP bulk string) followed by each value as a RESP bulk string."""
+    return [b"%b$%d\r\n%b\r\n" % (field, len(v), v) for v in values]
 
 
 _REDIS_ROUND = 10_000
@@ -702,11 +781,11 @@ def _write_redis(batch: pd.DataFrame, spec: WriteSpec) -> int:
     fv_name = _versioned_fv_name(fv, cfg)
     ts_key = f"_ts:{fv_name}".encode()
     project = cfg.project.encode("utf-8")
-    ek, cols = _encode_batch(batch, spec)
+    _, ek, cols = _encode_batch(batch, spec, with_text=False)
     n = len(ek)
     if n == 0:
         return 0
-    keys = _resp_bulk([k + project for k in ek])
+    keys = [b"$%d\r\n%b%b\r\n" % (len(k) + len(project), k, project) for k in ek]
     us = _utc(batch[spec.ts_col]).dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
     secs, micros = np.divmod(us, 1_000_000)
     ts_nanos = secs * 1_000_000_000 + micros * 1000
@@ -725,9 +804,9 @@ def _write_redis(batch: pd.DataFrame, spec: WriteSpec) -> int:
                 if int(ts_nanos[i]) <= t.seconds * 1_000_000_000 + t.nanos:
                     keep[i] = False
     fields = [b"$%d\r\n%b\r\n" % (len(fk), fk) for fk in (_mmh3(f"{fv_name}:{name}") for name in cols)]
-    per_field = [[fk + v for v in _resp_bulk(cols[name][0])] for fk, name in zip(fields, cols)]
+    per_field = [_resp_pairs(fk, cols[name][0]) for fk, name in zip(fields, cols)]
     head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 + 2 * len(fields))
-    ts_part = [ts_field + v for v in _resp_bulk(ts_bytes)]
+    ts_part = _resp_pairs(ts_field, ts_bytes)
     ttl = store_cfg.key_ttl_seconds
     idx = np.flatnonzero(keep).tolist()
     commands = []
@@ -776,7 +855,7 @@ def _write_generic(batch: pd.DataFrame, spec: WriteSpec) -> int:
     if store is None:
         store = get_online_store_from_config(spec.repo_config.online_store)
         _STORE_CACHE[("generic", id(spec))] = store
-    table = pa.Table.from_pandas(batch, preserve_index=False).combine_chunks()
+    table = pa.Table.from_pandas(batch.drop(columns=[ENTITY_KEY]), preserve_index=False).combine_chunks()
     rows = _convert_arrow_to_proto(table, fv, {k: ValueType(v) for k, v in spec.join_keys})
     store.online_write_batch(config=spec.repo_config, table=fv, data=rows, progress=None)
     return len(rows)
@@ -784,6 +863,13 @@ def _write_generic(batch: pd.DataFrame, spec: WriteSpec) -> int:
 
 # --------------------------------------------------------------------------------------------------
 # the engine
+
+
+def _shuffle_method(partitions: int) -> str:
+    """Named, not left to Dask: its default depends on whether our client is the global one, and its
+    fallback ("disk") only works when all workers share one disk. A task shuffle costs little for a few
+    partitions, where p2p spends seconds setting up its run on every worker; p2p scales to thousands."""
+    return "tasks" if partitions <= 64 else "p2p"
 
 
 class DaskEngine(ComputeEngine):
@@ -880,24 +966,34 @@ class DaskEngine(ComputeEngine):
                                       seconds=time.perf_counter() - t0)
 
     def _run(self, registry: BaseRegistry, task: MaterializationTask) -> pd.DataFrame:
+        fv: FeatureView = task.feature_view
+        if not fv.online:
+            return STATS_META.copy()
+        mode = self._write_mode()
+        self._check_online_store(mode)
+        client, owned = _get_client(self.config)
+        try:
+            return self._run_on(client, registry, task, mode)
+        finally:
+            if owned:
+                client.close()
+
+    def _run_on(self, client, registry: BaseRegistry, task: MaterializationTask, mode: str) -> pd.DataFrame:
         import dask
         import dask.dataframe as dd
         from feast.infra.offline_stores.file_source import FileSource
         from feast.utils import _get_column_names
 
         fv: FeatureView = task.feature_view
-        if not fv.online:
-            return STATS_META.copy()
         cfg = self.config
-        mode = self._write_mode()
-        self._check_online_store(mode)
-
         entities: list[Entity] = [registry.get_entity(name, task.project) for name in fv.entities]
         join_cols, feature_cols, ts_col, created_col = _get_column_names(fv, entities)
         field_mapping = dict(fv.batch_source.field_mapping or {})
         source_cols = list(dict.fromkeys(join_cols + feature_cols + [ts_col] + ([created_col] if created_col else [])))
         uri = FileSource.get_uri_for_file_path(self.repo_config.repo_path, fv.batch_source.file_options.uri)
-        fs, chunks, schema = _plan_reads(uri, source_cols, cfg.partition_rows)
+        threads = sum(client.nthreads().values())
+        nparts = cfg.output_partitions or max(1, 2 * threads)
+        fs, chunks, schema = _plan_reads(uri, source_cols, cfg.partition_rows, min_chunks=nparts)
 
         mapped = lambda c: field_mapping.get(c, c)  # noqa: E731
         jk_types = {e.join_key: e.value_type for e in entities if e.join_key in {mapped(c) for c in join_cols}}
@@ -910,13 +1006,17 @@ class DaskEngine(ComputeEngine):
         read_specs = [ReadSpec(path=p, row_groups=rg, columns=tuple(source_cols),
                                rename=tuple((k, v) for k, v in field_mapping.items() if k in source_cols),
                                join_keys=tuple(join_cols), ts_col=ts_col, created_col=created_col,
-                               start=task.start_time, end=task.end_time) for p, rg in chunks]
+                               start=task.start_time, end=task.end_time,
+                               entity_keys=tuple((k, int(v.value)) for k, v in jk_types.items()),
+                               key_version=self.repo_config.entity_key_serialization_version)
+                      for p, rg in chunks]
         empty = schema.empty_table().select(source_cols).to_pandas()
         empty[ts_col] = empty[ts_col].astype("datetime64[ns, UTC]") if not isinstance(
             empty[ts_col].dtype, pd.DatetimeTZDtype) else empty[ts_col].dt.tz_convert("UTC")
         if created_col:
             empty[created_col] = pd.Series(dtype="datetime64[ns, UTC]")
         meta = empty.rename(columns=field_mapping)
+        meta[ENTITY_KEY] = pd.Series(dtype=object)
 
         sqlite_path = sqlite_table = lock_name = None
         if mode == "sqlite":
@@ -932,16 +1032,20 @@ class DaskEngine(ComputeEngine):
                           batch_size=cfg.write_batch_size, mode=mode, sqlite_path=sqlite_path,
                           sqlite_table=sqlite_table, sqlite_wal=cfg.sqlite_wal, lock_name=lock_name)
 
-        client, owned = _get_client(cfg)
-        try:
-            with dask.config.set({"dataframe.convert-string": False}):
-                ddf = dd.from_map(read_chunk, read_specs, fs=fs, meta=meta, enforce_metadata=False)
-                nparts = cfg.output_partitions or max(1, len(read_specs))
-                if ddf.npartitions > 1 or nparts > 1:
-                    ddf = ddf.shuffle(on=list(jk_types), npartitions=nparts)
-                out = ddf.map_partitions(write_partition, wspec, meta=STATS_META)
-                stats = client.compute(out, retries=cfg.retries).result()
-        finally:
-            if owned:
-                client.close()
+        nparts = max(nparts, len(read_specs))
+        # as_current: the key-range split samples the data through Dask's default scheduler
+        with client.as_current(), dask.config.set({"dataframe.convert-string": False}):
+            ddf = dd.from_map(read_chunk, read_specs, fs=fs, meta=meta, enforce_metadata=False)
+            if ddf.npartitions < nparts:  # big row groups: split them, or one worker would do all the work
+                ddf = ddf.repartition(npartitions=nparts)
+            if mode == "sqlite" and nparts > 1:
+                # key ranges, not hashes: each transaction then touches one region of SQLite's B-trees
+                # (a hash partition's keys land on every page of the table, every time)
+                ddf = ddf.sort_values(ENTITY_KEY, npartitions=nparts, shuffle_method=_shuffle_method(nparts))
+            elif nparts > 1:
+                ddf = ddf.shuffle(on=[ENTITY_KEY], npartitions=nparts, shuffle_method=_shuffle_method(nparts))
+            out = ddf.map_partitions(write_partition, wspec, meta=STATS_META)
+            stats = client.compute(out, retries=cfg.retries).result()
+        if mode == "sqlite" and cfg.sqlite_wal:
+            _checkpoint_sqlite(sqlite_path)
         return stats
