@@ -66,6 +66,23 @@ def test_sqlite_rows_identical_to_local_engine(sqlite_pair):
     a, b = _sqlite_rows(local), _sqlite_rows(dask)
     assert len(a) == N * len(FEATURES)
     assert a == b
+    assert not list(dask.glob(".online.db.staging*"))  # the staged partitions were published and removed
+
+
+def test_staging_dirs_of_killed_runs_are_removed(tmp_path):
+    import os
+    import time
+
+    from imagerank.store.engine import _new_stage_dir, _remove_stage_dir
+
+    db = tmp_path / "online.db"
+    old, recent = _new_stage_dir(str(db)), _new_stage_dir(str(db))
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    current = _new_stage_dir(str(db))
+    assert not os.path.exists(old) and os.path.isdir(recent)  # a run staging now is left alone
+    _remove_stage_dir(current)
+    _remove_stage_dir(recent)
+    assert not (tmp_path / ".online.db.staging").exists()
 
 
 def test_online_features_identical_including_bad_ids(sqlite_pair, data):
