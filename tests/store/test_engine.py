@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from feast import FeatureStore
+from feast.value_type import ValueType
 
 from imagerank.store.engine import _STAGE_FEATURES
 
@@ -224,3 +225,28 @@ def test_unreachable_redis_fails_clearly(data, dask_client, tmp_path):
         store.materialize(START, END)
     assert "unreachable" in str(err.value) and "s3cret" not in str(err.value)
     assert not store.get_feature_view("synthetic").materialization_intervals
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_redis_error_reply_fails_the_run(data, redis_srv, dask_client, tmp_path):
+    """An error reply (here WRONGTYPE: a plain string where an entity's hash belongs) fails the run
+    loudly; the view's interval is not recorded, so a later run writes the window again."""
+    from redis.exceptions import ResponseError
+
+    from imagerank.store.engine import encode_entity_keys
+
+    _, df, src = data
+    client = redis_srv.client()
+    client.flushall()
+    key = encode_entity_keys(df.iloc[:1], {"image_id": ValueType.STRING}, 3)[0] + PROJECT.encode()
+    client.set(key, b"not a hash")
+    repo = make_repo(tmp_path / "wrongtype", src, engine="dask", online="redis",
+                     redis=redis_srv.connection_string)
+    store = FeatureStore(repo_path=str(repo))
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        store.materialize(START, END)
+    assert not store.get_feature_view("synthetic").materialization_intervals
+    client.delete(key)
+    store.materialize(START, END)
+    assert len(list(client.scan_iter(count=10000))) == N

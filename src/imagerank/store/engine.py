@@ -43,6 +43,7 @@ import sqlite3
 import struct
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,6 +148,15 @@ def _close_own_cluster() -> None:
                 pass
 
 
+def import_worker_modules() -> None:
+    """Import what the engine's tasks run on a worker (``dask.dataframe`` alone takes ~1 s): done once when
+    the engine starts its cluster, instead of inside the first shuffle task of the first run."""
+    import dask.dataframe  # noqa: F401
+    import feast.feature_view  # noqa: F401
+
+    import imagerank.store.engine  # noqa: F401
+
+
 def _get_client(config: DaskEngineConfig):
     from distributed import Client, LocalCluster, default_client
 
@@ -168,6 +178,7 @@ def _get_client(config: DaskEngineConfig):
                                    dashboard_address=None, silence_logs=logging.ERROR)
             _OWN_CLUSTER["cluster"] = cluster
             _OWN_CLUSTER["client"] = Client(cluster, set_as_default=False)
+            _OWN_CLUSTER["client"].run(import_worker_modules)
             atexit.register(_close_own_cluster)
         return _OWN_CLUSTER["client"], False
 
@@ -192,6 +203,8 @@ class ReadSpec:
     entity_keys: tuple[tuple[str, int], ...]
     """Join keys after renaming, with their ValueType, for the serialized entity key column."""
     key_version: int
+    run_id: str
+    """Unique per run: Dask would otherwise hand a re-run the held result (or error) of the same task."""
 
 
 ENTITY_KEY = "__imagerank_entity_key"
@@ -529,6 +542,7 @@ class WriteSpec:
     sqlite_table: str | None
     sqlite_wal: bool
     stage_dir: str | None
+    run_id: str
     """Directory of the run's SQLite staging files (beside the store: the workers share its disk)."""
 
 
@@ -619,8 +633,6 @@ def _stage_sqlite(df: pd.DataFrame, spec: WriteSpec) -> str:
     wide row costs a fifth of binding one row per feature. Blobs are bound as ``bytearray``, which
     Python 3.11's sqlite3 binds directly (``bytes`` first goes through a failing adapter lookup).
     """
-    import uuid
-
     path = os.path.join(spec.stage_dir, f"{uuid.uuid4().hex}.db")  # a retried task writes a new file
     groups = _feature_groups(spec)
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
@@ -760,38 +772,86 @@ def _redis_client(spec: WriteSpec):
     return client
 
 
-def _resp_pairs(field: bytes, values: list[bytes]) -> list[bytes]:
-    """``field`` (already a RESP bulk string) followed by each value as a RESP bulk string."""
-    return [b"%b$%d\r\n%b\r\n" % (field, len(v), v) for v in values]
+_BULK = pa.large_binary()
+
+
+def _literal(value: bytes) -> pa.Scalar:
+    return pa.scalar(value, _BULK)
+
+
+def _concat(*parts) -> pa.Array:
+    """Row-wise concatenation of binary arrays and literals, in Arrow (no Python object per row)."""
+    return pc.binary_join_element_wise(*parts, _literal(b""))
+
+
+def _bulk_strings(values) -> pa.Array:
+    """Each value as a RESP bulk string, ``$<length>\r\n<value>\r\n``."""
+    values = pa.array(values, _BULK) if not isinstance(values, pa.Array) else values.cast(_BULK)
+    lengths = pc.cast(pc.binary_length(values), pa.string()).cast(_BULK)
+    return _concat(_literal(b"$"), lengths, _literal(b"\r\n"), values, _literal(b"\r\n"))
+
+
+def _resp(value: bytes) -> pa.Scalar:
+    return _literal(b"$%d\r\n%b\r\n" % (len(value), value))
 
 
 _REDIS_ROUND = 10_000
 """Commands sent before their replies are read (bounds the client's buffers)."""
 
 
-def _redis_round_trips(client, commands: list[bytes]) -> list:
+def _read_replies(conn, n: int) -> list:
+    """The next ``n`` replies on the connection; an error reply is returned as its exception.
+
+    With hiredis, straight from its reader: redis-py's per-reply ``read_response`` costs ~8 us, which
+    was more than the server spends on the HSET itself.
+    """
+    parser = getattr(conn, "_parser", None)
+    reader = getattr(parser, "_reader", None)
+    if reader is None or not hasattr(parser, "read_from_socket"):
+        from redis.exceptions import ResponseError
+
+        out = []
+        for _ in range(n):
+            try:
+                out.append(conn.read_response(disconnect_on_error=True))
+            except ResponseError as e:
+                out.append(e)
+        return out
+    try:  # what redis-py's reader answers while a reply is incomplete (hiredis' own default: False)
+        from redis._parsers.hiredis import NOT_ENOUGH_DATA
+    except ImportError:
+        NOT_ENOUGH_DATA = False
+    out: list = []
+    gets = reader.gets
+    while len(out) < n:
+        reply = gets()
+        if reply is NOT_ENOUGH_DATA:
+            parser.read_from_socket()
+        else:
+            out.append(reply)
+    return out
+
+
+def _redis_round_trips(client, commands: pa.Array) -> list:
     """Send pre-packed RESP commands on one pooled connection in rounds; return every reply.
 
-    This is what ``pipeline(transaction=False)`` does, without redis-py packing each argument in Python.
-    Error replies are raised (as redis-py's pipeline does after reading all replies of the round).
+    This is what ``pipeline(transaction=False)`` does, without redis-py packing each argument in Python:
+    each round is one slice of the commands' Arrow buffer. Error replies are raised after the round
+    (as redis-py's pipeline does after reading all its replies).
     """
-    from redis.exceptions import ResponseError
-
+    commands = commands.cast(_BULK)
+    n = len(commands)
+    offsets = np.frombuffer(commands.buffers()[1], dtype=np.int64)[commands.offset:commands.offset + n + 1]
+    data = memoryview(commands.buffers()[2])
     pool = client.connection_pool
     conn = pool.get_connection()
     replies: list = []
     try:
-        for start in range(0, len(commands), _REDIS_ROUND):
-            part = commands[start:start + _REDIS_ROUND]
-            conn.send_packed_command([b"".join(part)])
-            got = []
-            error = None
-            for _ in range(len(part)):
-                try:
-                    got.append(conn.read_response(disconnect_on_error=True))
-                except ResponseError as e:  # an error reply: read the rest of the round, then raise
-                    error = error or e
-                    got.append(None)
+        for start in range(0, n, _REDIS_ROUND):
+            stop = min(n, start + _REDIS_ROUND)
+            conn.send_packed_command([data[offsets[start]:offsets[stop]]])
+            got = _read_replies(conn, stop - start)
+            error = next((r for r in got if isinstance(r, Exception)), None)
             if error is not None:
                 raise error
             replies.extend(got)
@@ -806,7 +866,7 @@ def _redis_round_trips(client, commands: list[bytes]) -> list:
 def _write_redis(batch: pd.DataFrame, spec: WriteSpec) -> int:
     """Feast's Redis layout: one hash per entity key (+ project), ``_ts:<view>`` and mmh3 field names.
 
-    Commands are packed by hand (RESP) and sent in large non-transactional rounds; the timestamp rule is
+    Commands are packed in Arrow (RESP) and sent in large non-transactional rounds; the timestamp rule is
     Feast's: an entity whose stored event timestamp is not older keeps its values.
     """
     from feast.infra.online_stores.helpers import _mmh3
@@ -814,57 +874,42 @@ def _write_redis(batch: pd.DataFrame, spec: WriteSpec) -> int:
 
     cfg = spec.repo_config
     store_cfg = cfg.online_store
-    fv = _feature_view(spec)
-    fv_name = _versioned_fv_name(fv, cfg)
-    ts_key = f"_ts:{fv_name}".encode()
-    project = cfg.project.encode("utf-8")
+    fv_name = _versioned_fv_name(_feature_view(spec), cfg)
+    ts_field = _resp(f"_ts:{fv_name}".encode())
     ek, cols = _encode_batch(batch, spec, with_text=False)
     n = len(ek)
     if n == 0:
         return 0
-    keys = [b"$%d\r\n%b%b\r\n" % (len(k) + len(project), k, project) for k in ek]
+    keys = _bulk_strings(_concat(pa.array(ek, _BULK), _literal(cfg.project.encode("utf-8"))))
     us = _utc(batch[spec.ts_col]).dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
     secs, micros = np.divmod(us, 1_000_000)
-    ts_nanos = secs * 1_000_000_000 + micros * 1000
-    ts_bytes = _timestamp_protos(secs, micros * 1000)
     client = _redis_client(spec)
     keep = np.ones(n, dtype=bool)
-    ts_field = b"$%d\r\n%b\r\n" % (len(ts_key), ts_key)
     if not store_cfg.skip_dedup:
-        prev = _redis_round_trips(client, [b"*3\r\n$5\r\nHMGET\r\n%b%b" % (k, ts_field) for k in keys])
+        stored = _redis_round_trips(client, _concat(_literal(b"*3\r\n$5\r\nHMGET\r\n"), keys, ts_field))
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        for i, p in enumerate(prev):
-            if p and p[0]:
-                t = Timestamp()
-                t.ParseFromString(p[0])
+        ts_nanos = secs * 1_000_000_000 + micros * 1000
+        for i, reply in enumerate(stored):
+            if reply and reply[0]:
+                t = Timestamp.FromString(reply[0])
                 if int(ts_nanos[i]) <= t.seconds * 1_000_000_000 + t.nanos:
                     keep[i] = False
-    fields = [b"$%d\r\n%b\r\n" % (len(fk), fk) for fk in (_mmh3(f"{fv_name}:{name}") for name in cols)]
-    per_field = [_resp_pairs(fk, cols[name][0]) for fk, name in zip(fields, cols)]
-    head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 + 2 * len(fields))
-    ts_part = _resp_pairs(ts_field, ts_bytes)
-    ttl = store_cfg.key_ttl_seconds
-    idx = np.flatnonzero(keep).tolist()
-    commands = []
-    if len(idx) == n:
-        rows = zip(keys, ts_part, *per_field)
-    else:
-        from operator import itemgetter
-
-        if not idx:
-            return 0
-        get = itemgetter(*idx) if len(idx) > 1 else (lambda xs: (xs[idx[0]],))
-        rows = zip(get(keys), get(ts_part), *[get(pf) for pf in per_field])
-    if ttl:
-        expire = b"$%d\r\n%d\r\n" % (len(str(int(ttl))), int(ttl))
-        for parts in rows:
-            commands.append(head + b"".join(parts))
-            commands.append(b"*3\r\n$6\r\nEXPIRE\r\n%b%b" % (parts[0], expire))
-    else:
-        commands = [head + b"".join(parts) for parts in rows]
+    if not keep.any():
+        return 0
+    parts = [_literal(b"*%d\r\n$4\r\nHSET\r\n" % (4 + 2 * len(cols))), keys, ts_field,
+             _bulk_strings(_timestamp_protos(secs, micros * 1000))]
+    for name, (values, _) in cols.items():
+        parts += [_resp(_mmh3(f"{fv_name}:{name}")), _bulk_strings(values)]
+    commands = _concat(*parts)
+    if not keep.all():
+        commands, keys = commands.filter(keep), keys.filter(keep)
+    if store_cfg.key_ttl_seconds:  # after every HSET of the batch: same connection, same order
+        ttl = str(int(store_cfg.key_ttl_seconds)).encode()
+        expires = _concat(_literal(b"*3\r\n$6\r\nEXPIRE\r\n"), keys, _resp(ttl))
+        commands = pa.concat_arrays([commands, expires])
     _redis_round_trips(client, commands)
-    return len(idx)
+    return int(keep.sum())
 
 
 def _timestamp_protos(secs: np.ndarray, nanos: np.ndarray) -> list[bytes]:
@@ -1040,12 +1085,14 @@ class DaskEngine(ComputeEngine):
         mapped_ts, mapped_created = mapped(ts_col), (mapped(created_col) if created_col else None)
         features = tuple((f.name, int(f.dtype.to_value_type().value)) for f in fv.features)
 
+        run_id = uuid.uuid4().hex
         read_specs = [ReadSpec(path=p, row_groups=rg, columns=tuple(source_cols),
                                rename=tuple((k, v) for k, v in field_mapping.items() if k in source_cols),
                                join_keys=tuple(join_cols), ts_col=ts_col, created_col=created_col,
                                start=task.start_time, end=task.end_time,
                                entity_keys=tuple((k, int(v.value)) for k, v in jk_types.items()),
-                               key_version=self.repo_config.entity_key_serialization_version)
+                               key_version=self.repo_config.entity_key_serialization_version,
+                               run_id=run_id)
                       for p, rg in chunks]
         empty = schema.empty_table().select(source_cols).to_pandas()
         empty[ts_col] = empty[ts_col].astype("datetime64[ns, UTC]") if not isinstance(
@@ -1067,7 +1114,8 @@ class DaskEngine(ComputeEngine):
                           join_keys=tuple((k, int(v.value)) for k, v in jk_types.items()),
                           features=features, ts_col=mapped_ts, created_col=mapped_created,
                           batch_size=cfg.write_batch_size, mode=mode, sqlite_path=sqlite_path,
-                          sqlite_table=sqlite_table, sqlite_wal=cfg.sqlite_wal, stage_dir=stage_dir)
+                          sqlite_table=sqlite_table, sqlite_wal=cfg.sqlite_wal, stage_dir=stage_dir,
+                          run_id=run_id)
 
         nparts = max(nparts, len(read_specs))
         try:
