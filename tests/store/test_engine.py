@@ -250,3 +250,20 @@ def test_redis_error_reply_fails_the_run(data, redis_srv, dask_client, tmp_path)
     client.delete(key)
     store.materialize(START, END)
     assert len(list(client.scan_iter(count=10000))) == N
+
+
+@pytest.mark.parametrize("value_type, values", [
+    (ValueType.STRING, ["a", "", "ünïcødé/?#&=\"' id", "x" * 300, "%00\x00nul"]),
+    (ValueType.INT64, np.array([0, -1, 2 ** 62, -2 ** 63, 5], dtype=np.int64)),
+])
+def test_vectorized_entity_keys_are_feasts(value_type, values):
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.type_map import python_values_to_proto_values
+
+    from imagerank.store.engine import encode_entity_keys
+
+    got = encode_entity_keys(pd.DataFrame({"k": values}), {"k": value_type}, 3)
+    protos = python_values_to_proto_values(list(values), value_type)
+    assert got == [serialize_entity_key(EntityKey(join_keys=["k"], entity_values=[v]),
+                                        entity_key_serialization_version=3) for v in protos]
