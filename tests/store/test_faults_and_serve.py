@@ -38,6 +38,33 @@ def test_worker_killed_during_write_is_retried(tmp_path, monkeypatch):
     assert _sqlite_rows(repo) == _sqlite_rows(local)
 
 
+@pytest.mark.slow
+def test_materialize_killed_while_publishing_then_rerun(tmp_path, dask_client):
+    """`feast materialize` dies after publishing its first SQLite partition: the store keeps only whole
+    batches, and a re-run completes it to exactly the local engine's rows and removes the dead run's
+    staging files."""
+    src = write_source(synthetic_frame(N, seed=6), tmp_path / "src", files=2, row_group_size=500)
+    repo = make_repo(tmp_path / "dask", src, engine="dask", engine_options={"n_workers": 2})
+    marker = tmp_path / "fault"
+    marker.write_text("publish")
+    feast = Path(sys.executable).with_name("feast")
+    proc = subprocess.run([str(feast), "-c", str(repo), "materialize", START.isoformat(), END.isoformat()],
+                          env={**os.environ, "IMAGERANK_ENGINE_FAULT": str(marker)}, capture_output=True,
+                          timeout=600)
+    assert proc.returncode == 17, proc.stderr.decode()[-2000:]
+    staging = repo / ".online.db.staging"
+    assert len(list(staging.iterdir())) == 1  # the killed run's
+    written = len({row[0] for row in _sqlite_rows(repo)})
+    assert 0 < written < N  # the first partition only, in whole transactions
+    store = FeatureStore(repo_path=str(repo))
+    assert not store.get_feature_view("synthetic").materialization_intervals
+    store.materialize(START, END)
+    local = make_repo(tmp_path / "local", src, engine="local")
+    FeatureStore(repo_path=str(local)).materialize(START, END)
+    assert _sqlite_rows(repo) == _sqlite_rows(local)
+    assert not staging.exists()
+
+
 def _free_port() -> int:
     from imagerank.store.redis_server import free_port
 

@@ -586,12 +586,12 @@ def _fault_point(stage: str) -> None:
     marker = os.environ.get("IMAGERANK_ENGINE_FAULT")
     if marker and os.path.exists(marker):
         try:
-            content = Path(marker).read_text().strip()
+            if Path(marker).read_text().strip() != stage:
+                return
             os.unlink(marker)
-        except FileNotFoundError:
+        except FileNotFoundError:  # another process took it
             return
-        if content == stage:
-            os._exit(17)
+        os._exit(17)
 
 
 def write_partition(df: pd.DataFrame, spec: WriteSpec) -> pd.DataFrame:
@@ -681,18 +681,33 @@ def _stage_sqlite(df: pd.DataFrame, spec: WriteSpec) -> str:
 
 
 def _new_stage_dir(db_path: str) -> str:
-    """A fresh staging directory beside the store (the workers write there, the driver reads). Ones left
-    by runs killed more than a day ago are removed."""
+    """A fresh staging directory beside the store (the workers write there, the driver reads), named by
+    this host and process. Ones left by killed runs are removed: those of dead processes on this host,
+    and any older than a day."""
     import shutil
+    import socket
     import tempfile
 
     root = Path(db_path).parent / f".{Path(db_path).name}.staging"
     root.mkdir(exist_ok=True)
+    host = socket.gethostname().replace("-", "_")
     for old in root.iterdir():
-        with contextlib.suppress(OSError):
-            if old.stat().st_mtime < time.time() - 86400:
+        with contextlib.suppress(OSError, ValueError):
+            _, owner_host, owner_pid, _ = old.name.split("-", 3)
+            dead = owner_host == host and not _process_alive(int(owner_pid))
+            if dead or old.stat().st_mtime < time.time() - 86400:
                 shutil.rmtree(old, ignore_errors=True)
-    return tempfile.mkdtemp(prefix="run-", dir=root)
+    return tempfile.mkdtemp(prefix=f"run-{host}-{os.getpid()}-", dir=root)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove_stage_dir(stage_dir: str) -> None:
@@ -718,6 +733,7 @@ def _publish_staged(parts: list, spec: WriteSpec) -> pd.DataFrame:
             stats["written"] = [publisher.publish(path, n) if path else 0
                                 for path, n in zip(stats["staged"], stats["entities"])]
             frames.append(stats)
+            _fault_point("publish")
     except BaseException:
         for future in parts:
             future.cancel()
