@@ -11,7 +11,7 @@ import pytest
 from feast import FeatureStore
 from feast.value_type import ValueType
 
-from imagerank.store.engine import _STAGE_FEATURES
+from imagerank.store.sqlite_writer import _STAGE_FEATURES
 
 from .conftest import FEATURES, PROJECT, T0, make_repo, synthetic_frame, write_source
 
@@ -74,7 +74,7 @@ def test_staging_dirs_of_killed_runs_are_removed(tmp_path):
     import os
     import time
 
-    from imagerank.store.engine import _new_stage_dir, _remove_stage_dir
+    from imagerank.store.sqlite_writer import _new_stage_dir, _remove_stage_dir
 
     db = tmp_path / "online.db"
     old, recent = _new_stage_dir(str(db)), _new_stage_dir(str(db))
@@ -234,7 +234,7 @@ def test_redis_error_reply_fails_the_run(data, redis_srv, dask_client, tmp_path)
     loudly; the view's interval is not recorded, so a later run writes the window again."""
     from redis.exceptions import ResponseError
 
-    from imagerank.store.engine import encode_entity_keys
+    from imagerank.store.encoding import encode_entity_keys
 
     _, df, src = data
     client = redis_srv.client()
@@ -261,7 +261,7 @@ def test_vectorized_entity_keys_are_feasts(value_type, values):
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.type_map import python_values_to_proto_values
 
-    from imagerank.store.engine import encode_entity_keys
+    from imagerank.store.encoding import encode_entity_keys
 
     got = encode_entity_keys(pd.DataFrame({"k": values}), {"k": value_type}, 3)
     protos = python_values_to_proto_values(list(values), value_type)

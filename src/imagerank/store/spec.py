@@ -1,0 +1,57 @@
+"""What a write task carries (pickled into the task graph), and what every online-store writer shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from feast import FeatureView
+from feast.value_type import ValueType
+
+from imagerank.store.encoding import encode_column
+
+
+ENTITY_KEY = "__imagerank_entity_key"
+"""Column of Feast's serialized entity key, added by the read tasks: the write tasks partition, deduplicate
+and write by it."""
+
+
+@dataclass(frozen=True)
+class WriteSpec:
+    repo_config: Any
+    feature_view_proto: bytes
+    join_keys: tuple[tuple[str, int], ...]
+    features: tuple[tuple[str, int], ...]
+    ts_col: str
+    created_col: str | None
+    batch_size: int
+    mode: str  # "sqlite" | "redis" | "generic"
+    sqlite_path: str | None
+    sqlite_table: str | None
+    sqlite_wal: bool
+    stage_dir: str | None
+    """Directory of the run's SQLite staging files (beside the store: the workers share its disk)."""
+    run_id: str
+
+
+_FV_CACHE: dict[bytes, FeatureView] = {}
+
+
+_STORE_CACHE: dict[int, Any] = {}
+
+
+def _feature_view(spec: WriteSpec) -> FeatureView:
+    fv = _FV_CACHE.get(spec.feature_view_proto)
+    if fv is None:
+        from feast.protos.feast.core.FeatureView_pb2 import FeatureView as FeatureViewProto
+
+        fv = FeatureView.from_proto(FeatureViewProto.FromString(spec.feature_view_proto))
+        _FV_CACHE[spec.feature_view_proto] = fv
+    return fv
+
+
+def _encode_batch(batch: pd.DataFrame, spec: WriteSpec, with_text: bool):
+    """(entity keys, {feature: (values, texts)})."""
+    cols = {name: encode_column(batch[name], ValueType(vt), with_text) for name, vt in spec.features}
+    return batch[ENTITY_KEY].tolist(), cols
