@@ -46,6 +46,8 @@ def generate(out_dir: str | Path, rows: int = 400, seed: int = 7, images: bool =
         (out / "images").mkdir(exist_ok=True)
         for record in records:
             render_image(out / "images" / f"{record['identifier']}.jpg", record["_quality"], rng)
+        for original, copy in zip(records[::REUPLOAD_EVERY], records[REUPLOAD_EVERY - 1::REUPLOAD_EVERY]):
+            reupload(out / "images" / f"{original['identifier']}.jpg", out / "images" / f"{copy['identifier']}.jpg")
     crawled = catalog.sample(frac=0.4, random_state=seed)  # the crawl saw 40% of the images' pages
     write_demo_warc(out / "crawl.warc.gz", demo_pages(crawled["url"].tolist(), crawled["foreign_landing_url"].tolist()))
     with gzip.open(out / "ranks-domain.txt.gz", "wt") as handle:
@@ -100,6 +102,20 @@ def _broken_rows(good: pd.Series) -> pd.DataFrame:
     bad_width = good.copy(); bad_width["identifier"] = str(uuid.uuid5(uuid.NAMESPACE_URL, "bad-width")); bad_width["width"] = "wide"
     repeated = good.copy(); repeated["title"] = good["title"] + " (re-exported)"
     return pd.DataFrame([bad_json, no_id, bad_width, repeated]).drop(columns="_quality", errors="ignore")
+
+
+REUPLOAD_EVERY = 40
+"""Every 40th image is a re-upload of another one (resized, re-encoded), as catalogs have: the visual
+near-duplicate features then have copies to find."""
+
+
+def reupload(original: Path, copy: Path) -> None:
+    """``copy`` becomes ``original`` scaled to 600 px wide and saved again at JPEG quality 70."""
+    from PIL import Image
+
+    with Image.open(original) as image:
+        height = round(image.height * 600 / image.width)
+        image.convert("RGB").resize((600, height), Image.LANCZOS).save(copy, "JPEG", quality=70)
 
 
 def render_image(path: Path, quality: float, rng: np.random.Generator, width: int = 640, height: int = 427) -> None:
