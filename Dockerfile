@@ -13,10 +13,16 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/imagerank
 WORKDIR /src
+# The pinned dependencies first (their layer is rebuilt only when the lock changes), then the project
+# without dependencies: the image runs exactly the versions in requirements.lock.
+COPY requirements.lock ./
+RUN /opt/imagerank/bin/pip install -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY pipelines ./pipelines
-RUN /opt/imagerank/bin/pip install .
+COPY feature_repo ./feature_repo
+RUN /opt/imagerank/bin/pip install --no-deps . \
+ && /opt/imagerank/bin/pip check
 
 FROM python:3.11-slim
 ENV PATH=/opt/imagerank/bin:$PATH \
@@ -27,8 +33,9 @@ ENV PATH=/opt/imagerank/bin:$PATH \
 RUN groupadd --gid 10001 imagerank \
  && useradd --uid 10001 --gid 10001 --home-dir /home/imagerank --create-home --shell /usr/sbin/nologin imagerank
 COPY --from=build /opt/imagerank /opt/imagerank
-# The Feast repository (`feast -c /feature_repo ...`); Kubernetes mounts its cluster feature_store.yaml over
-# the embedded local one.
+# The Feast repository at a fixed path (`feast -c /feature_repo ...`, IMAGERANK_FEATURE_REPO in the DaskJob's
+# runner): Kubernetes mounts the cluster's feature_store.yaml over the embedded local one. The package also
+# carries a copy (imagerank's default when nothing is configured).
 COPY feature_repo /feature_repo
 WORKDIR /home/imagerank
 USER 10001:10001

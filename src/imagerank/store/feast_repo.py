@@ -17,11 +17,24 @@ SCORES_VIEW = "image_scores"
 
 
 def default_feature_repo() -> Path:
-    """IMAGERANK_FEATURE_REPO, else the repository's ``feature_repo/`` next to the source tree, else ./feature_repo."""
+    """The Feast repository to use: $IMAGERANK_FEATURE_REPO if set, else the copy installed with the package.
+
+    The wheel carries ``feature_repo/`` as ``imagerank/feature_repo`` (pyproject.toml), so an installed
+    ``imagerank`` finds it from any directory; a source checkout (editable install) uses its top-level
+    ``feature_repo/``, the source of that copy.
+    """
     if os.environ.get("IMAGERANK_FEATURE_REPO"):
         return Path(os.environ["IMAGERANK_FEATURE_REPO"])
-    beside_source = Path(__file__).resolve().parents[3] / "feature_repo"
-    return beside_source if beside_source.is_dir() else Path.cwd() / "feature_repo"
+    from importlib.resources import files
+
+    packaged = files("imagerank") / "feature_repo"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[3] / "feature_repo"
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError(f"no Feast repository: {packaged} is not installed and {checkout} does not exist; "
+                            "set IMAGERANK_FEATURE_REPO or pass --feature-repo")
 
 
 @contextmanager
