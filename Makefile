@@ -51,17 +51,20 @@ system-deps:
 demo: setup
 	$(BIN)/imagerank demo --workdir $(WORKDIR)
 
-test: setup system-deps
+test: system-deps setup
 	$(BIN)/python -m pytest
 
-test-fast: setup system-deps
+test-fast: system-deps setup
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python -m benchmarks.$$(basename $$b .py) --quick || exit 1; done
 
-# Re-resolve the lock files from pyproject.toml (uv comes with the test tools).
-lock: setup
+# Re-resolve the lock files from pyproject.toml, with the uv version the test lock pins (not through
+# `setup`, which fails while the lock misses a dependency pyproject.toml has gained).
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$$(grep '^uv==' $(TEST_LOCK))"
 	$(BIN)/python -m uv pip compile pyproject.toml --python-version $(LOCK_PYTHON) --python-platform linux \
 	  --custom-compile-command "make lock" --quiet -o $(LOCK)
 	$(BIN)/python -m uv pip compile pyproject.toml --extra test -c $(LOCK) --python-version $(LOCK_PYTHON) \

@@ -30,8 +30,8 @@ from daskjob_runner import (FEATURE_STORE_CONFIGMAP, INPUTS_CONFIGMAP, command_l
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
+TEST_LOCK = ROOT / "requirements-test.lock"
 REDIS_PASSWORD = "wheel-test-password"
-pytestmark = pytest.mark.slow
 
 
 def run(argv: list, timeout: float = 900, **kwargs) -> subprocess.CompletedProcess:
@@ -78,6 +78,39 @@ def source_files(directory: Path) -> dict[str, bytes]:
             if p.is_file() and "__pycache__" not in p.parts}
 
 
+def lock_pins(path: Path) -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith((" ", "#", "-")):
+            name, version = line.split(";")[0].strip().split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_the_lock_files_pin_what_pyproject_asks_for():
+    """Every dependency (and test tool) of pyproject.toml is pinned, at a version its specifier allows, and
+    the test lock keeps the runtime lock's pins."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime, test = lock_pins(LOCK), lock_pins(TEST_LOCK)
+    for lock, requirements in ((runtime, project["dependencies"]),
+                               (test, project["dependencies"] + project["optional-dependencies"]["test"])):
+        for text in requirements:
+            req = Requirement(text)
+            name = canonicalize_name(req.name)
+            assert name in lock, f"{req.name} is not in the lock: run `make lock`"
+            assert req.specifier.contains(lock[name], prereleases=True), \
+                f"{text} does not allow the locked {name}=={lock[name]}: run `make lock`"
+    assert {n: v for n, v in test.items() if n in runtime} == runtime
+
+
+@pytest.mark.slow
 def test_the_installed_package_carries_the_feature_repository(venv, tmp_path):
     found = installed_paths(venv, tmp_path)
     site_packages = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
@@ -90,6 +123,7 @@ def test_the_installed_package_carries_the_feature_repository(venv, tmp_path):
     assert configured["feature_repo"] == "/feature_repo"
 
 
+@pytest.mark.slow
 def test_the_lock_satisfies_the_project(venv):
     """Every dependency pyproject.toml declares is installed at a version it allows (uv pip check)."""
     from uv import find_uv_bin
@@ -105,7 +139,7 @@ def start_redis(port: int, directory: Path) -> subprocess.Popen:
     if binary is None:
         pytest.fail("redis-server is not installed: run `make system-deps`")
     proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--requirepass", REDIS_PASSWORD,
-                             "--save", "", "--appendonly", "no", "--dir", str(directory)],
+                             "--save", "", "--appendonly", "no", "--dir", str(directory), "--loglevel", "warning"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     import redis
 
@@ -134,7 +168,9 @@ def mapped(text: str, mounts: dict[str, str]) -> str:
     return text
 
 
+@pytest.mark.slow
 def test_the_daskjob_runner_completes_from_the_installed_wheel(venv, tmp_path):
+    import redis
     from distributed import Client
     from imagerank.store.redis_server import free_port
 
@@ -178,25 +214,27 @@ def test_the_daskjob_runner_completes_from_the_installed_wheel(venv, tmp_path):
                                   {"--port": str(scheduler_port), "--dashboard-address": ":0"})
     worker_argv = with_options([mapped(a, mounts) for a in command_line(pods["worker"], pod_env("worker"))],
                                {"--nworkers": "1", "--dashboard-address": ":0"})
-    redis = start_redis(redis_port, tmp_path)
+    redis_proc = start_redis(redis_port, tmp_path)
     logs = tmp_path / "logs"
     logs.mkdir()
     daemons = []
     try:
         for name, argv in (("scheduler", scheduler_argv), ("worker", worker_argv)):
-            daemons.append(subprocess.Popen(argv, cwd=elsewhere, env=pod_env(name), stdout=subprocess.DEVNULL,
-                                            stderr=(logs / f"{name}.log").open("w")))
+            with (logs / f"{name}.log").open("w") as log:
+                daemons.append(subprocess.Popen(argv, cwd=elsewhere, env=pod_env(name), stdout=subprocess.DEVNULL,
+                                                stderr=log))
         with Client(address, timeout="60s") as client:
             client.wait_for_workers(1, timeout=180)
 
         run(command_line(pods["job"], pod_env("job")), cwd=elsewhere, env=pod_env("job"), timeout=1800)
-        (manifest_path,) = (workdir / "runs").glob("*.json")
+        (manifest_path,) = [p for p in (workdir / "runs").glob("*.json") if p.name != "in-progress.json"]
         manifest = json.loads(manifest_path.read_text())
         assert "feast: apply + materialize" in manifest["timings_s"], manifest["timings_s"]
         rec = manifest["reconciliation"]
         assert rec["score_rows"] > 0 and rec["input_rows"] == rec["score_rows"] + rec["rejected_rows"], rec
 
-        # The scores are served from Redis through the same configuration.
+        # Materialized into the Redis of the cluster's feature_store.yaml, and served from it.
+        assert redis.Redis(port=redis_port, password=REDIS_PASSWORD).dbsize() > 0
         scores = pd.read_parquet(workdir / "scores").set_index("image_id")
         ids = list(scores.index[:5])
         lookup = subprocess.run(["imagerank", "lookup", "--workdir", str(workdir), *ids], cwd=elsewhere,
@@ -214,5 +252,5 @@ def test_the_daskjob_runner_completes_from_the_installed_wheel(venv, tmp_path):
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        redis.terminate()
-        redis.wait(timeout=30)
+        redis_proc.terminate()
+        redis_proc.wait(timeout=30)
