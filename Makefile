@@ -40,11 +40,11 @@ system-deps:
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
 	  echo "make system-deps: missing$$missing; install with:" >&2; \
-	  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends$$missing" >&2; \
+	  echo "  sudo apt-get update && sudo apt-get install -y$$missing" >&2; \
 	  exit 1; \
 	fi; \
 	echo "make system-deps: installing$$missing (apt-get)" >&2; \
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	missing=""; $(SYSTEM_DEPS_CHECK); \
 	if [ -n "$$missing" ]; then echo "make system-deps: still missing after apt-get install:$$missing" >&2; exit 1; fi
 
