@@ -32,6 +32,7 @@ from imagerank.cluster import show_progress
 from imagerank.io import atomic_path
 
 ROWS_PER_PARTITION = 250_000  # rows per de-duplicated catalog partition (and file)
+STAGED_PARTITION_BYTES = 64 << 20  # validated rows read back for the shuffle in partitions of about this size
 
 
 def run_ingest(client: Client, catalog_files: list[str], workdir: str | Path, *, block_bytes: int = BLOCK_BYTES,
@@ -78,7 +79,7 @@ def _deduplicate(client: Client, staging: Path, n_good: int, rows_per_partition:
     if n_good == 0:
         write_parquet(empty_frame(CATALOG_SCHEMA), catalog_dir / "part.000000.parquet", CATALOG_SCHEMA)
         return []
-    good = dd.read_parquet(str(staging), split_row_groups="infer")
+    good = dd.read_parquet(str(staging), split_row_groups="infer", blocksize=STAGED_PARTITION_BYTES)
     partitions = max(1, math.ceil(n_good / rows_per_partition))
     shuffled = good.shuffle(on="image_id", npartitions=partitions)
     tasks = [dask.delayed(write_deduplicated)(part, i, str(catalog_dir), str(rejects_dir))
