@@ -37,7 +37,11 @@ STAGED_PARTITION_BYTES = 64 << 20  # validated rows read back for the shuffle in
 
 def run_ingest(client: Client, catalog_files: list[str], workdir: str | Path, *, block_bytes: int = BLOCK_BYTES,
                rows_per_partition: int = ROWS_PER_PARTITION) -> dict:
-    """Read, validate and de-duplicate every catalog file; returns the reconciliation counts."""
+    """Read, validate and de-duplicate every catalog file; returns the reconciliation counts.
+
+    ``block_bytes`` sizes the byte ranges plain text is split into; ``rows_per_partition`` the
+    de-duplicated partitions (the largest piece of data one task holds after the shuffle).
+    """
     files = expand_catalog_paths([str(f) for f in catalog_files])
     check_catalog_files(files)
     workdir = Path(workdir)

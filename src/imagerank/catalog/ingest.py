@@ -192,7 +192,7 @@ def record_cuts(path: str, delimiter: str, skip: int, block_bytes: int) -> tuple
             openers = q[(np.arange(len(q)) + quotes) % 2 == 0]
             if len(openers):
                 before = np.where(openers > 0, a[np.maximum(openers - 1, 0)], last_byte)
-                previous_quote = np.full(len(openers), last_quote + 0, dtype=np.int64)
+                previous_quote = np.full(len(openers), last_quote, dtype=np.int64)
                 index = np.searchsorted(q, openers)
                 has_previous = index > 0
                 previous_quote[has_previous] = q[index[has_previous] - 1] + offset
