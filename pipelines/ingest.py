@@ -1,43 +1,177 @@
-"""Dask job: catalog files -> ``W/catalog/`` (valid, typed, de-duplicated) and ``W/rejects/``."""
+"""Dask job: catalog files -> ``W/catalog/`` (valid, typed, de-duplicated) and ``W/rejects/``.
+
+Two passes, nothing held in cluster memory between them: (1) one task per block (a byte range of plain
+text, a Parquet row group, a whole compressed file) reads, validates and writes its good rows to a
+staging dataset and its rejects to ``rejects/``; (2) the staged rows are shuffled on ``image_id`` and
+each partition, de-duplicated (the last input row wins), is written to ``catalog/``. The counts come from
+the Parquet footers of what was written; the driver holds only the block list and per-block counts.
+"""
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import sys
+import uuid
+from collections import Counter
 from pathlib import Path
 
 import dask
 import dask.dataframe as dd
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from distributed import Client
 
-from imagerank.catalog.ingest import RAW_META, check_catalog_files, expand_catalog_paths, good_rows, mark_duplicates, read_raw, reason_kind, rejected_rows, validate_rows
-from imagerank.catalog.schema import CATALOG_SCHEMA, REJECTS_SCHEMA
-from imagerank.cluster import persist
-from imagerank.io import write_ddf
+from imagerank.catalog.ingest import (BLOCK_BYTES, Block, check_catalog_files, expand_catalog_paths, good_rows,
+                                      mark_duplicates, plan_file, raw_batches, reason_kind, rejected_rows,
+                                      validate_rows)
+from imagerank.catalog.schema import CATALOG_SCHEMA, REJECTS_SCHEMA, empty_frame
+from imagerank.cluster import show_progress
+from imagerank.io import atomic_path
 
-ROWS_PER_PARTITION = 250_000
+ROWS_PER_PARTITION = 250_000  # rows per de-duplicated catalog partition (and file)
+STAGED_PARTITION_BYTES = 64 << 20  # validated rows read back for the shuffle in partitions of about this size
 
 
-def run_ingest(client: Client, catalog_files: list[str], workdir: str | Path) -> dict:
-    """Read, validate and de-duplicate every catalog file; returns the reconciliation counts."""
+def run_ingest(client: Client, catalog_files: list[str], workdir: str | Path, *, block_bytes: int = BLOCK_BYTES,
+               rows_per_partition: int = ROWS_PER_PARTITION) -> dict:
+    """Read, validate and de-duplicate every catalog file; returns the reconciliation counts.
+
+    ``block_bytes`` sizes the byte ranges plain text is split into; ``rows_per_partition`` the
+    de-duplicated partitions (the largest piece of data one task holds after the shuffle).
+    """
     files = expand_catalog_paths([str(f) for f in catalog_files])
     check_catalog_files(files)
     workdir = Path(workdir)
-    raw = dd.from_delayed([dask.delayed(read_raw)(f, i) for i, f in enumerate(files)], meta=RAW_META,
-                          verify_meta=False)
-    checked = persist(client, raw.map_partitions(validate_rows, meta=validate_rows(RAW_META)), "ingest: validate")
-    n_input = int(checked.map_partitions(len).sum().compute())
-    good = checked.map_partitions(good_rows, meta=good_rows(checked._meta))
-    n_good = int(good.map_partitions(len).sum().compute())
-    partitions = max(1, math.ceil(n_good / ROWS_PER_PARTITION))
-    marked = good.shuffle(on="image_id", npartitions=partitions)
-    marked = persist(client, marked.map_partitions(mark_duplicates, meta=mark_duplicates(good._meta)),
-                     "ingest: de-duplicate")
-    catalog = marked.map_partitions(good_rows, meta=good._meta)
-    rejects = dd.concat([checked.map_partitions(rejected_rows, meta=rejected_rows(checked._meta)),
-                         marked.map_partitions(rejected_rows, meta=rejected_rows(checked._meta))])
-    write_ddf(catalog, workdir / "catalog", schema=CATALOG_SCHEMA)
-    write_ddf(rejects, workdir / "rejects", schema=REJECTS_SCHEMA)
-    by_reason = rejects["reason"].map(reason_kind, meta=("reason", "object")).value_counts().compute().to_dict()
-    n_catalog = int(catalog.map_partitions(len).sum().compute())
-    return {"input_rows": n_input, "catalog_rows": n_catalog, "rejected_rows": n_input - n_catalog,
-            "rejects_by_reason": {str(k): int(v) for k, v in by_reason.items()}, "files": files}
+    staging = workdir / f".ingest-staging-{uuid.uuid4().hex[:8]}"
+    try:
+        with atomic_path(workdir / "rejects") as rejects_dir, atomic_path(workdir / "catalog") as catalog_dir:
+            rejects_dir.mkdir(parents=True)
+            catalog_dir.mkdir(parents=True)
+            staging.mkdir(parents=True)
+            plans = _run(client, [dask.delayed(plan_file)(f, i, block_bytes) for i, f in enumerate(files)],
+                         "ingest: plan blocks")
+            blocks = [block for plan in plans for block in plan]
+            read = _run(client, [dask.delayed(ingest_block)(b, str(staging), str(rejects_dir)) for b in blocks],
+                        "ingest: read + validate")
+            n_good = sum(r["good_rows"] for r in read)
+            dedup = _deduplicate(client, staging, n_good, rows_per_partition, catalog_dir, rejects_dir)
+            if not any(rejects_dir.glob("*.parquet")):
+                write_parquet(empty_frame(REJECTS_SCHEMA), rejects_dir / "part.empty.parquet", REJECTS_SCHEMA)
+            by_reason = Counter()
+            for counts in read + dedup:
+                by_reason.update(counts["rejects_by_reason"])
+            n_staged = parquet_rows(staging)
+            n_catalog = parquet_rows(catalog_dir)
+            n_rejected = parquet_rows(rejects_dir)
+            n_input = n_staged + sum(r["rejected_rows"] for r in read)
+            if n_input != n_catalog + n_rejected or n_staged != n_good:
+                raise RuntimeError(f"ingest lost rows: {n_input} read, {n_catalog} catalog + {n_rejected} rejects "
+                                   f"written ({n_staged} of {n_good} validated rows staged)")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"input_rows": n_input, "catalog_rows": n_catalog, "rejected_rows": n_rejected,
+            "rejects_by_reason": {str(k): int(v) for k, v in sorted(by_reason.items())}, "files": files,
+            "blocks": len(blocks)}
+
+
+def _deduplicate(client: Client, staging: Path, n_good: int, rows_per_partition: int, catalog_dir: Path,
+                 rejects_dir: Path) -> list[dict]:
+    """Shuffle the staged rows on image_id and write each partition's winners and superseded rows."""
+    if n_good == 0:
+        write_parquet(empty_frame(CATALOG_SCHEMA), catalog_dir / "part.000000.parquet", CATALOG_SCHEMA)
+        return []
+    good = dd.read_parquet(str(staging), split_row_groups="infer", blocksize=STAGED_PARTITION_BYTES)
+    partitions = max(1, math.ceil(n_good / rows_per_partition))
+    shuffled = good.shuffle(on="image_id", npartitions=partitions)
+    tasks = [dask.delayed(write_deduplicated)(part, i, str(catalog_dir), str(rejects_dir))
+             for i, part in enumerate(shuffled.to_delayed())]
+    return _run(client, tasks, "ingest: de-duplicate")
+
+
+def _run(client: Client, tasks: list, label: str) -> list:
+    """Compute small results (counts, block lists) on the cluster, with a progress bar on a terminal."""
+    if not tasks:
+        return []
+    futures = client.compute(tasks)
+    if show_progress():
+        from distributed import progress
+
+        print(f"[imagerank] {label}", file=sys.stderr)
+        progress(futures)
+        print(file=sys.stderr)
+    return client.gather(futures)
+
+
+# --------------------------------------------------------------------------------------------------
+# Task functions: each reads and writes its own files and returns only counts.
+
+def ingest_block(block: Block, staging_dir: str, rejects_dir: str) -> dict:
+    """Validate one block batch by batch: good rows to the staging dataset, rejects to ``rejects/``."""
+    name = f"{block.file_index:06d}-{block.block_index:06d}"
+    counts = {"good_rows": 0, "rejected_rows": 0, "rejects_by_reason": Counter()}
+    with BatchWriter(Path(staging_dir) / f"part.{name}.parquet", CATALOG_SCHEMA) as good_out, \
+            BatchWriter(Path(rejects_dir) / f"part.ingest-{name}.parquet", REJECTS_SCHEMA) as rejects_out:
+        for raw in raw_batches(block):
+            checked = validate_rows(raw)
+            good, bad = good_rows(checked), rejected_rows(checked)
+            good_out.write(good)
+            rejects_out.write(bad)
+            counts["good_rows"] += len(good)
+            counts["rejected_rows"] += len(bad)
+            counts["rejects_by_reason"].update(bad["reason"].map(reason_kind))
+    counts["rejects_by_reason"] = dict(counts["rejects_by_reason"])
+    return counts
+
+
+def write_deduplicated(rows: pd.DataFrame, index: int, catalog_dir: str, rejects_dir: str) -> dict:
+    """One shuffled partition (every row of its image_ids): winners to ``catalog/``, the rest to ``rejects/``."""
+    marked = mark_duplicates(rows)
+    write_parquet(good_rows(marked), Path(catalog_dir) / f"part.{index:06d}.parquet", CATALOG_SCHEMA)
+    superseded = rejected_rows(marked)
+    if len(superseded):
+        write_parquet(superseded, Path(rejects_dir) / f"part.duplicates-{index:06d}.parquet", REJECTS_SCHEMA)
+    return {"rejects_by_reason": dict(Counter(superseded["reason"].map(reason_kind)))}
+
+
+class BatchWriter:
+    """A Parquet file written one batch (row group) at a time; created only if a batch has rows, and
+    moved into place only when complete (a retried task overwrites, never half-writes)."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path, self.schema, self.writer = Path(path), schema, None
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if not len(frame):
+            return
+        table = pa.Table.from_pandas(frame[self.schema.names], schema=self.schema, preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, table.schema)
+        self.writer.write_table(table)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *_):
+        if self.writer is not None:
+            self.writer.close()
+            if kind is None:
+                os.replace(self.tmp, self.path)
+            else:
+                self.tmp.unlink(missing_ok=True)
+        return False
+
+
+def write_parquet(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
+    with BatchWriter(path, schema) as out:
+        out.write(frame)
+    if not path.exists():  # no rows: still a file, so that the dataset has a schema
+        pq.write_table(pa.Table.from_pandas(empty_frame(schema), schema=schema, preserve_index=False), path)
+
+
+def parquet_rows(directory: Path) -> int:
+    """Rows of a Parquet dataset directory, from its files' footers (no data is read)."""
+    return sum(pq.read_metadata(path).num_rows for path in Path(directory).glob("*.parquet"))

@@ -129,3 +129,38 @@ def test_a_directory_stands_for_the_catalog_files_inside(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CatalogError, match="holds no .csv"):
         expand_catalog_paths([str(tmp_path / "empty")])
+
+
+@pytest.mark.slow
+def test_ingest_job_in_many_blocks_keeps_rows_numbers_and_last_wins(tmp_path, dask_client):
+    """Small blocks and partitions: a duplicate in a later block and a later file still wins, every reject
+    names its file and exact row, and the counts (from the written files' footers) reconcile."""
+    rows = [row(title=f'line one, "{i}"\nline two') for i in range(120)]
+    rows[50] = row(width="wide")  # data row 51
+    rows[90] = dict(rows[10], title="later in the same file")  # row 91 supersedes row 11
+    big = write_csv(tmp_path / "big.csv", rows)
+    later = rows[20] | {"title": "from the next file"}
+    with gzip.open(tmp_path / "next.csv.gz", "wt") as handle:
+        pd.DataFrame([row(), later, row(url="")], columns=HEADER).to_csv(handle, index=False)
+
+    counts = run_ingest(dask_client, [big, str(tmp_path / "next.csv.gz")], tmp_path / "w", block_bytes=2_000,
+                        rows_per_partition=40)
+
+    assert counts["blocks"] > 10
+    catalog = pd.read_parquet(tmp_path / "w" / "catalog")
+    rejects = pd.read_parquet(tmp_path / "w" / "rejects")
+    assert counts["input_rows"] == 123 == len(catalog) + len(rejects)
+    assert counts["catalog_rows"] == len(catalog) == 119 and counts["rejected_rows"] == len(rejects) == 4
+    assert catalog["image_id"].is_unique
+    titles = catalog.set_index("image_id")["title"]
+    assert titles[rows[10]["identifier"]] == "later in the same file"
+    assert titles[rows[20]["identifier"]] == "from the next file"
+    assert titles[rows[5]["identifier"]] == 'line one, "5"\nline two'
+    found = {(r.source_file.rsplit("/", 1)[-1], r.source_row, r.reason.split(":")[0]) for r in rejects.itertuples()}
+    assert found == {("big.csv", 51, "width is not a number"), ("big.csv", 11, "duplicate identifier"),
+                     ("big.csv", 21, "duplicate identifier"), ("next.csv.gz", 3, "missing url")}
+    assert counts["rejects_by_reason"] == {"duplicate identifier": 2, "missing url": 1, "width is not a number": 1}
+    superseded = rejects.loc[rejects["source_row"] == 21, "reason"].iloc[0]
+    assert superseded.endswith("next.csv.gz row 2")
+    assert len(list((tmp_path / "w" / "catalog").glob("*.parquet"))) == 4  # ceil(121 validated / 40)
+    assert not list((tmp_path / "w").glob(".ingest-staging-*"))

@@ -1,18 +1,20 @@
 """Reading and validating catalog files: every input row becomes a typed catalog row or a reject with a reason.
 
 Catalog files are Openverse ``image`` table exports as CSV, TSV (optionally gzip-compressed) or Parquet.
-Everything is read as text first so that a malformed value is reported, not silently coerced.
+Everything is read as text first so that a malformed value is reported, not silently coerced, and in
+blocks of bounded size so that a file of many gigabytes costs a worker no more memory than a small one.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
 import io
 import json
 import math
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -90,144 +92,436 @@ RAW_META = pd.DataFrame({
     "raw": pd.Series(dtype="object"),
 })
 
+# --------------------------------------------------------------------------------------------------
+# Reading in blocks. A file is planned into blocks (byte ranges of plain text that start at a record
+# boundary, Parquet row groups, or a whole compressed file), and each block is read as a stream of
+# bounded record batches: memory per task depends on these sizes, never on the size of the file.
 
-def read_raw(path: str, file_index: int) -> pd.DataFrame:
-    """All rows of one file as text (columns of :data:`RAW_META`), undelimitable rows carrying a reason.
+BLOCK_BYTES = 64 << 20  # plain CSV/TSV is split into byte ranges of about this size
+PARSE_BLOCK_BYTES = 16 << 20  # pyarrow's parse block: the batch size, and the largest record that can be read
+PARQUET_BATCH_ROWS = 20_000
+SCAN_CHUNK_BYTES = 8 << 20  # the boundary scan reads this much at a time
+ROW_ORDER_BITS = 40  # input_order = file index << 40 | row number: "last wins" follows files, then rows
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst")
 
-    Never raises on bad content: a file that cannot be parsed at all (corrupt Parquet, a CSV pyarrow
-    refuses) becomes one reject row ``unreadable file: ...``; a compressed file cut short keeps the rows
-    before the cut and adds one ``truncated file: ...`` reject holding the incomplete last line.
+
+@dataclass(frozen=True)
+class Block:
+    """One task's share of a catalog file; ``first_row`` data rows of the file come before it."""
+
+    path: str
+    file_index: int
+    block_index: int
+    kind: str  # "text", "parquet" or "unreadable"
+    first_row: int = 0
+    start: int = 0  # byte range of a text block; end None: to the end of the (decompressed) file
+    end: int | None = None
+    delimiter: str = ","
+    names: tuple[str, ...] | None = None  # column names when the block starts after the header line
+    row_group: int | None = None
+    reason: str | None = None
+
+
+def plan_file(path: str, file_index: int, block_bytes: int = BLOCK_BYTES) -> list[Block]:
+    """The blocks of one file; never raises on bad content (an unreadable file is one ``unreadable`` block).
+
+    Plain text is split only where the quote-aware scan proves a record boundary; compressed text, UTF-16
+    and files whose quoting the scan cannot follow stay one block that is streamed from the start.
     """
+    path = str(path)
     fmt = catalog_format(path)
-    broken: list[dict] = []
     try:
         if Path(path).stat().st_size == 0:
-            table = None
-        elif fmt == "parquet":
-            table = pq.read_table(path)
-        else:
-            table = _read_text_table(path, "," if fmt == "csv" else "\t", broken)
+            return []
+        if fmt == "parquet":
+            meta = pq.read_metadata(path)
+            blocks, first = [], 0
+            for group in range(meta.num_row_groups):
+                blocks.append(Block(path, file_index, group, "parquet", first_row=first, row_group=group))
+                first += meta.row_group(group).num_rows
+            return blocks
+        delimiter = "," if fmt == "csv" else "\t"
+        whole = [Block(path, file_index, 0, "text", delimiter=delimiter)]
+        if path.lower().endswith(COMPRESSED_SUFFIXES):
+            return whole
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return whole
+        skip = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
+        cuts = record_cuts(path, delimiter, skip, block_bytes)
+        if cuts is None:
+            return whole
+        header_end, starts = cuts
+        names = tuple(_probe_names(Block(path, file_index, 0, "text", end=header_end, delimiter=delimiter)) or ())
+        if not names:
+            return whole
+        ends = [s for s, _ in starts[1:]] + [None]
+        return [Block(path, file_index, i, "text", first_row=rows, start=s, end=e, delimiter=delimiter, names=names)
+                for i, ((s, rows), e) in enumerate(zip(starts, ends))]
     except Exception as exc:  # noqa: BLE001 - a broken file is reported as a reject, the run goes on
-        table = None
-        broken = [{"reason": f"unreadable file: {type(exc).__name__}: {exc}"[:RAW_TEXT_CHARS], "raw": None}]
-    frame = _table_to_text_frame(table)
-    n = len(frame)
-    frame["source_file"] = path
-    frame["source_row"] = pd.array(np.arange(1, n + 1), dtype="Int64")
-    frame["input_order"] = np.arange(n, dtype="int64") + (file_index << 40)
-    frame["reason"] = None
-    frame["raw"] = None
-    if broken:
-        bad = pd.DataFrame(broken)
-        bad["source_file"] = path
-        bad["source_row"] = pd.array([pd.NA] * len(bad), dtype="Int64")
-        bad["input_order"] = np.arange(len(bad), dtype="int64") + (file_index << 40) + (1 << 39)
-        frame = pd.concat([frame, bad], ignore_index=True)
+        return [Block(path, file_index, 0, "unreadable", reason=_unreadable(exc))]
+
+
+def record_cuts(path: str, delimiter: str, skip: int, block_bytes: int) -> tuple[int, list[tuple[int, int]]] | None:
+    """Where blocks of about ``block_bytes`` may start: ``(header end, [(offset, data rows before), ...])``.
+
+    A newline ends a record when an even number of quotes precede it. That parity rule is exactly how
+    pyarrow (and Python's csv) read a file only when every quote that opens a quoted section stands at the
+    start of a field (or right after a closing quote: an escaped ``""``); the scan checks that for every
+    quote and gives up (None) otherwise, or on a lone CR line end, or when the file has no data line.
+    Records are counted as pyarrow counts them: blank lines are not records. Memory: one scan chunk.
+    """
+    quote, newline, cr, sep = ord('"'), ord("\n"), ord("\r"), ord(delimiter)
+    quotes = 0  # quotes seen before the current chunk
+    last_quote = -2  # absolute position of the last quote seen
+    last_byte = -1  # byte before the current chunk (-1: start of the file, a field start)
+    last_end = skip - 1  # absolute position of the last record-ending newline
+    cr_at_chunk_end = False
+    records = 0  # non-blank records ended so far, the header included
+    header_end = None
+    starts: list[tuple[int, int]] = []
+    offset = skip
+    with open(path, "rb") as handle:
+        handle.seek(skip)
+        while chunk := handle.read(SCAN_CHUNK_BYTES):
+            a = np.frombuffer(chunk, dtype=np.uint8)
+            if cr_at_chunk_end and a[0] != newline:
+                return None
+            q = np.flatnonzero(a == quote)
+            openers = q[(np.arange(len(q)) + quotes) % 2 == 0]
+            if len(openers):
+                before = np.where(openers > 0, a[np.maximum(openers - 1, 0)], last_byte)
+                previous_quote = np.full(len(openers), last_quote, dtype=np.int64)
+                index = np.searchsorted(q, openers)
+                has_previous = index > 0
+                previous_quote[has_previous] = q[index[has_previous] - 1] + offset
+                field_start = (before == sep) | (before == newline) | (before == cr) | (before == -1)
+                escaped = previous_quote == openers + offset - 1
+                if not (field_start | escaped).all():
+                    return None
+            outside = lambda positions: (np.searchsorted(q, positions) + quotes) % 2 == 0  # noqa: E731
+            crs = np.flatnonzero(a == cr)
+            crs = crs[outside(crs)]
+            inner = crs[crs + 1 < len(a)]
+            if len(inner) and (a[inner + 1] != newline).any():
+                return None
+            cr_at_chunk_end = bool(len(crs)) and crs[-1] == len(a) - 1
+            ends = np.flatnonzero(a == newline)
+            ends = ends[outside(ends)]
+            if len(ends):
+                absolute = ends + offset
+                previous = np.concatenate([[last_end], absolute[:-1]])
+                length = absolute - previous - 1
+                byte_before = np.where(ends > 0, a[np.maximum(ends - 1, 0)], last_byte)
+                blank = (length == 0) | ((length == 1) & (byte_before == cr))
+                counted = records + np.cumsum(~blank)
+                if header_end is None and counted[-1] > 0:
+                    first = int(np.argmax(counted > 0))
+                    header_end = int(absolute[first]) + 1
+                    starts.append((header_end, 0))
+                while header_end is not None:
+                    target = starts[-1][0] + block_bytes - 1
+                    at = int(np.searchsorted(absolute, target))
+                    if at >= len(absolute):
+                        break
+                    starts.append((int(absolute[at]) + 1, int(counted[at]) - 1))
+                records = int(counted[-1])
+                last_end = int(absolute[-1])
+            if len(q):
+                last_quote = int(q[-1]) + offset
+            quotes += len(q)
+            last_byte = int(a[-1])
+            offset += len(a)
+    if header_end is None or header_end >= offset:
+        return None
+    if starts[-1][0] >= offset:  # the last cut fell at the very end of the file
+        starts.pop()
+    return header_end, starts
+
+
+def raw_batches(block: Block) -> Iterator[pd.DataFrame]:
+    """The rows of one block as text frames (columns of :data:`RAW_META`) of bounded size.
+
+    Never raises on bad content: rows pyarrow cannot delimit are ``malformed line`` rejects that keep
+    their row number; a file or block that cannot be parsed further ends with one ``unreadable file``
+    reject; a compressed file cut short keeps the rows before the cut and adds one ``truncated file``
+    reject holding the incomplete last line.
+    """
+    if block.kind == "unreadable":
+        yield _file_reject(block, block.reason)
+    elif block.kind == "parquet":
+        yield from _parquet_batches(block)
+    else:
+        yield from _text_batches(block)
+
+
+def read_raw(path: str, file_index: int, block_bytes: int = BLOCK_BYTES) -> pd.DataFrame:
+    """All rows of one file as one text frame: for small files, tests and benchmarks (the job reads blocks)."""
+    frames = [frame for block in plan_file(path, file_index, block_bytes) for frame in raw_batches(block)]
+    return pd.concat([RAW_META, *frames], ignore_index=True).astype(RAW_META.dtypes.to_dict()) if frames else RAW_META.copy()
+
+
+def _parquet_batches(block: Block) -> Iterator[pd.DataFrame]:
+    done = 0
+    try:
+        batches = pq.ParquetFile(block.path).iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[block.row_group],
+                                                          use_threads=False)
+        for batch in batches:
+            frame = _table_to_text_frame(pa.Table.from_batches([batch]))
+            rows = np.arange(block.first_row + done + 1, block.first_row + done + len(frame) + 1)
+            done += len(frame)
+            yield _numbered(frame, block, rows)
+    except Exception as exc:  # noqa: BLE001
+        yield _file_reject(block, f"unreadable row group {block.row_group}: {_unreadable(exc)}")
+
+
+def _text_batches(block: Block) -> Iterator[pd.DataFrame]:
+    ended_early: list[tuple[str, str]] = []  # (why, incomplete last line) when a compressed stream is cut
+    try:
+        names = list(block.names) if block.names else _probe_names(block)
+    except Exception as exc:  # noqa: BLE001
+        yield _file_reject(block, _unreadable(exc))
+        return
+    if not names:  # nothing but blank text: no rows; still report a cut stream
+        for _ in _utf8_chunks(block, ended_early):
+            pass
+    else:
+        yield from _parse_text(block, names, ended_early)
+    for why, tail in ended_early:
+        yield _file_reject(block, f"truncated file: {why}", raw=tail)
+
+
+def _parse_text(block: Block, names: list[str], ended_early: list) -> Iterator[pd.DataFrame]:
+    has_header = block.names is None
+    invalid: list[dict] = []
+
+    def on_invalid(row) -> str:
+        number = row.number - (1 if has_header else 0) if row.number > 0 else None
+        invalid.append({"number": number, "raw": (row.text or "")[:RAW_TEXT_CHARS],
+                        "reason": f"malformed line: data row {block.first_row + number if number else '?'} has "
+                                  f"{row.actual_columns} fields, expected {row.expected_columns}"})
+        return "skip"
+
+    read = pacsv.ReadOptions(use_threads=False, block_size=PARSE_BLOCK_BYTES,
+                             column_names=None if has_header else names)
+    parse = pacsv.ParseOptions(delimiter=block.delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
+    convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in names},
+                                   strings_can_be_null=False, quoted_strings_can_be_null=False)
+    numbering = _RowNumbers()
+    try:
+        reader = pacsv.open_csv(pa.PythonFile(_ByteStream(_utf8_chunks(block, ended_early)), mode="r"),
+                                read_options=read, parse_options=parse, convert_options=convert)
+        for batch in reader:
+            numbering.skip([bad["number"] for bad in invalid])
+            yield from _invalid_frames(block, invalid)
+            frame = _table_to_text_frame(pa.Table.from_batches([batch]))
+            yield _numbered(frame, block, block.first_row + numbering.take(len(frame)))
+    except Exception as exc:  # noqa: BLE001 - the rest of the block is one reject, the rows before it stay
+        yield from _invalid_frames(block, invalid)
+        yield _file_reject(block, _unreadable(exc))
+        return
+    yield from _invalid_frames(block, invalid)
+
+
+class _RowNumbers:
+    """Row numbers within a block for the rows pyarrow returns, skipping those it reported as malformed."""
+
+    def __init__(self):
+        self.next = 1
+        self.taken: list[int] = []  # malformed rows' numbers not yet passed
+
+    def skip(self, numbers: list[int | None]) -> None:
+        self.taken = sorted({*self.taken, *(n for n in numbers if n is not None and n >= self.next)})
+
+    def take(self, count: int) -> np.ndarray:
+        candidates = np.arange(self.next, self.next + count + len(self.taken), dtype=np.int64)
+        chosen = candidates[~np.isin(candidates, self.taken)][:count]
+        if count:
+            self.next = int(chosen[-1]) + 1
+            self.taken = [n for n in self.taken if n >= self.next]
+        return chosen
+
+
+def _invalid_frames(block: Block, invalid: list[dict]) -> Iterator[pd.DataFrame]:
+    if not invalid:
+        return
+    bad = pd.DataFrame(invalid)
+    invalid.clear()
+    rows = bad["number"].map(lambda n: block.first_row + n if n is not None and not pd.isna(n) else None)
+    frame = pd.DataFrame({"reason": bad["reason"], "raw": bad["raw"]})
+    yield _numbered(frame, block, rows.to_numpy(dtype=object), keep_reason=True)
+
+
+def _numbered(frame: pd.DataFrame, block: Block, rows, keep_reason: bool = False) -> pd.DataFrame:
+    """Attach file, row number and input order; rows without a number (they could not be delimited) order last."""
+    frame["source_file"] = block.path
+    numbers = pd.array(rows, dtype="Int64")
+    frame["source_row"] = numbers
+    order = numbers.to_numpy(dtype="int64", na_value=1 << (ROW_ORDER_BITS - 1))
+    frame["input_order"] = order + (block.file_index << ROW_ORDER_BITS)
+    if not keep_reason:
+        frame["reason"] = None
+        frame["raw"] = None
     for column in RAW_META.columns:
         if column not in frame:
             frame[column] = None
     return frame[RAW_META.columns].astype(RAW_META.dtypes.to_dict())
 
 
-def _read_text_table(path: str, delimiter: str, broken: list[dict]) -> pa.Table | None:
-    def on_invalid(row) -> str:
-        broken.append({"reason": f"malformed line: line {row.number} has {row.actual_columns} fields, "
-                                 f"expected {row.expected_columns}",
-                       "raw": (row.text or "")[:RAW_TEXT_CHARS]})
-        return "skip"
+def _file_reject(block: Block, reason: str, raw: str | None = None) -> pd.DataFrame:
+    """One reject for what could not be read as rows (no row number: it could not be delimited)."""
+    frame = pd.DataFrame({"reason": [reason[:RAW_TEXT_CHARS]], "raw": [None if raw is None else raw[:RAW_TEXT_CHARS]]})
+    return _numbered(frame, block, [None], keep_reason=True)
 
-    data, text, problem = _text_bytes(path)
-    if problem:
-        tail = text[text.rfind("\n") + 1:] if "\n" in text else text
-        text = text[: len(text) - len(tail)]
-        data = text.encode("utf-8")
-        broken.append({"reason": f"truncated file: {problem}"[:RAW_TEXT_CHARS], "raw": tail[:RAW_TEXT_CHARS]})
-    names = _header(text, delimiter)
-    del text
-    if not names:
-        return None
-    read = pacsv.ReadOptions(use_threads=False, block_size=1 << 24)
-    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
-    convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in names},
-                                   strings_can_be_null=False, quoted_strings_can_be_null=False)
+
+def _unreadable(exc: Exception) -> str:
+    return f"unreadable file: {type(exc).__name__}: {exc}"[:RAW_TEXT_CHARS]
+
+
+def _probe_names(block: Block) -> list[str]:
+    """Header names of a text block that starts at the beginning of its file ([] for blank text)."""
+    read = pacsv.ReadOptions(use_threads=False, block_size=PARSE_BLOCK_BYTES)
+    parse = pacsv.ParseOptions(delimiter=block.delimiter, newlines_in_values=True,
+                               invalid_row_handler=lambda row: "skip")
     try:
-        return pacsv.read_csv(pa.BufferReader(data), read_options=read, parse_options=parse,
-                              convert_options=convert)
+        reader = pacsv.open_csv(pa.PythonFile(_ByteStream(_utf8_chunks(block, [])), mode="r"),
+                                read_options=read, parse_options=parse)
     except pa.ArrowInvalid as exc:
-        raise CatalogError(f"{path}: cannot be parsed as {delimiter!r}-separated text: {exc}") from exc
+        if "Empty CSV file" in str(exc):
+            return []
+        raise CatalogError(f"{block.path}: cannot be parsed as {block.delimiter!r}-separated text: {exc}") from exc
+    names = list(reader.schema.names)
+    reader.close()
+    return names
 
 
-def _text_bytes(path: str) -> tuple[bytes, str, str | None]:
-    """UTF-8 bytes and text of a (possibly compressed) text file, and why it ended early (None: it did not).
+class _ByteStream(io.RawIOBase):
+    """A readable file over an iterator of byte chunks, for pyarrow's streaming CSV reader."""
 
-    A UTF-8 BOM is dropped, UTF-16 (with BOM) is decoded, other undecodable bytes become U+FFFD, so that
-    pyarrow always sees valid UTF-8 and a bad byte costs one value, not the file.
+    def __init__(self, chunks: Iterator[bytes]):
+        self.chunks = chunks
+        self.buffer = bytearray()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self.buffer) < size:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                break
+            self.buffer += chunk
+        size = len(self.buffer) if size < 0 else min(size, len(self.buffer))
+        out = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return out
+
+    def readinto(self, target) -> int:
+        data = self.read(len(target))
+        target[:len(data)] = data
+        return len(data)
+
+
+def _utf8_chunks(block: Block, ended_early: list) -> Iterator[bytes]:
+    """The block's bytes as valid UTF-8: a UTF-8 BOM dropped, UTF-16 (with BOM) decoded, other undecodable
+    bytes as U+FFFD, so that pyarrow always sees UTF-8 and a bad byte costs one value, not the file.
+
+    Blocks of plain text start after a newline, which never falls inside a UTF-8 sequence: decoding a
+    block alone gives the same text as decoding the whole file. A compressed stream that ends early
+    appends (why, incomplete last line) to ``ended_early`` and holds that line back from the parser.
     """
-    chunks: list[bytes] = []
-    problem = _read_decompressed(str(path), chunks)
-    data = b"".join(chunks)
-    del chunks
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[3:]
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        text = data.decode("utf-16", "replace")
-        return text.encode("utf-8"), text, problem
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", "replace")
-        data = text.encode("utf-8")
-    return data, text, problem
+    compressed = block.path.lower().endswith(COMPRESSED_SUFFIXES)
+    problem: list[str] = []
+    source = _decompressed_chunks(block.path, problem) if compressed else _byte_range(block.path, block.start, block.end)
+    decoder = None
+    held = b""
+    for chunk in _at_least(source, 3):
+        if decoder is None:
+            encoding = "utf-8"
+            if block.start == 0 and chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                encoding = "utf-16"
+            elif block.start == 0 and chunk.startswith(codecs.BOM_UTF8):
+                chunk = chunk[len(codecs.BOM_UTF8):]
+            decoder = codecs.getincrementaldecoder(encoding)("replace")
+        data = held + decoder.decode(chunk).encode("utf-8")
+        if compressed:  # hold the last, maybe incomplete, line until the stream goes on
+            cut = data.rfind(b"\n") + 1
+            data, held = data[:cut], data[cut:]
+        if data:
+            yield data
+    tail = held + (decoder.decode(b"", final=True).encode("utf-8") if decoder else b"")
+    if problem:
+        ended_early.append((problem[0], tail.decode("utf-8", "replace")))
+    elif tail:
+        yield tail
 
 
-def _read_decompressed(path: str, chunks: list[bytes]) -> str | None:
-    """Append the (decompressed) bytes of ``path`` to ``chunks``; a cut or corrupt stream keeps what came
-    before and returns why it stopped (None when the whole file was read)."""
+def _at_least(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """The same bytes, the first chunk holding at least ``size`` of them (for looking at a BOM)."""
+    head, started = b"", False
+    for chunk in chunks:
+        if not started:
+            head += chunk
+            if len(head) < size:
+                continue
+            chunk, head, started = head, b"", True
+        yield chunk
+    if head:
+        yield head
+
+
+def _byte_range(path: str, start: int, end: int | None) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        left = None if end is None else end - start
+        while left is None or left > 0:
+            chunk = handle.read(1 << 20 if left is None else min(1 << 20, left))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
+
+
+def _decompressed_chunks(path: str, problem: list[str]) -> Iterator[bytes]:
+    """The decompressed bytes of ``path``; a cut or corrupt stream ends after what came before the damage
+    and appends why to ``problem``. Concatenated gzip members and bz2 streams are read one after another."""
     import bz2
     import zlib
 
     lower = path.lower()
-    factory = (lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)) if lower.endswith(".gz") else \
-        bz2.BZ2Decompressor if lower.endswith(".bz2") else None
+    factory = (lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)) if lower.endswith(".gz") else bz2.BZ2Decompressor
     try:
         if lower.endswith(".zst"):
             with pa.input_stream(path, compression="zstd") as stream:
                 while chunk := stream.read(1 << 20):
-                    chunks.append(chunk)
-            return None
+                    yield chunk
+            return
         with open(path, "rb") as handle:
-            if factory is None:
-                while chunk := handle.read(1 << 24):
-                    chunks.append(chunk)
-                return None
             decoder = factory()
             while block := handle.read(1 << 20):
                 while block:
-                    chunks.append(decoder.decompress(block))
+                    yield decoder.decompress(block)
                     block = decoder.unused_data if decoder.eof else b""
                     if block:  # a concatenated member starts here
                         decoder = factory()
         if not decoder.eof:
-            return "compressed stream ends before its end marker"
+            problem.append("compressed stream ends before its end marker")
     except (OSError, EOFError, ValueError, zlib.error, pa.ArrowException) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def _header(text: str, delimiter: str) -> list[str]:
-    first = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
-    return [name.strip().lstrip("\ufeff") for name in first]
+        problem.append(f"{type(exc).__name__}: {exc}")
 
 
 def _table_to_text_frame(table: pa.Table | None) -> pd.DataFrame:
-    if table is None:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in RAW_META.columns[:-5]})
     columns = {}
     for name in table.column_names:
         clean = name.strip().lstrip("\ufeff")
-        values = table[name].to_pylist()
-        columns[clean] = [_as_text(v) for v in values]
-    return pd.DataFrame(columns)
+        column = table[name]
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            columns[clean] = column.to_pandas(types_mapper=None).astype(object).to_numpy()
+        else:
+            columns[clean] = [_as_text(v) for v in column.to_pylist()]
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
 
 
 def _as_text(value) -> str | None:
