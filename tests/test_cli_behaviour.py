@@ -134,6 +134,7 @@ def test_single_stages_check_their_inputs_before_a_cluster_starts(tmp_path):
         (["features", "metadata"], "catalog does not exist: run `imagerank ingest` first"),
         (["graph", "extract", str(tmp_path / "missing.warc.gz")], "no such crawl file"),
         (["train"], "catalog does not exist"),
+        (["materialize"], "scores does not exist: run `imagerank recalculate`"),
     ]:
         done = imagerank(*argv, "--workdir", str(workdir))
         assert done.returncode == 1 and message in done.stderr, (argv, done.stderr)

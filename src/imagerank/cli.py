@@ -371,6 +371,7 @@ def cmd_score(args) -> int:
 def cmd_materialize(args) -> int:
     from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
 
+    require_dataset(args.workdir, "scores", "run `imagerank recalculate` (or `imagerank score`) first")
     print(json.dumps(apply_and_materialize(args.feature_repo or default_feature_repo(), args.workdir,
                                            scheduler=getattr(args, "scheduler", None)), indent=2))
     return 0
