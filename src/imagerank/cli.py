@@ -285,9 +285,9 @@ def require_dataset(workdir: Path, name: str, how: str) -> None:
 
 def cmd_features(args) -> int:
     from imagerank.cluster import dask_client
+    from imagerank.inputs import check_image_template, check_local_files
     from imagerank.popularity import StandardizationConfig
     from pipelines import features
-    from imagerank.inputs import check_image_template, check_local_files
 
     require_dataset(args.workdir, "catalog", "run `imagerank ingest` first")
     if args.family in ("pixels", "exif"):
@@ -322,14 +322,12 @@ def cmd_features(args) -> int:
 
 def cmd_graph(args) -> int:
     from imagerank.cluster import dask_client
-    from pipelines.graph import run_extract, run_graph
     from imagerank.inputs import check_local_files
+    from pipelines.graph import run_extract, run_graph
 
     if args.action in ("extract", "both") and not args.crawl:
         raise ValueError(f"graph {args.action} needs at least one WARC/WAT file")
     args.crawl = check_local_files("crawl", args.crawl)
-    if args.action == "build":
-        require_dataset(args.workdir, "graph/edges", "run `imagerank graph extract` first")
     with dask_client(args.scheduler) as client:
         if args.action == "extract":
             result = run_extract(client, args.workdir, args.crawl)
