@@ -195,7 +195,7 @@ def test_a_local_cluster_picks_a_free_dashboard_port_quietly(ingested):
     _, done = ingested
     assert "already in use" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith(DASHBOARD_LINE)]
-    assert len(lines) == 1 and "http://" in lines[0]
+    assert len(lines) == 1 and "http://127.0.0.1:" in lines[0]  # loopback only
     assert "8787" not in lines[0]
 
 

@@ -65,9 +65,10 @@ def dask_client(scheduler: str | None = None, *, n_workers: int | None = None,
         return
     n_workers = n_workers or max(1, os.cpu_count() or 1)
     silence = {"silence_logs": 40} if quiet else {}
-    # ":0": the OS picks a free port, so a second cluster on the machine gets no "Port 8787 is already in use"
+    # port 0: the OS picks a free port, so a second cluster on the machine gets no "Port 8787 is already in use";
+    # on loopback, like the scheduler (Dask's default would serve its status pages on every interface)
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      memory_limit=memory_limit, dashboard_address=":0", **silence) as cluster:
+                      memory_limit=memory_limit, dashboard_address="127.0.0.1:0", **silence) as cluster:
         with Client(cluster) as client:
             say_dashboard(client)
             yield client
