@@ -155,9 +155,9 @@ def _write_together(client, frames: dict[str, dd.DataFrame], targets: dict[str, 
             return totals
         futures = client.compute([*writes, errors])
         if show:
-            from distributed import progress
+            from imagerank.cluster import progress_bar
 
-            progress(futures)
+            progress_bar(futures, "features: images")
         return client.gather(futures)[-1]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -20,6 +20,7 @@ from imagerank.cluster import dask_client
 from imagerank.features.metadata import RELATIVE_TO_RUN
 from imagerank.features.registry import load_features
 from imagerank.io import row_digest, write_json
+from imagerank.inputs import InputError, absolute_location, check_run_inputs
 from imagerank.runs import RunState, file_fingerprint, last_finished_run, package_versions, run_key, workdir_lock
 from imagerank.popularity import StandardizationConfig
 from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
@@ -79,10 +80,43 @@ class Stages:
 
 
 def run_inputs(options: RecalculateOptions) -> dict:
-    """Fingerprints of everything a run reads (image bytes are named by their template, not hashed)."""
-    files = expand_catalog_paths([str(c) for c in options.catalog])
-    return {"catalog": [file_fingerprint(f) for f in files], "crawl": [file_fingerprint(f) for f in options.crawl],
-            "ranks": [file_fingerprint(f) for f in options.ranks], "images": options.images}
+    """Fingerprints of everything a run reads (image bytes are named by their template, not hashed).
+
+    Local paths are recorded absolute, so the manifest (and the report's thumbnails, read through the
+    image template) stays valid from any directory; URLs are recorded as given and not fingerprinted.
+    """
+    files = expand_catalog_paths([absolute_location(c) for c in options.catalog])
+    return {"catalog": [file_fingerprint(f) for f in files], "crawl": [_fingerprint(f) for f in options.crawl],
+            "ranks": [_fingerprint(f) for f in options.ranks],
+            "images": absolute_location(options.images) if options.images else options.images}
+
+
+def _fingerprint(location: str) -> dict:
+    location = absolute_location(location)
+    return {"path": location, "remote": True} if "://" in location else file_fingerprint(location)
+
+
+def checked_options(options: RecalculateOptions) -> RecalculateOptions:
+    """The options with local inputs made absolute, once every input exists and every parameter is in range.
+
+    Runs before anything is written: a mistyped path or parameter leaves no work directory, lock or cluster
+    behind (see :mod:`imagerank.inputs`).
+    """
+    workdir = Path(options.workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise InputError(f"work directory {workdir} exists and is not a directory")
+    inputs = check_run_inputs(options.catalog, options.crawl, options.ranks, options.images,
+                              bool(options.image_limits.get("allow_remote")))
+    for name in ("max_bytes", "max_pixels", "timeout_s"):
+        value = options.image_limits.get(name)
+        if value is not None and not value > 0:
+            raise InputError(f"image limit {name} must be positive, not {value!r}")
+    percentile = options.standardization.percentile
+    if not 0 < percentile < 1:
+        raise InputError(f"the standardization percentile must lie strictly between 0 and 1, not {percentile!r}")
+    if options.retrain not in RETRAIN_POLICIES:
+        raise InputError(f"retrain must be one of {', '.join(RETRAIN_POLICIES)}, not {options.retrain!r}")
+    return replace(options, **inputs)
 
 
 def run_parameters(options: RecalculateOptions) -> dict:
@@ -92,6 +126,7 @@ def run_parameters(options: RecalculateOptions) -> dict:
 
 def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
     """Run (or resume) the whole process on a work directory; returns the run manifest."""
+    options = checked_options(options)
     workdir = Path(options.workdir)
     with workdir_lock(workdir):
         inputs, parameters = run_inputs(options), run_parameters(options)

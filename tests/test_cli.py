@@ -1,4 +1,4 @@
-"""The command line: every command explains itself; errors are one line on stderr and a non-zero exit."""
+"""The command line: every command explains itself; errors are one line on stderr and exit 1 (usage errors 2)."""
 
 import subprocess
 import sys
@@ -26,13 +26,13 @@ def test_unknown_format_is_a_clear_error(tmp_path):
     bad.write_text("not a catalog")
     done = subprocess.run([sys.executable, "-m", "imagerank.cli", "ingest", str(bad), "--workdir", str(tmp_path / "w")],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert "unknown catalog format '.xlsx'" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
 
 
 def test_lookup_without_a_store_says_what_to_do(tmp_path, capsys):
-    assert main(["lookup", "--workdir", str(tmp_path), "some-id"]) == 2
+    assert main(["lookup", "--workdir", str(tmp_path), "some-id"]) == 1
     assert "run `imagerank recalculate`" in capsys.readouterr().err
-    assert main(["lookup", "--workdir", str(tmp_path)]) == 2
+    assert main(["lookup", "--workdir", str(tmp_path)]) == 1
     assert "no image ids given" in capsys.readouterr().err

@@ -4,11 +4,62 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+from imagerank import __version__
+
 DEFAULT_WORKDIR = "imagerank-data"
+
+
+# argparse types: a value out of range is a usage error (exit 2) before anything starts
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (a percentile, a damping factor)."""
+    value = _finite(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, not {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _whole(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
 
 
 def _workdir(parser: argparse.ArgumentParser) -> None:
@@ -28,10 +79,10 @@ def _feature_repo(parser: argparse.ArgumentParser) -> None:
 
 def _image_limits(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("image limits (bad or hostile files become feature rows with an error code)")
-    group.add_argument("--max-image-bytes", type=int, default=None, help="refuse larger files (default 50 MiB)")
-    group.add_argument("--max-image-pixels", type=int, default=None,
+    group.add_argument("--max-image-bytes", type=positive_int, default=None, help="refuse larger files (default 50 MiB)")
+    group.add_argument("--max-image-pixels", type=positive_int, default=None,
                        help="refuse images whose header declares more pixels, before decoding (default 100 M)")
-    group.add_argument("--image-timeout", type=float, default=None, help="per-image time budget in seconds (default 20)")
+    group.add_argument("--image-timeout", type=positive_float, default=None, help="per-image time budget in seconds (default 20)")
     group.add_argument("--allow-remote-images", action="store_true",
                        help="allow http(s)/ftp image templates (off: nothing is fetched from the web by default)")
     group.add_argument("--recompute-images", action="store_true",
@@ -51,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "recalculated on a Dask cluster and served through Feast.",
         epilog="Start with `imagerank recalculate --catalog FILE --workdir W`, then `imagerank lookup --workdir W ID`.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("recalculate", help="run the whole process: ingest, features, train, score, materialize",
@@ -63,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crawl", nargs="+", default=[], metavar="FILE", help="WARC/WAT files for link evidence")
     p.add_argument("--ranks", nargs="+", default=[], metavar="FILE",
                    help="Common Crawl host/domain ranks files (tab-separated, gzip)")
-    p.add_argument("--percentile", type=float, default=0.85,
+    p.add_argument("--percentile", type=fraction, default=0.85,
                    help="percentile r of the popularity standardization (Openverse uses 0.85)")
     p.add_argument("--no-materialize", action="store_true", help="stop after writing W/scores/")
     _image_limits(p)
@@ -87,10 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("family", choices=["metadata", "popularity", "domains", "pixels", "exif", "links", "visual"])
     _workdir(p)
     p.add_argument("--ranks", nargs="+", default=[], metavar="FILE", help="ranks files (domains family)")
-    p.add_argument("--percentile", type=float, default=0.85, help="standardization percentile (popularity family)")
+    p.add_argument("--percentile", type=fraction, default=0.85, help="standardization percentile (popularity family)")
     p.add_argument("--images", metavar="TEMPLATE", help="image folder or fsspec URL template (pixels, exif)")
     _image_limits(p)
-    p.add_argument("--phash-threshold", type=int, default=None,
+    p.add_argument("--phash-threshold", type=non_negative_int, default=None,
                    help="near-duplicate Hamming distance of 64-bit perceptual hashes (visual; default 10)")
     _scheduler(p)
 
@@ -100,9 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["extract", "build", "both"])
     p.add_argument("crawl", nargs="*", metavar="CRAWL", help="WARC or WAT files (extract, both)")
     _workdir(p)
-    p.add_argument("--damping", type=float, default=0.85, help="PageRank damping factor (default 0.85)")
-    p.add_argument("--tol", type=float, default=1e-10, help="PageRank L1 convergence tolerance (default 1e-10)")
-    p.add_argument("--max-iter", type=int, default=200, help="PageRank iteration cap (default 200)")
+    p.add_argument("--damping", type=fraction, default=0.85, help="PageRank damping factor (default 0.85)")
+    p.add_argument("--tol", type=positive_float, default=1e-10, help="PageRank L1 convergence tolerance (default 1e-10)")
+    p.add_argument("--max-iter", type=positive_int, default=200, help="PageRank iteration cap (default 200)")
     _scheduler(p)
 
     p = sub.add_parser("train", help="train the ensemble on the features into W/models/<version>/")
@@ -139,9 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the HTML here instead of W/report/index.html")
     p.add_argument("--text", action="store_true", help="print a plain-text summary instead of writing HTML")
     p.add_argument("--no-thumbnails", action="store_true", help="do not embed image thumbnails")
-    p.add_argument("--importance-rows", type=int, default=400, metavar="N",
+    p.add_argument("--importance-rows", type=non_negative_int, default=400, metavar="N",
                    help="labelled rows sampled for permutation importance (default 400)")
-    p.add_argument("--oof-rows", type=int, default=0, metavar="N",
+    p.add_argument("--oof-rows", type=non_negative_int, default=0, metavar="N",
                    help="when the model card stores no out-of-fold predictions, refit the saved estimator on up to N "
                         "labelled rows (5 creator-grouped folds) for the observed-vs-predicted scatter (default 0: "
                         "no refits)")
@@ -156,18 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image_id", metavar="ID")
     _workdir(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--top", type=int, default=10, metavar="N", help="features to show per model (default 10)")
+    p.add_argument("--top", type=non_negative_int, default=10, metavar="N", help="features to show per model (default 10)")
     p.add_argument("--no-contributions", action="store_true",
                    help="skip the per-feature contributions (no model is loaded)")
 
     p = sub.add_parser("demo", help="generate the embedded sample catalog, recalculate it, and show lookups")
     _workdir(p)
-    p.add_argument("--rows", type=int, default=400, help="rows of the generated catalog (default 400)")
+    p.add_argument("--rows", type=positive_int, default=400, help="rows of the generated catalog (default 400)")
     _scheduler(p)
+
+    for command in sub.choices.values():  # `imagerank runs --debug` as well as `imagerank --debug runs`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show full tracebacks on errors")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 on success, 1 when the command fails, 2 for a usage error (argparse), 130 when interrupted."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -179,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"imagerank {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return 1
 
 
 def _now():
@@ -189,6 +246,10 @@ def _now():
 
 
 def cmd_recalculate(args) -> int:
+    from imagerank.inputs import check_run_inputs
+
+    # fail fast on a typo, before the pipeline's heavy imports (recalculate checks again, for library callers)
+    check_run_inputs(args.catalog, args.crawl, args.ranks, args.images, args.allow_remote_images)
     from imagerank.popularity import StandardizationConfig
     from pipelines.recalculate import RecalculateOptions, recalculate
 
@@ -207,18 +268,33 @@ def cmd_recalculate(args) -> int:
 
 def cmd_ingest(args) -> int:
     from imagerank.cluster import dask_client
+    from imagerank.inputs import check_catalog
     from pipelines.ingest import run_ingest
 
+    catalog = check_catalog(args.catalog)  # before a cluster starts or anything is written
     with dask_client(args.scheduler) as client:
-        print(json.dumps(run_ingest(client, args.catalog, args.workdir), indent=2))
+        print(json.dumps(run_ingest(client, catalog, args.workdir), indent=2))
     return 0
+
+
+def require_dataset(workdir: Path, name: str, how: str) -> None:
+    """A stage's input dataset must exist before a cluster is started for it."""
+    if not (Path(workdir) / name).exists():
+        raise FileNotFoundError(f"{Path(workdir) / name} does not exist: {how}")
 
 
 def cmd_features(args) -> int:
     from imagerank.cluster import dask_client
+    from imagerank.inputs import check_image_template, check_local_files
     from imagerank.popularity import StandardizationConfig
     from pipelines import features
 
+    require_dataset(args.workdir, "catalog", "run `imagerank ingest` first")
+    if args.family in ("pixels", "exif"):
+        if not args.images:
+            raise ValueError(f"the {args.family} features need --images (a folder or URL template)")
+        args.images = check_image_template(args.images, bool(args.allow_remote_images))
+    args.ranks = check_local_files("ranks", args.ranks)
     now = _now()
     with dask_client(args.scheduler) as client:
         if args.family == "metadata":
@@ -230,8 +306,6 @@ def cmd_features(args) -> int:
         elif args.family in ("pixels", "exif"):
             from pipelines.images import run_image_features
 
-            if not args.images:
-                raise ValueError(f"the {args.family} features need --images (a folder or URL template)")
             result = run_image_features(client, args.workdir, args.images, (args.family,), event_timestamp=now,
                                         reuse=not args.recompute_images, **image_limits(args))
         elif args.family == "links":
@@ -248,10 +322,12 @@ def cmd_features(args) -> int:
 
 def cmd_graph(args) -> int:
     from imagerank.cluster import dask_client
+    from imagerank.inputs import check_local_files
     from pipelines.graph import run_extract, run_graph
 
     if args.action in ("extract", "both") and not args.crawl:
         raise ValueError(f"graph {args.action} needs at least one WARC/WAT file")
+    args.crawl = check_local_files("crawl", args.crawl)
     with dask_client(args.scheduler) as client:
         if args.action == "extract":
             result = run_extract(client, args.workdir, args.crawl)
@@ -267,6 +343,7 @@ def cmd_train(args) -> int:
     from pipelines.train import run_train
 
     version = args.model_version or _now().strftime("%Y%m%dT%H%M%SZ")
+    require_dataset(args.workdir, "catalog", "run `imagerank ingest` and `imagerank features` first")
     with dask_client(args.scheduler) as client:
         print(json.dumps(run_train(client, args.workdir, version), indent=2, default=str))
     return 0
@@ -292,6 +369,7 @@ def cmd_score(args) -> int:
 def cmd_materialize(args) -> int:
     from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
 
+    require_dataset(args.workdir, "scores", "run `imagerank recalculate` (or `imagerank score`) first")
     print(json.dumps(apply_and_materialize(args.feature_repo or default_feature_repo(), args.workdir,
                                            scheduler=getattr(args, "scheduler", None)), indent=2))
     return 0
@@ -321,7 +399,14 @@ def cmd_lookup(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    for path in sorted(p for p in (Path(args.workdir) / "runs").glob("*.json") if p.name != "in-progress.json"):
+    if not Path(args.workdir).is_dir():
+        raise FileNotFoundError(f"no work directory {args.workdir}")
+    if not (Path(args.workdir) / "runs").is_dir():
+        raise FileNotFoundError(f"{args.workdir} holds no runs: run `imagerank recalculate --workdir {args.workdir}` first")
+    paths = sorted(p for p in (Path(args.workdir) / "runs").glob("*.json") if p.name != "in-progress.json")
+    if not paths:
+        print(f"imagerank runs: no finished run in {args.workdir} yet", file=sys.stderr)
+    for path in paths:
         run = json.loads(path.read_text())
         rec = run.get("reconciliation", {})
         print(f"{run['run_id']}  input={rec.get('input_rows')} scored={rec.get('score_rows')} "

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Iterator
 
 from distributed import Client, LocalCluster
@@ -59,20 +60,42 @@ def dask_client(scheduler: str | None = None, *, n_workers: int | None = None,
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
         with Client(address) as client:
+            say_dashboard(client)
             yield client
         return
     n_workers = n_workers or max(1, os.cpu_count() or 1)
     silence = {"silence_logs": 40} if quiet else {}
+    # port 0: the OS picks a free port, so a second cluster on the machine gets no "Port 8787 is already in use";
+    # on loopback, like the scheduler (Dask's default would serve its status pages on every interface)
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      memory_limit=memory_limit, dashboard_address=None, **silence) as cluster:
+                      memory_limit=memory_limit, dashboard_address="127.0.0.1:0", **silence) as cluster:
         with Client(cluster) as client:
+            say_dashboard(client)
             yield client
+
+
+def dashboard_link(client: Client) -> str | None:
+    """Where to watch the cluster: Dask's dashboard, or its plain status pages when bokeh is not installed."""
+    try:
+        link = client.dashboard_link
+    except Exception:  # noqa: BLE001 - a scheduler without an HTTP server has no link to show
+        return None
+    if not link:
+        return None
+    if importlib.util.find_spec("bokeh") is None:
+        return link.rsplit("/", 1)[0] + "/info/main/workers.html (the full dashboard needs bokeh>=3.1)"
+    return link
+
+
+def say_dashboard(client: Client) -> None:
+    """One line on stderr, once per cluster connection: stdout carries results only."""
+    link = dashboard_link(client)
+    if link:
+        print(f"[imagerank] Dask dashboard: {link}", file=sys.stderr, flush=True)
 
 
 def show_progress() -> bool:
     """Progress bars on an interactive terminal, or when IMAGERANK_PROGRESS=1 (e.g. in job logs)."""
-    import sys
-
     flag = os.environ.get("IMAGERANK_PROGRESS")
     return flag == "1" if flag is not None else sys.stderr.isatty()
 
@@ -80,12 +103,23 @@ def show_progress() -> bool:
 def persist(client: Client, collection, label: str):
     """Persist a Dask collection on the cluster, with a progress bar for long stages."""
     persisted = client.persist(collection)
-    if show_progress():
-        import sys
-
-        from distributed import progress
-
-        print(f"[imagerank] {label}", file=sys.stderr)
-        progress(persisted)
-        print(file=sys.stderr)
+    progress_bar(persisted, label)
     return persisted
+
+
+def progress_bar(futures, label: str | None = None) -> None:
+    """Wait for ``futures`` (or a persisted collection) behind Dask's text progress bar, drawn on stderr.
+
+    Dask's bar writes to stdout, which carries a command's results (``imagerank features ... | jq``):
+    it is redirected for as long as the bar runs. Without progress (see :func:`show_progress`) nothing is
+    drawn and nothing waits.
+    """
+    if not show_progress():
+        return
+    from distributed import progress
+
+    if label:
+        print(f"[imagerank] {label}", file=sys.stderr, flush=True)
+    with redirect_stdout(sys.stderr):
+        progress(futures)
+    print(file=sys.stderr, flush=True)

@@ -264,20 +264,20 @@ def format_text(result: dict) -> str:
             lines.append(f"  model: {model.get('note')}")
     domain = result["authority"].get("domain") or {}
     if domain:
-        lines += ["", "DOMAIN"] + [f"  {k}: {_short(v)}" for k, v in domain.items()]
+        lines += ["", "DOMAIN"] + [f"  {k}: {_whole(v)}" for k, v in domain.items()]
     links = result["authority"].get("links") or {}
     lines += ["", "LINK EVIDENCE"]
     if not links.get("available"):
         lines.append(f"  {links.get('note')}")
     else:
-        lines += [f"  {k}: {_short(v)}" for k, v in links.items() if k not in ("available", "embedding_pages")]
+        lines += [f"  {k}: {_whole(v)}" for k, v in links.items() if k not in ("available", "embedding_pages")]
         lines += [f"  embedded on {p}" for p in links.get("embedding_pages", [])]
     dup = result.get("duplicates") or {}
     lines += ["", "NEAR-DUPLICATE COPIES"]
     if not dup.get("available"):
         lines.append(f"  {dup.get('note')}")
     else:
-        lines += [f"  {k}: {_short(v)}" for k, v in dup.items() if k not in ("available", "copies")]
+        lines += [f"  {k}: {_whole(v)}" for k, v in dup.items() if k not in ("available", "copies")]
         for copy in dup.get("copies", []):
             lines.append(f"  - {copy['image_id']}  distance {copy['hamming_distance']}  {copy.get('provider', '')}  "
                          f"{copy.get('title', '') or ''}")
@@ -314,6 +314,13 @@ def _num(value: Any) -> float | None:
 
 
 def _short(value: Any) -> str:
+    """A value cut to fit a 14-character table column."""
+    text = _whole(value)
+    return text if len(text) <= 14 else text[:13] + "…"
+
+
+def _whole(value: Any) -> str:
+    """A value for a `key: value` line, never cut: host names and URLs must stay readable."""
     if value is None:
         return "–"
     if isinstance(value, bool):
@@ -322,5 +329,4 @@ def _short(value: Any) -> str:
         if not math.isfinite(value):
             return "–"
         return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
-    text = str(value).replace("\n", " ")
-    return text if len(text) <= 14 else text[:13] + "…"
+    return str(value).replace("\n", " ")
