@@ -251,9 +251,10 @@ def _substrings(h: np.ndarray, index: SubstringIndex) -> list[np.ndarray]:
     return [(h >> np.uint64(s)) & np.uint64((1 << w) - 1) for s, w in zip(index.shifts, index.widths)]
 
 
-def index_keys(frame: pd.DataFrame, index: SubstringIndex) -> pd.DataFrame:
+def index_keys(frame: pd.DataFrame, index: SubstringIndex, combos: list[int] | None = None) -> pd.DataFrame:
     """One row per (image, combination): ``band_key`` = combination id above bit 40, the combination's
-    substrings concatenated below. ``frame``: node_id, phash (nulls dropped). Pure."""
+    substrings concatenated below. ``frame``: node_id, phash (nulls dropped). ``combos``: only these
+    combination ids (their buckets are independent: one process can work through them one at a time). Pure."""
     f = frame[frame["phash"].notna()]
     if f.empty:
         return BAND_META.copy()
@@ -262,7 +263,8 @@ def index_keys(frame: pd.DataFrame, index: SubstringIndex) -> pd.DataFrame:
     subs = _substrings(ph.view(np.uint64), index)
     widths = index.widths
     out = []
-    for c, combo in enumerate(index.combos):
+    for c in range(index.keys_per_image) if combos is None else combos:
+        combo = index.combos[c]
         value = np.zeros(len(ph), dtype=np.uint64)
         for j in combo:
             value = (value << np.uint64(widths[j])) | subs[j]
