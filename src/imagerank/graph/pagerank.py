@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -249,25 +250,28 @@ def _tile_matrix(tile: pd.DataFrame, height: int, width: int, out_w: np.ndarray)
     return sp.coo_matrix((values, (tile["row"].to_numpy(np.int64), col)), shape=(height, width)).tocsr()
 
 
-def _product(m: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
-    return m @ x
-
-
 def _dangling_mass(x: np.ndarray, out_w: np.ndarray) -> float:
     return float(x[out_w <= 0].sum())
 
 
-def _combine(x, p, q, damping, dangling_parts, *partials):
-    """One block of ``x' = d (M x + D q) + (1 - d) p`` and its L1 change."""
+def _row_step(x, p, q, damping, dangling_parts, mats, xs):
+    """Block i of ``x' = d (M x + D q) + (1 - d) p`` from its row of tiles, and its L1 change."""
     y = np.zeros_like(x)
-    for part in partials:
-        y += part
+    for m, xj in zip(mats, xs):
+        y += m @ xj
     y *= damping
     total = float(sum(dangling_parts))
     if total:
         y += damping * total * q
     y += (1.0 - damping) * p
     return y, float(np.abs(y - x).sum())
+
+
+def _error_sum(*steps) -> float:
+    return float(sum(step[1] for step in steps))
+
+
+CHECK_LAG = 4  # iterations queued ahead of the convergence check: the driver never waits on a round trip
 
 
 def pagerank_blocked(client, edges, n: int, *, damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200,
@@ -323,22 +327,31 @@ def pagerank_blocked(client, edges, n: int, *, damping: float = 0.85, tol: float
             for k in present}
     wait(list(mats.values()))
     del part_f, parts, tiles
+    rows = {i: [k for k in present if k // nb == i] for i in range(nb)}
     x = list(p_f)
     history: list[float] = []
-    err, it = np.inf, 0
-    for it in range(1, max_iter + 1):
+    pending: deque = deque()
+    err, it, result = np.inf, 0, x
+    for step in range(1, max_iter + 1):
         dmass = [client.submit(_dangling_mass, x[j], out_w[j]) for j in range(nb)]
-        new = []
-        for i in range(nb):
-            partials = [client.submit(_product, mats[k], x[k % nb]) for k in present if k // nb == i]
-            new.append(client.submit(_combine, x[i], p_f[i], q_f[i], damping, dmass, *partials))
-        x = [client.submit(_pick, r, 0) for r in new]
-        err = float(sum(client.gather([client.submit(_pick, r, 1) for r in new])))
-        history.append(err)
-        if progress is not None:
-            progress(it, err)
+        steps = [client.submit(_row_step, x[i], p_f[i], q_f[i], damping, dmass, [mats[k] for k in rows[i]],
+                               [x[k % nb] for k in rows[i]]) for i in range(nb)]
+        x = [client.submit(_pick, st, 0) for st in steps]
+        pending.append((step, client.submit(_error_sum, *steps), x))
+        if len(pending) <= CHECK_LAG and step < max_iter:
+            continue
+        while pending:
+            it, err_f, result = pending.popleft()
+            err = float(err_f.result())
+            history.append(err)
+            if progress is not None:
+                progress(it, err)
+            if err < n * tol or len(pending) < CHECK_LAG and step < max_iter:
+                break
         if err < n * tol:
             break
+    pending.clear()
+    x = result
     converged = err < n * tol
     seconds = time.perf_counter() - t0
     edges_total = int(sum(lengths))
