@@ -28,13 +28,14 @@ import time
 import numpy as np
 import pandas as pd
 
-from imagerank.graph.pagerank import PageRankResult, map_node_slices, pagerank, pagerank_blocked
+from imagerank.graph.pagerank import (PageRankResult, map_node_slices, pagerank, pagerank_blocked,
+                                      transition_matrix)
 from imagerank.urls import host_of, registered_domain
 
 log = logging.getLogger(__name__)
 
 # Above this many edges PageRank runs blocked on the workers (``pagerank_blocked``) instead of on the driver:
-# the in-memory path peaks at ~28 bytes per edge on the driver (``benchmarks.bench_pagerank``), ~8.4 GB here.
+# the in-memory path peaks at ~31 bytes per edge on the driver (``benchmarks.bench_pagerank``), ~9.3 GB here.
 DRIVER_PAGERANK_MAX_EDGES = 300_000_000
 
 PAGES_META = pd.DataFrame({
@@ -117,8 +118,12 @@ def _rank(joined, n: int, client, blocked: bool | None, label: str, **kwargs):
         return res, [res.scores, res.in_degree, res.out_degree], n_edges
     src, dst = _edge_ids(joined, lengths, n, client)
     del joined
-    res = pagerank(src, dst, n, progress=_progress_logger(label), **kwargs)
-    return res, [res.scores, np.bincount(dst, minlength=n), np.bincount(src, minlength=n)], n_edges
+    matrix = transition_matrix(src, dst, n)
+    degrees = [np.bincount(dst, minlength=n), np.bincount(src, minlength=n)]
+    del src, dst  # the iteration holds the CSR only (~12 bytes per edge)
+    none = np.zeros(0, np.int64)
+    res = pagerank(none, none, n, matrix=matrix, progress=_progress_logger(label), **kwargs)
+    return res, [res.scores, *degrees], n_edges
 
 
 def _progress_logger(label: str):

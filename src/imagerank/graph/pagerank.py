@@ -7,8 +7,19 @@ The transition matrix is built once as a CSR matrix ``M`` of shape (n, n) with `
 
 ``p`` is the teleport (personalization) vector, ``q`` the dangling distribution (``p`` by default, as in
 networkx, or uniform). Convergence: ``sum |x' - x| < n * tol`` (networkx's criterion); with ``tol=1e-10`` the
-result agrees with ``networkx.pagerank(tol=1e-12)`` to L1 < 1e-6. Memory for E edges and n nodes:
-~12 bytes/edge for the CSR (int32 index + float64 value) plus ~5 float64 vectors of length n.
+result agrees with ``networkx.pagerank(tol=1e-12)`` to L1 < 1e-6.
+
+Memory for E edges and n nodes (``benchmarks.bench_pagerank``, tracemalloc): the CSR holds ~12.4 bytes per
+edge (int32 index + float64 value) plus ~5 float64 vectors of length n; building it from int32 id arrays peaks
+at ~22 bytes per edge above the 8 bytes of the arrays themselves, so the pipeline's in-memory path
+(``graph.build``) peaks at ~31 bytes per edge on the driver (~31 GB at 1 B edges).
+
+Past one machine: ``pagerank_blocked`` runs the same iteration on a Dask cluster. The edges are shuffled into
+B x B tiles by (dst block, src block); each tile is a CSR on a worker (~13.6 bytes per edge), and block i of
+the next iterate is one task over row i of tiles and the blocks of x it needs. The driver holds futures and
+B + 1 floats per iteration; no edge and (without a personalization vector) no per-node array passes through
+it. ``map_node_slices`` hands every partition of a node frame only its ``[lo, hi)`` slice of a per-node
+vector (node ids are contiguous per partition), whether the vector is on the driver or in blocks.
 """
 
 from __future__ import annotations
@@ -202,6 +213,7 @@ class BlockedPageRankResult:
     seconds: float
     tiles: int
     edges: int
+    tile_bytes: int  # the tiles' CSR arrays on the workers (data + indices + indptr)
     history: list[float] = field(default_factory=list)
 
 
@@ -254,6 +266,10 @@ def _dangling_mass(x: np.ndarray, out_w: np.ndarray) -> float:
     return float(x[out_w <= 0].sum())
 
 
+def _matrix_bytes(m: sp.csr_matrix) -> int:
+    return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
+
+
 def _row_step(x, p, q, damping, dangling_parts, mats, xs):
     """Block i of ``x' = d (M x + D q) + (1 - d) p`` from its row of tiles, and its L1 change."""
     y = np.zeros_like(x)
@@ -293,18 +309,17 @@ def pagerank_blocked(client, edges, n: int, *, damping: float = 0.85, tol: float
     nb = len(bounds) - 1
     size = np.diff(bounds)
     if personalization is None:
-        p_blocks = [np.full(int(s), 1.0 / n) for s in size]
+        p_f = [client.submit(np.full, int(s), 1.0 / n, pure=False) for s in size]  # built on the workers
     else:
         p = np.asarray(personalization, dtype=np.float64)
         total = p.sum()
         if p.shape != (n,) or not np.isfinite(total) or total <= 0 or (p < 0).any():
             raise ValueError("personalization must be n non-negative finite weights with a positive sum")
-        p_blocks = [b / total for b in np.split(p, bounds[1:-1])]
+        p_f = client.scatter([b / total for b in np.split(p, bounds[1:-1])], hash=False)
     if dangling not in ("personalization", "uniform"):
         raise ValueError("dangling must be 'personalization' or 'uniform'")
-    p_f = client.scatter(p_blocks, hash=False)
-    q_f = p_f if dangling == "personalization" else client.scatter([np.full(int(s), 1.0 / n) for s in size],
-                                                                    hash=False)
+    q_f = p_f if dangling == "personalization" else [client.submit(np.full, int(s), 1.0 / n, pure=False)
+                                                     for s in size]
     cols = [src, dst] + ([weight] if weight else [])
     tiles = edges[cols].map_partitions(edge_tiles, bounds, src, dst, weight, meta=TILE_META)
     n_tiles = nb * nb
@@ -314,7 +329,7 @@ def pagerank_blocked(client, edges, n: int, *, damping: float = 0.85, tol: float
     present = [k for k in range(n_tiles) if lengths[k]]
     part_f = dict(zip(present, client.compute([parts[k] for k in present], optimize_graph=False)))
     sums = {k: client.submit(_tile_sums, part_f[k], int(size[k // nb]), int(size[k % nb])) for k in present}
-    zeros = [client.scatter(np.zeros(int(s)), hash=False) for s in size]
+    zeros = [client.submit(np.zeros, int(s), pure=False) for s in size]
 
     def block_total(keys, which, block):
         items = [client.submit(_pick, sums[k], which) for k in keys]
@@ -326,6 +341,7 @@ def pagerank_blocked(client, edges, n: int, *, damping: float = 0.85, tol: float
     mats = {k: client.submit(_tile_matrix, part_f[k], int(size[k // nb]), int(size[k % nb]), out_w[k % nb])
             for k in present}
     wait(list(mats.values()))
+    tile_bytes = int(sum(client.gather([client.submit(_matrix_bytes, m) for m in mats.values()])))
     del part_f, parts, tiles
     rows = {i: [k for k in present if k // nb == i] for i in range(nb)}
     x = list(p_f)
@@ -361,4 +377,4 @@ def pagerank_blocked(client, edges, n: int, *, damping: float = 0.85, tol: float
         log.warning("pagerank did not converge in %d iterations (last L1 change %.3g)", max_iter, err)
     return BlockedPageRankResult(BlockVector(client, x, bounds), BlockVector(client, in_deg, bounds),
                                  BlockVector(client, out_deg, bounds), it, converged, err, seconds,
-                                 len(present), edges_total, history)
+                                 len(present), edges_total, tile_bytes, history)
