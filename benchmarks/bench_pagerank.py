@@ -73,6 +73,9 @@ class Traced:
     """Peak and final traced bytes of a block, above the level at entry."""
 
     def __enter__(self):
+        import gc
+
+        gc.collect()
         tracemalloc.start()
         tracemalloc.reset_peak()
         self.base = tracemalloc.get_traced_memory()[0]

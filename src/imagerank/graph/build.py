@@ -93,12 +93,21 @@ def _edge_ids(joined, lengths: list[int], n: int, client=None) -> tuple[np.ndarr
     total = int(sum(lengths))
     out_src, out_dst = np.empty(total, dtype), np.empty(total, dtype)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    import dask
+
     for part, start in zip(joined.to_delayed(), starts):
-        frame = client.compute(part).result() if client is not None else part.compute()
-        out_src[start:start + len(frame)] = frame["src_id"].to_numpy(np.int64)
-        out_dst[start:start + len(frame)] = frame["dst_id"].to_numpy(np.int64)
-        del frame
+        # plain arrays, already narrowed on the worker: a pandas frame on the driver can sit in a reference
+        # cycle until the garbage collector runs, and would hold 16 bytes per edge per partition meanwhile
+        arrays = dask.delayed(_id_arrays)(part, dtype)
+        s, d = client.compute(arrays).result() if client is not None else arrays.compute()
+        out_src[start:start + len(s)] = s
+        out_dst[start:start + len(d)] = d
+        del s, d
     return out_src, out_dst
+
+
+def _id_arrays(part: pd.DataFrame, dtype) -> tuple[np.ndarray, np.ndarray]:
+    return part["src_id"].to_numpy(np.int64).astype(dtype), part["dst_id"].to_numpy(np.int64).astype(dtype)
 
 
 def _rank(joined, n: int, client, blocked: bool | None, label: str, **kwargs):
