@@ -214,6 +214,7 @@ def _mark_landing(part: pd.DataFrame) -> pd.DataFrame:
 
 
 KEY_ROWS_PER_PARTITION = 2_000_000  # index rows per shuffle partition (~48 MB): bounds a bucket task's memory
+BROADCAST_PAIRED_NODES = 1_000_000  # images with a near-duplicate joined back by broadcast up to this (~32 MB)
 
 
 def near_duplicate_pairs(client: Client, hashes: dd.DataFrame, n: int, index, *, threshold: int,
@@ -224,6 +225,8 @@ def near_duplicate_pairs(client: Client, hashes: dd.DataFrame, n: int, index, *,
     from imagerank.features import visual as V
 
     nparts = max(hashes.npartitions, -(-n * index.keys_per_image // KEY_ROWS_PER_PARTITION))
+    if nparts > hashes.npartitions:  # a keying task writes keys_per_image rows per image: keep its output bounded
+        hashes = hashes.repartition(npartitions=nparts)
     keys = hashes.map_partitions(V.index_keys, index, meta=V.BAND_META)
     keys = persist(client, keys.shuffle(on="band_key", npartitions=nparts), f"{label}: index shuffle")
     pairs = keys.map_partitions(V.index_pairs, index, threshold, max_bucket, meta=V.PAIRS_META)
@@ -240,8 +243,8 @@ def run_visual_features(client: Client, workdir: str | Path, *, threshold: int |
 
     Index keys are shuffled with Dask (``near_duplicate_pairs``), never all pairs; the index widens with the
     number of hashed images (``visual.index_for``). Only the verified pairs travel to the driver for components
-    / VisualRank; their per-image results go back by a join on node_id (each partition receives its own
-    images' rows). Buckets too large to compare are counted under ``errors`` in the result (the manifest).
+    / VisualRank; their per-image results go back by a join on node_id (broadcast while small, else a hash
+    join: each partition receives its own images' rows). Buckets too large to compare are counted under ``errors`` in the result (the manifest).
     """
     from imagerank.features import visual as V
     from imagerank.urls import host_of
@@ -275,7 +278,9 @@ def run_visual_features(client: Client, workdir: str | Path, *, threshold: int |
     n_paired = len(nodes)
     isolated = V.isolated_visualrank(n, n_paired)
     nodes = dd.from_pandas(nodes, npartitions=max(1, min(imgs.npartitions, -(-n_paired // 500_000))))
-    rows = imgs.merge(nodes, on="node_id", how="left")  # hash join: a partition gets only its images' rows
+    # up to BROADCAST_PAIRED_NODES rows (32 bytes each) the paired images go to every partition; above, a hash
+    # join sends each partition only its own images' rows
+    rows = imgs.merge(nodes, on="node_id", how="left", broadcast=n_paired <= BROADCAST_PAIRED_NODES)
     paired = rows[~rows["component"].isna()][["component", "host", "provider"]]
     stats = paired.shuffle(on="component").map_partitions(V.cluster_stats, meta=V.STATS_META)
     rows = rows.merge(stats, on="component", how="left").map_partitions(V.unpaired_filled, isolated,

@@ -132,10 +132,13 @@ def test_visualrank_from_paired_images_equals_pagerank_on_the_whole_graph():
 
 
 @pytest.mark.slow
-def test_index_on_the_cluster_matches_pandas(dask_client):
+def test_index_on_the_cluster_matches_pandas(dask_client, monkeypatch):
     import dask.dataframe as dd
 
+    import pipelines.graph as G
     from pipelines.graph import near_duplicate_pairs
+
+    monkeypatch.setattr(G, "KEY_ROWS_PER_PARTITION", 20_000)  # hashes re-split so keying tasks stay small
 
     frame = _planted(seed=11, n_random=2000, per_distance=40)
     index = V.SubstringIndex(9, 3)
@@ -147,9 +150,14 @@ def test_index_on_the_cluster_matches_pandas(dask_client):
 
 
 @pytest.mark.slow
-def test_stage_reports_skipped_buckets_as_errors_and_keeps_every_row(dask_client, tmp_path):
+@pytest.mark.parametrize("broadcast_limit", [1_000_000, 0], ids=["broadcast-join", "hash-join"])
+def test_stage_reports_skipped_buckets_as_errors_and_keeps_every_row(dask_client, tmp_path, monkeypatch,
+                                                                     broadcast_limit):
+    import pipelines.graph as G
     from imagerank.io import write_frame
     from pipelines.graph import run_visual_features
+
+    monkeypatch.setattr(G, "BROADCAST_PAIRED_NODES", broadcast_limit)  # both ways paired images join back
 
     rng = np.random.default_rng(3)
     n_blank, n_other = 30, 200
