@@ -183,7 +183,8 @@ def main(argv=None):
         figures.update(mem)
         print(f"in memory (driver): peak {mem['driver_in_memory_peak_bytes_per_edge']} B/edge while gathering ids, "
               f"building and iterating; {mem['driver_in_memory_resident_bytes_per_edge']} B/edge resident after; "
-              f"matrix build alone {mem['matrix_build_peak_bytes_per_edge']} B/edge, CSR {mem['csr_bytes_per_edge']} B/edge")
+              f"matrix build alone {mem['matrix_build_peak_bytes_per_edge']} B/edge, "
+              f"CSR {mem['csr_bytes_per_edge']} B/edge")
         print(f"blocked ({mem['blocked_tiles']} tiles, {mem['blocked_iterations']} iterations, {mem['blocked_s']} s): "
               f"driver peak {mem['blocked_driver_peak_mb']} MB ({mem['blocked_driver_peak_bytes_per_edge']} B/edge), "
               f"workers hold {mem['blocked_worker_tile_bytes_per_edge']} B/edge of tiles, worker peak RSS "

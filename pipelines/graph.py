@@ -244,7 +244,8 @@ def run_visual_features(client: Client, workdir: str | Path, *, threshold: int |
     Index keys are shuffled with Dask (``near_duplicate_pairs``), never all pairs; the index widens with the
     number of hashed images (``visual.index_for``). Only the verified pairs travel to the driver for components
     / VisualRank; their per-image results go back by a join on node_id (broadcast while small, else a hash
-    join: each partition receives its own images' rows). Buckets too large to compare are counted under ``errors`` in the result (the manifest).
+    join: each partition receives its own images' rows). Buckets too large to compare are counted under
+    ``errors`` in the result (the run manifest), and logged as an error.
     """
     from imagerank.features import visual as V
     from imagerank.urls import host_of
@@ -280,11 +281,12 @@ def run_visual_features(client: Client, workdir: str | Path, *, threshold: int |
     nodes = dd.from_pandas(nodes, npartitions=max(1, min(imgs.npartitions, -(-n_paired // 500_000))))
     # up to BROADCAST_PAIRED_NODES rows (32 bytes each) the paired images go to every partition; above, a hash
     # join sends each partition only its own images' rows
-    rows = imgs.merge(nodes, on="node_id", how="left", broadcast=n_paired <= BROADCAST_PAIRED_NODES)
+    broadcast = n_paired <= BROADCAST_PAIRED_NODES
+    rows = imgs.merge(nodes, on="node_id", how="left", broadcast=broadcast)
     paired = rows[~rows["component"].isna()][["component", "host", "provider"]]
     stats = paired.shuffle(on="component").map_partitions(V.cluster_stats, meta=V.STATS_META)
-    rows = rows.merge(stats, on="component", how="left").map_partitions(V.unpaired_filled, isolated,
-                                                                         meta=V.ROWS_META)
+    rows = rows.merge(stats, on="component", how="left", broadcast=broadcast).map_partitions(
+        V.unpaired_filled, isolated, meta=V.ROWS_META)
     frame = catalog[["image_id"]].merge(rows, on="image_id", how="left")
     feats = persist(client, frame.map_partitions(V.finalize_visual, meta=V.VISUAL_META), "visual: features")
     visual_path = workdir / "features" / "visual"
