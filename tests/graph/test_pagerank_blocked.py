@@ -51,7 +51,10 @@ def test_blocked_matches_networkx_with_personalization_and_degrees(dask_client):
     assert np.allclose(dask_client.gather(res.scores.slice(lo, hi)), ref[lo:hi], atol=1e-8)
 
 
-def test_blocked_weighted_uniform_dangling_matches_networkx(dask_client):
+def test_blocked_weighted_uniform_dangling_matches_networkx(dask_client, monkeypatch):
+    from imagerank.graph import pagerank as P
+
+    monkeypatch.setattr(P, "ROW_GROUP", 2)  # rows of 5 tiles: grouped products and a tree of partial sums
     g = _graph(4)
     n = g.number_of_nodes()
     rng = np.random.default_rng(2)
@@ -60,7 +63,8 @@ def test_blocked_weighted_uniform_dangling_matches_networkx(dask_client):
     e = [(u, v, d["weight"]) for u, v, d in g.edges(data=True)]
     frame = dd.from_pandas(pd.DataFrame(e, columns=["src", "dst", "w"]), npartitions=4)
     pers = rng.random(n)
-    res = pagerank_blocked(dask_client, frame, n, n_blocks=2, weight="w", personalization=pers, dangling="uniform")
+    res = pagerank_blocked(dask_client, frame, n, n_blocks=5, weight="w", personalization=pers, dangling="uniform")
+    assert res.tiles > 20
     ref = _ref(g, weight="weight", personalization={i: pers[i] for i in range(n)},
                dangling={i: 1.0 for i in range(n)})
     assert np.abs(res.scores.gather() - ref).sum() < 1e-6

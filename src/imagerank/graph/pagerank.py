@@ -15,8 +15,9 @@ at ~22 bytes per edge above the 8 bytes of the arrays themselves, so the pipelin
 (``graph.build``) peaks at ~31 bytes per edge on the driver (~31 GB at 1 B edges).
 
 Past one machine: ``pagerank_blocked`` runs the same iteration on a Dask cluster. The edges are shuffled into
-B x B tiles by (dst block, src block); each tile is a CSR on a worker (~13.6 bytes per edge), and block i of
-the next iterate is one task over row i of tiles and the blocks of x it needs. The driver holds futures and
+B x B tiles by (dst block, src block); each tile is a CSR on a worker (~13.6 bytes per edge); block i of the
+next iterate sums the products of row i's tiles with the blocks of x they need, ``ROW_GROUP`` tiles per task
+and a tree of sums above, so no task holds more than a few blocks of x. The driver holds futures and
 B + 1 floats per iteration; no edge and (without a personalization vector) no per-node array passes through
 it. ``map_node_slices`` hands every partition of a node frame only its ``[lo, hi)`` slice of a per-node
 vector (node ids are contiguous per partition), whether the vector is on the driver or in blocks.
@@ -270,17 +271,39 @@ def _matrix_bytes(m: sp.csr_matrix) -> int:
     return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
 
 
-def _row_step(x, p, q, damping, dangling_parts, mats, xs):
-    """Block i of ``x' = d (M x + D q) + (1 - d) p`` from its row of tiles, and its L1 change."""
-    y = np.zeros_like(x)
-    for m, xj in zip(mats, xs):
+def _row_partial(mats, xs) -> np.ndarray:
+    """Sum of tile @ x_j over a group of the tiles of one row."""
+    y = mats[0] @ xs[0]
+    for m, xj in zip(mats[1:], xs[1:]):
         y += m @ xj
+    return y
+
+
+def _sum_partials(*partials) -> np.ndarray:
+    y = partials[0].copy()
+    for part in partials[1:]:
+        y += part
+    return y
+
+
+def _row_step(x, p, q, damping, dangling_parts, *partials):
+    """Block i of ``x' = d (M x + D q) + (1 - d) p`` from its row's partial products, and its L1 change."""
+    y = np.zeros_like(x)
+    for part in partials:
+        y += part
     y *= damping
     total = float(sum(dangling_parts))
     if total:
         y += damping * total * q
     y += (1.0 - damping) * p
     return y, float(np.abs(y - x).sum())
+
+
+def _groups(items: list, size: int) -> list[list]:
+    return [items[k:k + size] for k in range(0, len(items), size)]
+
+
+ROW_GROUP = 8  # tiles (and x blocks) per product task, partials per sum task: bounds a task's memory
 
 
 def _error_sum(*steps) -> float:
@@ -298,7 +321,7 @@ def pagerank_blocked(client, edges, n: int, *, damping: float = 0.85, tol: float
 
     Same iteration and convergence test as ``pagerank``; the matrix is cut into ``n_blocks`` x ``n_blocks``
     tiles (a shuffle of the edges to their (dst block, src block)); tile (i, j) lives on a worker as a CSR of
-    ~12 bytes per edge and multiplies block j of x into a partial of block i. Each iteration the driver
+    ~13.6 bytes per edge and multiplies block j of x into a partial of block i. Each iteration the driver
     receives n_blocks + 1 floats; no edge and no per-node array passes through it (except ``personalization``,
     given as a numpy array). Duplicate edges are summed, as in ``transition_matrix``."""
     from distributed import wait
@@ -350,8 +373,13 @@ def pagerank_blocked(client, edges, n: int, *, damping: float = 0.85, tol: float
     err, it, result = np.inf, 0, x
     for step in range(1, max_iter + 1):
         dmass = [client.submit(_dangling_mass, x[j], out_w[j]) for j in range(nb)]
-        steps = [client.submit(_row_step, x[i], p_f[i], q_f[i], damping, dmass, [mats[k] for k in rows[i]],
-                               [x[k % nb] for k in rows[i]]) for i in range(nb)]
+        steps = []
+        for i in range(nb):
+            partials = [client.submit(_row_partial, [mats[k] for k in group], [x[k % nb] for k in group])
+                        for group in _groups(rows[i], ROW_GROUP)]
+            while len(partials) > ROW_GROUP:  # a tree, so no task holds more than ROW_GROUP blocks
+                partials = [client.submit(_sum_partials, *group) for group in _groups(partials, ROW_GROUP)]
+            steps.append(client.submit(_row_step, x[i], p_f[i], q_f[i], damping, dmass, *partials))
         x = [client.submit(_pick, st, 0) for st in steps]
         pending.append((step, client.submit(_error_sum, *steps), x))
         if len(pending) <= CHECK_LAG and step < max_iter:
