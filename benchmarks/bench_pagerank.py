@@ -1,10 +1,19 @@
-"""PageRank: the project's implementation vs scipy power iteration written plainly vs networkx, same run.
+"""PageRank: the project's implementation vs scipy power iteration written plainly vs networkx, same run,
+and the memory each edge costs on the driver and on the workers.
 
-    python -m benchmarks.bench_pagerank [--quick]
+    python -m benchmarks.bench_pagerank [--quick] [--no-memory]
 
 Graph: random directed graph, ~10 % dangling nodes, Zipf-skewed in-degrees. Project and plain scipy run on the
 full graph (times include building the sparse matrix); networkx runs on a smaller graph (sizes printed) and is
-compared per edge. Ends with one JSON line.
+compared per edge.
+
+Memory (tracemalloc, which sees numpy's buffers; peaks above the level before the step):
+- in memory, on the driver: the pipeline's path from a Dask frame of edge ids on a LocalCluster
+  (``build._rank``: edge ids gathered one partition at a time, CSR built, ids dropped, ``pagerank``): peak
+  bytes per edge, and the CSR's bytes per edge (what the iteration holds);
+- blocked (``pagerank_blocked``, the path past one machine): the driver's peak bytes per edge, the tiles' CSR
+  bytes per edge held by the workers, the workers' peak RSS, and the L1 distance to the in-memory scores.
+Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -12,7 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+import tracemalloc
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,9 +63,82 @@ def timed(fn, repeat):
     return statistics.median(times), out
 
 
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Traced:
+    """Peak and final traced bytes of a block, above the level at entry."""
+
+    def __enter__(self):
+        import gc
+
+        gc.collect()
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        self.base = tracemalloc.get_traced_memory()[0]
+        return self
+
+    def __exit__(self, *exc):
+        current, peak = tracemalloc.get_traced_memory()
+        self.peak, self.resident = peak - self.base, current - self.base
+        tracemalloc.stop()
+
+
+def memory_figures(src: np.ndarray, dst: np.ndarray, n: int, n_blocks: int) -> dict:
+    """Bytes per edge of the in-memory path (driver) and of the blocked path (driver, workers)."""
+    import dask.dataframe as dd
+    import pandas as pd
+    from distributed import Client, LocalCluster
+
+    from imagerank.graph import build
+    from imagerank.graph.pagerank import pagerank_blocked
+
+    e = len(src)
+    frame = pd.DataFrame({"src_id": src.astype(np.int64), "dst_id": dst.astype(np.int64)})
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="3GiB",
+                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+        joined = client.persist(dd.from_pandas(frame, npartitions=16))
+        del frame
+        print("[bench_pagerank] in-memory path: gather edge ids, build, iterate", file=sys.stderr)
+        with Traced() as driver:  # the pipeline's own path (page_graph / host_graph below the edge limit)
+            res, vectors, _ = build._rank(joined, n, client, False, "bench")
+            scores = res.scores
+            del res, vectors
+        with Traced() as matrix_only:
+            from imagerank.graph.pagerank import transition_matrix
+
+            m, _ = transition_matrix(src, dst, n)
+        csr_bytes = m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+        del m
+        rss_before = max(client.run(_peak_rss_mb).values())
+        print(f"[bench_pagerank] blocked path: {n_blocks} x {n_blocks} tiles", file=sys.stderr)
+        t0 = time.perf_counter()
+        with Traced() as blocked_driver:
+            b = pagerank_blocked(client, joined, n, src="src_id", dst="dst_id", n_blocks=n_blocks)
+        blocked_s = time.perf_counter() - t0
+        worker_peak = max(client.run(_peak_rss_mb).values())
+        l1 = float(np.abs(b.scores.gather() - scores).sum())
+    return {
+        "driver_in_memory_peak_bytes_per_edge": round(driver.peak / e, 1),
+        "driver_in_memory_resident_bytes_per_edge": round(driver.resident / e, 1),
+        "matrix_build_peak_bytes_per_edge": round(matrix_only.peak / e, 1),
+        "csr_bytes_per_edge": round(csr_bytes / e, 1),
+        "blocked_s": round(blocked_s, 2), "blocked_iterations": b.iterations, "blocked_tiles": b.tiles,
+        "blocked_driver_peak_bytes_per_edge": round(blocked_driver.peak / e, 2),
+        "blocked_driver_peak_mb": round(blocked_driver.peak / 2**20, 1),
+        "blocked_worker_tile_bytes_per_edge": round(b.tile_bytes / e, 1),
+        "blocked_worker_peak_rss_mb": round(worker_peak), "worker_peak_rss_mb_before_blocked": round(rss_before),
+        "blocked_l1_vs_in_memory": l1,
+    }
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory figures (LocalCluster runs)")
     args = ap.parse_args(argv)
     n, e = (100_000, 1_000_000) if args.quick else (1_000_000, 10_000_000)
     nx_n, nx_e = (5_000, 50_000) if args.quick else (20_000, 200_000)
@@ -94,6 +178,17 @@ def main(argv=None):
         "speedup_vs_networkx_same_graph": round(t_nx / t_proj_small, 1),
         "l1_vs_plain_scipy": l1, "l1_vs_networkx": l1_nx,
     }
+    if not args.no_memory:
+        mem = memory_figures(src, dst, n, n_blocks=4 if args.quick else 8)
+        figures.update(mem)
+        print(f"in memory (driver): peak {mem['driver_in_memory_peak_bytes_per_edge']} B/edge while gathering ids, "
+              f"building and iterating; {mem['driver_in_memory_resident_bytes_per_edge']} B/edge resident after; "
+              f"matrix build alone {mem['matrix_build_peak_bytes_per_edge']} B/edge, "
+              f"CSR {mem['csr_bytes_per_edge']} B/edge")
+        print(f"blocked ({mem['blocked_tiles']} tiles, {mem['blocked_iterations']} iterations, {mem['blocked_s']} s): "
+              f"driver peak {mem['blocked_driver_peak_mb']} MB ({mem['blocked_driver_peak_bytes_per_edge']} B/edge), "
+              f"workers hold {mem['blocked_worker_tile_bytes_per_edge']} B/edge of tiles, worker peak RSS "
+              f"{mem['blocked_worker_peak_rss_mb']} MB; L1 to in-memory scores {mem['blocked_l1_vs_in_memory']:.2e}")
     print(json.dumps(figures))
     return figures
 

@@ -213,20 +213,44 @@ def _mark_landing(part: pd.DataFrame) -> pd.DataFrame:
     return part.assign(is_landing=pd.Series(flag, index=part.index, dtype=bool))
 
 
+KEY_ROWS_PER_PARTITION = 2_000_000  # index rows per shuffle partition (~48 MB): bounds a bucket task's memory
+BROADCAST_PAIRED_NODES = 1_000_000  # images with a near-duplicate joined back by broadcast up to this (~32 MB)
+
+
+def near_duplicate_pairs(client: Client, hashes: dd.DataFrame, n: int, index, *, threshold: int,
+                         max_bucket: int, label: str = "visual") -> tuple[pd.DataFrame, dict]:
+    """Verified near-duplicate pairs of ``hashes`` (node_id, phash; ``n`` rows) on the cluster: index keys are
+    shuffled on the key so every bucket is built and verified on a worker; only the verified pairs (each once)
+    and the oversized buckets' (key, size) reach the driver."""
+    from imagerank.features import visual as V
+
+    nparts = max(hashes.npartitions, -(-n * index.keys_per_image // KEY_ROWS_PER_PARTITION))
+    if nparts > hashes.npartitions:  # a keying task writes keys_per_image rows per image: keep its output bounded
+        hashes = hashes.repartition(npartitions=nparts)
+    keys = hashes.map_partitions(V.index_keys, index, meta=V.BAND_META)
+    keys = persist(client, keys.shuffle(on="band_key", npartitions=nparts), f"{label}: index shuffle")
+    pairs = keys.map_partitions(V.index_pairs, index, threshold, max_bucket, meta=V.PAIRS_META)
+    oversize = keys.map_partitions(V.oversize_buckets, max_bucket, meta=V.OVERSIZE_META)
+    pairs, oversize = client.compute([pairs, oversize], sync=True)
+    del keys
+    return pairs, V.skipped_summary(oversize)
+
+
 def run_visual_features(client: Client, workdir: str | Path, *, threshold: int | None = None,
-                        n_bands: int | None = None, n_tables: int | None = None,
-                        max_bucket: int | None = None, event_timestamp: pd.Timestamp | None = None) -> dict:
+                        max_bucket: int | None = None, event_timestamp: pd.Timestamp | None = None,
+                        max_mean_bucket: float | None = None) -> dict:
     """``W/features/pixels/`` (phash) + ``W/catalog/`` -> ``W/features/visual/`` (one row per catalog image).
 
-    Band keys are shuffled with Dask (``bucket_pairs`` runs per bucket), never all pairs; only the verified
-    pairs (a few per duplicated image) and one int per image travel to the driver for components / VisualRank.
+    Index keys are shuffled with Dask (``near_duplicate_pairs``), never all pairs; the index widens with the
+    number of hashed images (``visual.index_for``). Only the verified pairs travel to the driver for components
+    / VisualRank; their per-image results go back by a join on node_id (broadcast while small, else a hash
+    join: each partition receives its own images' rows). Buckets too large to compare are counted under
+    ``errors`` in the result (the run manifest), and logged as an error.
     """
     from imagerank.features import visual as V
     from imagerank.urls import host_of
 
     threshold = V.DEFAULT_THRESHOLD if threshold is None else threshold
-    n_bands = n_bands or V.DEFAULT_BANDS
-    n_tables = n_tables or V.DEFAULT_TABLES
     max_bucket = max_bucket or V.DEFAULT_MAX_BUCKET
     workdir = Path(workdir)
     catalog = dd.read_parquet(str(workdir / "catalog"), columns=["image_id", "provider", "foreign_landing_url"])
@@ -243,37 +267,36 @@ def run_visual_features(client: Client, workdir: str | Path, *, threshold: int |
                            "provider": pd.Series(dtype="string"), "node_id": pd.Series(dtype="int64"),
                            "host": pd.Series(dtype="string")}))
     imgs = persist(client, imgs, "visual: images")
-    bands = imgs[["node_id", "phash"]].map_partitions(V.band_keys, n_bands, n_tables, meta=V.BAND_META)
-    bands = persist(client, bands.shuffle(on="band_key"), "visual: band shuffle")
-    pairs = bands.map_partitions(V.bucket_pairs, threshold, max_bucket, meta=V.PAIRS_META)
-    pairs = pairs.drop_duplicates(subset=["a", "b"]).compute()
-    oversize = bands.map_partitions(V.oversize_buckets, max_bucket, meta=pd.DataFrame({
-        "band_key": pd.Series(dtype="int64"), "size": pd.Series(dtype="int64")})).compute()
-    labels, degree, rank = V.cluster_and_rank(n, pairs["a"].to_numpy(), pairs["b"].to_numpy(),
-                                              pairs["distance"].to_numpy(), threshold)
-    labels_f, degree_f, rank_f = client.scatter([labels, degree, rank], broadcast=True)
-    rows = imgs.map_partitions(V.cluster_frame, labels_f, degree_f, rank_f,
-                               meta=imgs._meta.assign(component=pd.Series(dtype="int64"),
-                                                      dup_neighbors=pd.Series(dtype="int64"),
-                                                      visualrank=pd.Series(dtype="float64")))
-    stats = rows[["component", "host", "provider"]].shuffle(on="component").map_partitions(
-        V.cluster_stats, meta=pd.DataFrame({"component": pd.Series(dtype="int64"),
-                                            "dup_cluster_size": pd.Series(dtype="int64"),
-                                            "dup_hosts": pd.Series(dtype="int64"),
-                                            "dup_providers": pd.Series(dtype="int64")}))
-    rows = rows.merge(stats, on="component", how="left")[
-        ["image_id", "dup_neighbors", "visualrank", "dup_cluster_size", "dup_hosts", "dup_providers"]]
-    rows = rows.assign(has_phash=True)
+    index = V.index_for(n, max_mean_bucket=max_mean_bucket or V.DEFAULT_MEAN_BUCKET)
+    pairs, skipped = near_duplicate_pairs(client, imgs[["node_id", "phash"]], n, index,
+                                          threshold=threshold, max_bucket=max_bucket)
+    if skipped["oversize_buckets"]:
+        log.error("visual: %d buckets over %d images (%d rows, %d pairs) were not compared: identical or "
+                  "degenerate hashes (blank images?)", skipped["oversize_buckets"], max_bucket,
+                  skipped["oversize_bucket_rows"], skipped["pairs_not_compared"])
+    nodes = V.pair_graph_ranks(n, pairs["a"].to_numpy(), pairs["b"].to_numpy(), pairs["distance"].to_numpy(),
+                               threshold).astype({"component": "float64"})
+    n_paired = len(nodes)
+    isolated = V.isolated_visualrank(n, n_paired)
+    nodes = dd.from_pandas(nodes, npartitions=max(1, min(imgs.npartitions, -(-n_paired // 500_000))))
+    # up to BROADCAST_PAIRED_NODES rows (32 bytes each) the paired images go to every partition; above, a hash
+    # join sends each partition only its own images' rows
+    broadcast = n_paired <= BROADCAST_PAIRED_NODES
+    rows = imgs.merge(nodes, on="node_id", how="left", broadcast=broadcast)
+    paired = rows[~rows["component"].isna()][["component", "host", "provider"]]
+    stats = paired.shuffle(on="component").map_partitions(V.cluster_stats, meta=V.STATS_META)
+    rows = rows.merge(stats, on="component", how="left", broadcast=broadcast).map_partitions(
+        V.unpaired_filled, isolated, meta=V.ROWS_META)
     frame = catalog[["image_id"]].merge(rows, on="image_id", how="left")
     feats = persist(client, frame.map_partitions(V.finalize_visual, meta=V.VISUAL_META), "visual: features")
     visual_path = workdir / "features" / "visual"
     write_ddf(persist(client, keep_unchanged_timestamps(stamped(feats, event_timestamp), visual_path), "visual: stamp"),
               visual_path)
     out = {"visual_rows": int(feats.map_partitions(len).sum().compute()), "images_with_phash": n,
-           "near_duplicate_pairs": int(len(pairs)), "oversize_buckets": int(len(oversize)),
-           "oversize_bucket_rows": int(oversize["size"].sum()) if len(oversize) else 0,
-           "threshold": threshold, "n_bands": n_bands, "n_tables": n_tables,
-           "recall_at_threshold": V.band_recall(threshold, n_bands, n_tables)}
+           "near_duplicate_pairs": int(len(pairs)), "images_with_near_duplicates": n_paired,
+           **skipped, "errors": {k: v for k, v in skipped.items() if v},
+           "threshold": threshold, "max_bucket": max_bucket, **index.describe(),
+           "recall_at_threshold": index.recall(threshold)}
     write_json(out, workdir / "features" / "visual_summary.json")
     return out
 

@@ -1,10 +1,13 @@
-"""Page and host graphs from the edge dataset, node ids assigned with Dask, PageRank on the driver.
+"""Page and host graphs from the edge dataset, node ids assigned with Dask, PageRank on the driver or blocked.
 
 Node ids at scale: the node keys (URLs or hosts) are de-duplicated with a hash-partitioned shuffle
 (``drop_duplicates(split_out=k)``), each partition's length is computed, and partition ``i`` numbers its rows
 from the cumulative offset of partitions ``< i``: ids are dense ``0..n-1`` without collecting any key on the
-driver. Edges are then joined to ids (two shuffle merges) and only the two int32 id columns travel to the
-driver, where one CSR matrix is built and PageRank iterates (``imagerank.graph.pagerank``).
+driver. Edges are then joined to ids (two shuffle merges, int64 ids). Up to ``DRIVER_PAGERANK_MAX_EDGES``
+edges the two id columns travel to the driver one partition at a time (int32 while ids fit), one CSR matrix
+is built and PageRank iterates there (``imagerank.graph.pagerank``); above it the power iteration runs
+blocked on the workers (``pagerank_blocked``) and no edge reaches the driver. Either way each id partition
+receives only its own slice of the scores and degrees (``map_node_slices``), never the whole arrays.
 
 Page graph: nodes are every URL at either end of a ``link`` edge; self-links dropped, duplicates merged
 (an unweighted simple graph); teleport and dangling mass uniform over pages.
@@ -25,10 +28,15 @@ import time
 import numpy as np
 import pandas as pd
 
-from imagerank.graph.pagerank import PageRankResult, pagerank
+from imagerank.graph.pagerank import (PageRankResult, map_node_slices, pagerank, pagerank_blocked,
+                                      transition_matrix)
 from imagerank.urls import host_of, registered_domain
 
 log = logging.getLogger(__name__)
+
+# Above this many edges PageRank runs blocked on the workers (``pagerank_blocked``) instead of on the driver:
+# the in-memory path peaks at ~31 bytes per edge on the driver (``benchmarks.bench_pagerank``), ~9.3 GB here.
+DRIVER_PAGERANK_MAX_EDGES = 300_000_000
 
 PAGES_META = pd.DataFrame({
     "url": pd.Series(dtype="string"),
@@ -71,12 +79,60 @@ def assign_ids(keys, key: str, split_out: int | None = None):
     return dd.from_delayed(parts, meta=meta, verify_meta=False), int(sum(lengths))
 
 
-def _edge_ids(edges, src: str, dst: str, ids, key: str) -> tuple[np.ndarray, np.ndarray]:
+def _joined_ids(edges, src: str, dst: str, ids, key: str):
     a = ids.rename(columns={key: src, "node_id": "src_id"})
     b = ids.rename(columns={key: dst, "node_id": "dst_id"})
-    joined = edges.merge(a, on=src, how="inner").merge(b, on=dst, how="inner")[["src_id", "dst_id"]]
-    frame = joined.compute()
-    return frame["src_id"].to_numpy(np.int32), frame["dst_id"].to_numpy(np.int32)
+    return edges.merge(a, on=src, how="inner").merge(b, on=dst, how="inner")[["src_id", "dst_id"]]
+
+
+def _edge_ids(joined, lengths: list[int], n: int, client=None) -> tuple[np.ndarray, np.ndarray]:
+    """Edge id arrays (``joined``: persisted src_id / dst_id frame) on the driver for the in-memory PageRank,
+    gathered one partition at a time into preallocated arrays (driver peak: the arrays plus one partition).
+    int64 ids; stored as int32 only when every id fits (n < 2^31): 8 bytes per edge for both arrays."""
+    dtype = np.int32 if n < 2**31 else np.int64
+    total = int(sum(lengths))
+    out_src, out_dst = np.empty(total, dtype), np.empty(total, dtype)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    import dask
+
+    for part, start in zip(joined.to_delayed(), starts):
+        # plain arrays, already narrowed on the worker: a pandas frame on the driver can sit in a reference
+        # cycle until the garbage collector runs, and would hold 16 bytes per edge per partition meanwhile
+        arrays = dask.delayed(_id_arrays)(part, dtype)
+        s, d = client.compute(arrays).result() if client is not None else arrays.compute()
+        out_src[start:start + len(s)] = s
+        out_dst[start:start + len(d)] = d
+        del s, d
+    return out_src, out_dst
+
+
+def _id_arrays(part: pd.DataFrame, dtype) -> tuple[np.ndarray, np.ndarray]:
+    return part["src_id"].to_numpy(np.int64).astype(dtype), part["dst_id"].to_numpy(np.int64).astype(dtype)
+
+
+def _rank(joined, n: int, client, blocked: bool | None, label: str, **kwargs):
+    """PageRank of the id edges ``joined``: on the driver, or blocked on the workers when ``blocked`` (None:
+    when the graph has more than ``DRIVER_PAGERANK_MAX_EDGES`` edges and a client is given).
+    Returns (result, [scores, in-degree, out-degree] as arrays or BlockVectors, number of edges)."""
+    joined = client.persist(joined) if client is not None else joined.persist()
+    lengths = joined.map_partitions(len).compute().tolist()
+    n_edges = int(sum(lengths))
+    if blocked is None:
+        blocked = client is not None and n_edges > DRIVER_PAGERANK_MAX_EDGES
+    if blocked:
+        if client is None:
+            raise ValueError("blocked PageRank runs on a Dask client")
+        res = pagerank_blocked(client, joined, n, src="src_id", dst="dst_id", progress=_progress_logger(label),
+                               **kwargs)
+        return res, [res.scores, res.in_degree, res.out_degree], n_edges
+    src, dst = _edge_ids(joined, lengths, n, client)
+    del joined
+    matrix = transition_matrix(src, dst, n)
+    degrees = [np.bincount(dst, minlength=n), np.bincount(src, minlength=n)]
+    del src, dst  # the iteration holds the CSR only (~12 bytes per edge)
+    none = np.zeros(0, np.int64)
+    res = pagerank(none, none, n, matrix=matrix, progress=_progress_logger(label), **kwargs)
+    return res, [res.scores, *degrees], n_edges
 
 
 def _progress_logger(label: str):
@@ -88,14 +144,16 @@ def _progress_logger(label: str):
 
 # ----------------------------------------------------------------------------------------------- pages
 
-def _page_rows(part: pd.DataFrame, scores, in_deg, out_deg) -> pd.DataFrame:
-    ids = part["node_id"].to_numpy(np.int64)
+def _page_rows(part: pd.DataFrame, lo: int, scores, in_deg, out_deg) -> pd.DataFrame:
+    """PAGES_META rows of an id partition; the arrays hold nodes ``lo..`` (the partition's slice)."""
+    node = part["node_id"].to_numpy(np.int64)
+    ids = node - lo
     hosts = [host_of(u) for u in part["url"].tolist()]
     out = pd.DataFrame({
         "url": part["url"].astype("string").to_numpy(),
         "host": pd.array(hosts, dtype="string"),
         "domain": pd.array([registered_domain(h) for h in hosts], dtype="string"),
-        "node_id": ids,
+        "node_id": node,
         "pagerank": scores[ids] if len(ids) else np.zeros(0),
         "in_links": in_deg[ids].astype(np.int64) if len(ids) else np.zeros(0, np.int64),
         "out_links": out_deg[ids].astype(np.int64) if len(ids) else np.zeros(0, np.int64),
@@ -103,8 +161,10 @@ def _page_rows(part: pd.DataFrame, scores, in_deg, out_deg) -> pd.DataFrame:
     return out
 
 
-def page_graph(edges, *, damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200, client=None):
-    """Page PageRank from the edge dataset (a Dask frame): (pages Dask frame, PageRankResult, counts)."""
+def page_graph(edges, *, damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200, client=None,
+               blocked: bool | None = None):
+    """Page PageRank from the edge dataset (a Dask frame): (pages Dask frame, PageRankResult, counts).
+    ``blocked``: PageRank on the workers (``_rank``); each id partition then receives only its slice."""
     t0 = time.perf_counter()
     links = edges[edges["kind"] == "link"][["src_url", "dst_url"]]
     links = links[links["src_url"] != links["dst_url"]]
@@ -115,21 +175,11 @@ def page_graph(edges, *, damping: float = 0.85, tol: float = 1e-10, max_iter: in
                       links[["dst_url"]].rename(columns={"dst_url": "url"})])
     ids, n = assign_ids(keys, "url")
     ids = ids.persist()
-    src, dst = _edge_ids(links, "src_url", "dst_url", ids, "url")
-    log.info("page graph: %d nodes, %d edges (ids in %.1fs)", n, len(src), time.perf_counter() - t0)
-    res = pagerank(src, dst, n, damping=damping, tol=tol, max_iter=max_iter, progress=_progress_logger("page"))
-    in_deg = np.bincount(dst, minlength=n)
-    out_deg = np.bincount(src, minlength=n)
-    scores, in_deg, out_deg = _share(client, res.scores, in_deg, out_deg)
-    pages = ids.map_partitions(_page_rows, scores, in_deg, out_deg, meta=PAGES_META)
-    return pages, res, {"page_nodes": n, "page_edges": int(len(src))}
-
-
-def _share(client, *arrays):
-    """Ship large read-only arrays to the workers once (scatter) when a client is given."""
-    if client is None:
-        return arrays
-    return tuple(client.scatter(a, broadcast=True) for a in arrays)
+    joined = _joined_ids(links, "src_url", "dst_url", ids, "url")
+    res, vectors, n_edges = _rank(joined, n, client, blocked, "page", damping=damping, tol=tol, max_iter=max_iter)
+    log.info("page graph: %d nodes, %d edges (%.1fs)", n, n_edges, time.perf_counter() - t0)
+    pages = map_node_slices(ids, _page_rows, vectors, PAGES_META, client)
+    return pages, res, {"page_nodes": n, "page_edges": n_edges}
 
 
 # ----------------------------------------------------------------------------------------------- hosts
@@ -144,7 +194,8 @@ def host_edge_frame(part: pd.DataFrame) -> pd.DataFrame:
     return out.drop_duplicates()
 
 
-def host_graph(edges, *, damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200, client=None):
+def host_graph(edges, *, damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200, client=None,
+               blocked: bool | None = None):
     """Host PageRank with the link-farm rule (module docstring): (hosts Dask frame, PageRankResult, counts)."""
     import dask.dataframe as dd
 
@@ -162,7 +213,7 @@ def host_graph(edges, *, damping: float = 0.85, tol: float = 1e-10, max_iter: in
     ids, n = assign_ids(keys, "host")
     ids = ids.persist()
     kept = hl[~hl["same_domain"]]
-    src, dst = _edge_ids(kept[["src_host", "dst_host"]], "src_host", "dst_host", ids, "host")
+    joined = _joined_ids(kept[["src_host", "dst_host"]], "src_host", "dst_host", ids, "host")
     # teleport: uniform over registered domains, split among each domain's hosts
     node_domains = ids.map_partitions(_host_domains, meta=pd.DataFrame({
         "node_id": pd.Series(dtype="int64"), "domain": pd.Series(dtype="string")})).compute()
@@ -170,17 +221,15 @@ def host_graph(edges, *, damping: float = 0.85, tol: float = 1e-10, max_iter: in
     dom_codes, _ = pd.factorize(node_domains["domain"].fillna(node_domains["node_id"].astype(str)).to_numpy())
     hosts_per_domain = np.bincount(dom_codes)
     pers = 1.0 / hosts_per_domain[dom_codes] if n else np.zeros(0)
-    res = pagerank(src, dst, n, damping=damping, tol=tol, max_iter=max_iter,
-                   personalization=pers if n else None, progress=_progress_logger("host"))
-    log.info("host graph: %d hosts, %d cross-domain edges", n, len(src))
-    in_hosts = np.bincount(dst, minlength=n)
-    out_hosts = np.bincount(src, minlength=n)
+    res, vectors, n_edges = _rank(joined, n, client, blocked, "host", damping=damping, tol=tol, max_iter=max_iter,
+                                  personalization=pers if n else None)
+    log.info("host graph: %d hosts, %d cross-domain edges", n, n_edges)
     # distinct source domains per target host
     dom_in = kept[["src_domain", "dst_host"]].drop_duplicates().groupby("dst_host").size().compute()
     dropped = hl[hl["same_domain"]].groupby("src_host").size().compute()
-    scores, in_hosts, out_hosts = _share(client, res.scores, in_hosts, out_hosts)
-    hosts = ids.map_partitions(_host_rows, scores, in_hosts, out_hosts, dom_in, dropped, meta=HOSTS_META)
-    return hosts, res, {"host_nodes": n, "host_edges": int(len(src)),
+    hosts = map_node_slices(ids, _host_rows, vectors, HOSTS_META, client)
+    hosts = hosts.map_partitions(_host_domain_counts, dom_in, dropped, meta=HOSTS_META)
+    return hosts, res, {"host_nodes": n, "host_edges": n_edges,
                         "host_edges_dropped_same_domain": int(dropped.sum())}
 
 
@@ -189,19 +238,28 @@ def _host_domains(part: pd.DataFrame) -> pd.DataFrame:
                          "domain": pd.array([registered_domain(h) for h in part["host"].tolist()], dtype="string")})
 
 
-def _host_rows(part, scores, in_hosts, out_hosts, dom_in: pd.Series, dropped: pd.Series) -> pd.DataFrame:
-    ids = part["node_id"].to_numpy(np.int64)
+def _host_rows(part, lo: int, scores, in_hosts, out_hosts) -> pd.DataFrame:
+    """HOSTS_META rows of an id partition (domain counts filled by ``_host_domain_counts``); the arrays
+    hold nodes ``lo..`` (the partition's slice)."""
+    node = part["node_id"].to_numpy(np.int64)
+    ids = node - lo
     hosts = part["host"].astype("string")
     return pd.DataFrame({
         "host": hosts.to_numpy(),
         "domain": pd.array([registered_domain(h) for h in hosts.tolist()], dtype="string"),
-        "node_id": ids,
-        "pagerank": scores[ids],
-        "in_hosts": in_hosts[ids].astype(np.int64),
-        "in_domains": hosts.map(dom_in).fillna(0).astype(np.int64).to_numpy(),
-        "out_hosts": out_hosts[ids].astype(np.int64),
-        "dropped_same_domain_out": hosts.map(dropped).fillna(0).astype(np.int64).to_numpy(),
+        "node_id": node,
+        "pagerank": np.asarray(scores, np.float64)[ids],
+        "in_hosts": np.asarray(in_hosts)[ids].astype(np.int64),
+        "in_domains": np.zeros(len(ids), np.int64),
+        "out_hosts": np.asarray(out_hosts)[ids].astype(np.int64),
+        "dropped_same_domain_out": np.zeros(len(ids), np.int64),
     })
+
+
+def _host_domain_counts(rows: pd.DataFrame, dom_in: pd.Series, dropped: pd.Series) -> pd.DataFrame:
+    hosts = rows["host"].astype("string")
+    return rows.assign(in_domains=hosts.map(dom_in).fillna(0).astype(np.int64).to_numpy(),
+                       dropped_same_domain_out=hosts.map(dropped).fillna(0).astype(np.int64).to_numpy())
 
 
 __all__ = ["assign_ids", "page_graph", "host_graph", "host_edge_frame", "PAGES_META", "HOSTS_META",
@@ -219,5 +277,5 @@ def pages_frame(edges: pd.DataFrame, *, damping: float = 0.85, tol: float = 1e-1
     src, dst = codes[: len(links)], codes[len(links):]
     res = pagerank(src, dst, n, damping=damping, tol=tol, max_iter=max_iter)
     part = pd.DataFrame({"url": pd.array(urls, dtype="string"), "node_id": np.arange(n, dtype=np.int64)})
-    pages = _page_rows(part, res.scores, np.bincount(dst, minlength=n), np.bincount(src, minlength=n))
+    pages = _page_rows(part, 0, res.scores, np.bincount(dst, minlength=n), np.bincount(src, minlength=n))
     return pages.astype(PAGES_META.dtypes.to_dict()), res
