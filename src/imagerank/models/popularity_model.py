@@ -373,7 +373,8 @@ def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, targ
     ``training`` holds the features plus ``observed_popularity``, ``metric_value``, ``provider``, ``creator``,
     ``age_days`` and, when the text family exists, ``text``. ``provider_evidence``: one row per provider
     (every provider of the catalog) with evidence columns (means over its images). ``previous``: the previous
-    model version's recorded headline (a baseline row). ``fast`` shrinks the ensemble (tests).
+    model version's recorded headline (a baseline row). ``fast`` shrinks the ensemble and skips the ceiling
+    figures and the per-day variant (tests).
     """
     training = training.dropna(subset=["observed_popularity", "metric_value"]).reset_index(drop=True)
     training["provider"] = training["provider"].astype("string").fillna("")
@@ -390,11 +391,12 @@ def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, targ
                                                     served=MIN_SERVED_SPEARMAN),
                         "target": target.to_dict(), "providers": {}}
     orders, served, held = {}, {}, []
+    largest = labelled[0] if labelled else None  # the headline provider: its ceiling figures are computed
     for provider in labelled:
         rows = training[training["provider"] == provider].reset_index(drop=True)
         entry, order, oof = _provider(rows, columns, text=text, target=target, random_state=random_state, fast=fast,
                                       candidates=candidates if evaluate_model else (), ablations=ablations,
-                                      previous=(previous or {}).get(provider))
+                                      previous=(previous or {}).get(provider), ceiling=provider == largest)
         evaluation["providers"][provider] = entry
         orders[provider] = order
         served[provider] = {"source": "predicted" if order.validated else "prior", "model": order.kind,
@@ -447,7 +449,7 @@ PROTOCOL = ("Per provider with a metric: 5-fold GroupKFold by creator; inside ea
             "otherwise the provider's prior level is served as 'prior'.")
 
 
-def _provider(rows, columns, *, text, target, random_state, fast, candidates, ablations, previous):
+def _provider(rows, columns, *, text, target, random_state, fast, candidates, ablations, previous, ceiling):
     """Evaluate and fit one provider's order: (card entry, ProviderOrder, out-of-fold frame or None)."""
     observed = rows["observed_popularity"].astype("float64")
     output_y = np.quantile(observed, GRID)
@@ -478,10 +480,10 @@ def _provider(rows, columns, *, text, target, random_state, fast, candidates, ab
         validated = bool(np.isfinite(cv) and cv >= MIN_SERVED_SPEARMAN)
         if not validated:
             why += f"; its CV Spearman {cv:.3f} < {MIN_SERVED_SPEARMAN}: the provider's median is served as prior"
-        if kind == "single_feature" and len(candidates) > 1:
+        if ceiling and not fast and kind == "single_feature" and len(candidates) > 1:
             entry["ceiling"] = ceiling_evidence(rows, columns, pct, text=text, target=target,
                                                 random_state=random_state)
-        if target.kind == "percentile":
+        if target.kind == "percentile" and not fast:
             per_day = TargetConfig("per_day_percentile")
             entry["per_day_variant"], _ = provider_cv(rows, columns, text=text, target=per_day,
                                                       candidates=CHEAP_CANDIDATES, random_state=random_state)
