@@ -116,7 +116,13 @@ def test_shuffled_labels_give_no_skill_on_the_sample(sample_features):
 @pytest.mark.slow
 def test_popularity_model_card_and_file_round_trip(sample_features, tmp_path):
     labelled = sample_features[sample_features["observed_popularity"].notna()]
-    model = train_popularity(labelled, model_feature_columns(labelled), candidates=CHEAP)
+    model = train_popularity(labelled, model_feature_columns(labelled), candidates=CHEAP,
+                             ablations={"text counts": ["text_chars", "text_tokens"], "nothing": ["absent"]})
+    ablations = model.metrics["evaluation"]["ablations"]
+    assert set(ablations) == {"text counts"}  # an ablation that removes no input is not run
+    assert set(ablations["text counts"]["spearman"]) == {
+        "grouped CV flickr (rank_linear)", "grouped CV wikimedia (rank_linear)",
+        "transfer to flickr (rank_linear)", "transfer to wikimedia (rank_linear)"}
     predicted, sources = model.predict_with_source(sample_features)
     assert predicted.shape == (len(sample_features),) and ((0 <= predicted) & (predicted <= 1)).all()
     entry = save_model(model, tmp_path)
@@ -131,6 +137,8 @@ def test_popularity_model_card_and_file_round_trip(sample_features, tmp_path):
     assert "### Leave-one-provider-out transfer" in text and "| geographorguk |" not in text
     assert "| (providers without a metric) | prior |" in text
     assert "best single raw feature: `text_chars` Spearman 0.642" in text
+    assert "What text counts add (2 columns: text_chars, text_tokens)" in text
+    assert "resolution: the narrowest 95% interval" in text  # why the single feature is served, with figures
 
 
 def authority_frame(n=120, seed=0):

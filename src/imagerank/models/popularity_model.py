@@ -395,7 +395,7 @@ def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, targ
     for provider in labelled:
         rows = training[training["provider"] == provider].reset_index(drop=True)
         entry, order, oof = _provider(rows, columns, text=text, target=target, random_state=random_state, fast=fast,
-                                      candidates=candidates if evaluate_model else (), ablations=ablations,
+                                      candidates=candidates if evaluate_model else (),
                                       previous=(previous or {}).get(provider), ceiling=provider == largest)
         evaluation["providers"][provider] = entry
         orders[provider] = order
@@ -415,6 +415,7 @@ def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, targ
     lopo = transfer_evaluation(training, columns, labelled, target=target)
     ok, why = transfer_validated(lopo)
     evaluation["transfer"] = {"leave_one_provider_out": lopo, "validated": ok, "reason": why}
+    evaluation["ablations"] = _ablations(training, labelled, columns, text, target, random_state, ablations)
     transfer = transfer_map = pooled = None
     pooled_rows = training[training["provider"].isin(labelled)].reset_index(drop=True)
     if ok:
@@ -449,7 +450,7 @@ PROTOCOL = ("Per provider with a metric: 5-fold GroupKFold by creator; inside ea
             "otherwise the provider's prior level is served as 'prior'.")
 
 
-def _provider(rows, columns, *, text, target, random_state, fast, candidates, ablations, previous, ceiling):
+def _provider(rows, columns, *, text, target, random_state, fast, candidates, previous, ceiling):
     """Evaluate and fit one provider's order: (card entry, ProviderOrder, out-of-fold frame or None)."""
     observed = rows["observed_popularity"].astype("float64")
     output_y = np.quantile(observed, GRID)
@@ -487,7 +488,6 @@ def _provider(rows, columns, *, text, target, random_state, fast, candidates, ab
             per_day = TargetConfig("per_day_percentile")
             entry["per_day_variant"], _ = provider_cv(rows, columns, text=text, target=per_day,
                                                       candidates=CHEAP_CANDIDATES, random_state=random_state)
-        entry["ablations"] = _ablations(rows, columns, text, target, random_state, ablations)
         oof = pd.DataFrame({"image_id": rows["image_id"].astype(str) if "image_id" in rows else None,
                             "provider": rows["provider"].astype(str),
                             "observed": popularity_target(rows, target).to_numpy(), "predicted": pct[kind]})
@@ -503,22 +503,41 @@ def _provider(rows, columns, *, text, target, random_state, fast, candidates, ab
     return entry, order, oof
 
 
-def _ablations(rows, columns, text, target, random_state, ablations) -> dict:
-    """Cheap candidates' CV Spearman with and without each ablation's columns."""
+def _ablations(training, labelled, columns, text, target, random_state, ablations) -> dict:
+    """Rank-linear Spearman with and without each ablation's columns: creator-grouped CV of every provider
+    large enough for it, and leave-one-provider-out transfer to every provider with a metric."""
     out = {}
     for name, removed in (ablations or {}).items():
         kept = [c for c in columns if c not in set(removed)]
         if len(kept) == len(columns):
             continue
-        without, _ = provider_cv(rows, kept, text=text, target=target, candidates=("rank_linear",),
-                                 random_state=random_state)
-        with_, _ = provider_cv(rows, columns, text=text, target=target, candidates=("rank_linear",),
-                               random_state=random_state)
-        out[name] = {"removed_columns": [c for c in columns if c in set(removed)],
-                     "spearman": {"grouped_cv rank_linear": {
-                         "with": with_["rank_linear"]["spearman"], "without": without["rank_linear"]["spearman"],
-                         "added": with_["rank_linear"]["spearman"] - without["rank_linear"]["spearman"]}}}
+        splits = {}
+        for provider in labelled:
+            rows = training[training["provider"] == provider].reset_index(drop=True)
+            if len(rows) < MIN_PROVIDER_ROWS or _group_keys(rows[GROUP_COLUMN]).nunique() < 5:
+                continue
+            with_, _ = provider_cv(rows, columns, text=text, target=target, candidates=("rank_linear",),
+                                   random_state=random_state)
+            without, _ = provider_cv(rows, kept, text=text, target=target, candidates=("rank_linear",),
+                                     random_state=random_state)
+            splits[f"grouped CV {provider} (rank_linear)"] = _with_without(with_["rank_linear"]["spearman"],
+                                                                           without["rank_linear"]["spearman"])
+        for held in labelled:
+            tr = training[training["provider"].isin([p for p in labelled if p != held])].reset_index(drop=True)
+            te = training[training["provider"] == held].reset_index(drop=True)
+            if len(tr) < MIN_TRAINING_ROWS or len(te) < MIN_TRAINING_ROWS:
+                continue
+            y = popularity_target(tr, target).to_numpy()
+            value = target_value(te, target)
+            splits[f"transfer to {held} (rank_linear)"] = _with_without(
+                spearman(RankLinear(columns).fit(tr, y).predict(te), value),
+                spearman(RankLinear(kept).fit(tr, y).predict(te), value))
+        out[name] = {"removed_columns": [c for c in columns if c in set(removed)], "spearman": splits}
     return out
+
+
+def _with_without(with_: float, without: float) -> dict:
+    return {"with": with_, "without": without, "added": with_ - without}
 
 
 def headline_of(card: dict) -> dict | None:
@@ -599,10 +618,6 @@ def card_lines(metrics: dict) -> list[str]:
                          + "; ".join(f"{share}: " + ", ".join(f"{n} {_f(v)}" for n, v in r.items())
                                      for share, r in curve.items()))
             lines.append("")
-        for name, ablation in (entry.get("ablations") or {}).items():
-            for split, r in ablation["spearman"].items():
-                lines.append(f"- without {name} ({len(ablation['removed_columns'])} columns), {split}: "
-                             f"{_f(r['with'])} with, {_f(r['without'])} without ({r['added']:+.3f})")
     transfer = evaluation.get("transfer") or {}
     if transfer:
         lines += ["", "### Leave-one-provider-out transfer", "",
@@ -624,6 +639,13 @@ def card_lines(metrics: dict) -> list[str]:
         flips = [c for c in shared if len({np.sign(d[c]) for d in directions.values()}) > 1
                  and min(abs(d[c]) for d in directions.values()) >= 0.1]
         lines += ["", f"- columns whose direction flips between providers (|rho| >= 0.1 in each): {', '.join(flips) or 'none'}"]
+    for name, ablation in (evaluation.get("ablations") or {}).items():
+        lines += ["", f"What {name} add ({len(ablation['removed_columns'])} columns: "
+                      f"{', '.join(ablation['removed_columns'])}), Spearman with and without them:", "",
+                  "| split | with | without | added |", "|---|---|---|---|"]
+        lines += [f"| {split} | {_f(r['with'])} | {_f(r['without'])} | {r['added']:+.3f} |"
+                  for split, r in ablation["spearman"].items()]
+        lines.append("")
     levels = metrics.get("levels") or {}
     if levels:
         lines += [f"- prior level: {levels.get('method')} = {_f(levels.get('typical_level'))} "
