@@ -112,3 +112,19 @@ def test_levels_come_from_provider_evidence_only_when_it_validates():
     assert provider_levels(training, noise)["levels"] == {}
     two = provider_levels(training[training["provider"].isin(["p0", "p1"])], evidence)
     assert two["levels"] == {} and ">= 4" in two["why_not_evidence"]
+
+
+def test_the_previous_model_version_is_a_baseline_row(tmp_path):
+    from imagerank.models.train import save_model, write_model_card
+    from pipelines.train import previous_headline
+
+    frame, columns = catalog(fickle_only=True)
+    first = train_popularity(frame, columns, candidates=CHEAP, fast=True)
+    write_model_card(tmp_path / "models" / "v1", {"popularity": save_model(first, tmp_path / "models" / "v1")}, "v1")
+    previous = previous_headline(tmp_path, "v2")
+    recorded = first.metrics["evaluation"]["providers"]["alpha"]["grouped_cv"]["single_feature"]["spearman"]
+    assert previous["alpha"]["model_version"] == "v1" and previous["alpha"]["spearman"] == pytest.approx(recorded)
+    assert previous_headline(tmp_path, "v1") is None  # a version is no baseline of itself
+    second = train_popularity(frame, columns, candidates=CHEAP, fast=True, previous=previous)
+    baseline = second.metrics["evaluation"]["providers"]["alpha"]["baselines"]["previous_version"]
+    assert baseline["model_version"] == "v1" and baseline["spearman"] == pytest.approx(recorded)

@@ -57,6 +57,7 @@ GRID = np.linspace(0.0, 1.0, 101)
 BOOTSTRAP_ROUNDS = 200
 BOOTSTRAP_MAX_ROWS = 20_000
 LEARNING_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+LEARNING_REPEATS = 3
 
 
 def evidence_columns(columns) -> list[str]:
@@ -182,10 +183,12 @@ def ceiling_evidence(rows: pd.DataFrame, columns: list[str], pct: dict, *, text:
             pairwise[name].append(pairwise_accuracy(pct[name][idx], value[idx], boot_keys, max_pairs=20_000)["accuracy"])
     ci = lambda values: [float(np.nanpercentile(values, 2.5)), float(np.nanpercentile(values, 97.5))]  # noqa: E731
     curve = {}
-    for fraction in LEARNING_FRACTIONS:
-        reports, _ = provider_cv(rows, columns, text=text, target=target, candidates=CHEAP_CANDIDATES,
-                                 random_state=random_state, keep_creators=fraction)
-        curve[f"{fraction:.2f}"] = {name: r["spearman"] for name, r in reports.items()}
+    for fraction in LEARNING_FRACTIONS:  # mean over LEARNING_REPEATS random creator subsets (one at 100 %)
+        repeats = [provider_cv(rows, columns, text=text, target=target, candidates=CHEAP_CANDIDATES,
+                               random_state=random_state + r, keep_creators=fraction)[0]
+                   for r in range(LEARNING_REPEATS if fraction < 1 else 1)]
+        curve[f"{fraction:.2f}"] = {name: float(np.mean([r[name]["spearman"] for r in repeats]))
+                                    for name in CHEAP_CANDIDATES}
     widths = [(hi - lo) / 2 for lo, hi in (ci(v) for v in gains.values())]
     return {"bootstrap_rounds": BOOTSTRAP_ROUNDS, "creators": int(len(members)),
             "resolution": float(np.min(widths)) if widths else float("nan"),
@@ -403,8 +406,8 @@ def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, targ
                             "level": order.level, "reason": entry["served_reason"]}
         if oof is not None:
             held.append(oof)
-    headline = max(labelled, key=lambda p: (evaluation["providers"][p].get("grouped_cv") is not None, counts[p]))
-    head = evaluation["providers"][headline]
+    headline = max(labelled, key=lambda p: ("grouped_cv" in evaluation["providers"][p], counts[p]), default=None)
+    head = evaluation["providers"].get(headline) or {}
     if "grouped_cv" in head:
         evaluation["headline"] = {"provider": headline, "model": head["served_model"],
                                   **head["grouped_cv"][head["served_model"]]}
