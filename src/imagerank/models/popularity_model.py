@@ -103,7 +103,9 @@ def provider_cv(rows: pd.DataFrame, columns: list[str], *, text: bool, target: T
     logs = {c: np.full(n, np.nan) for c in candidates}
     rng = np.random.default_rng(random_state)
     splits = min(n_splits, keys.nunique())
+    tests = []
     for train, test in GroupKFold(n_splits=splits).split(X, metric, keys):
+        tests.append(test)
         if keep_creators < 1.0:
             creators = keys.iloc[train].unique()
             kept = set(rng.choice(creators, size=max(2, int(round(keep_creators * len(creators)))), replace=False))
@@ -118,8 +120,10 @@ def provider_cv(rows: pd.DataFrame, columns: list[str], *, text: bool, target: T
             score_map = QuantileMap().fit(model.predict(X.iloc[train]))
             pct[name][test] = score_map.predict(model.predict(X.iloc[test]))
             logs[name][test] = quantile_lookup(pct[name][test], reference[np.isfinite(reference)])
-    reports = {name: ranking_report(pct[name], metric, groups=keys, age_days=rows.get("age_days"),
-                                    log_predicted=logs[name]) for name in candidates}
+    reports = {name: {**ranking_report(pct[name], metric, groups=keys, age_days=rows.get("age_days"),
+                                       log_predicted=logs[name]),
+                      "fold_spearman": [spearman(pct[name][t], metric.iloc[t]) for t in tests]}
+               for name in candidates}
     return reports, pct
 
 
@@ -605,6 +609,11 @@ def card_lines(metrics: dict) -> list[str]:
         ceiling = entry.get("ceiling")
         if ceiling:
             lines += ["Why the single feature is served (what this sample can support):", ""]
+            for name, r in (entry.get("grouped_cv") or {}).items():
+                folds = [v for v in r.get("fold_spearman", []) if v is not None and np.isfinite(v)]
+                if folds:
+                    lines.append(f"- {name}: Spearman per creator fold {', '.join(f'{v:.3f}' for v in folds)} "
+                                 f"(sd {np.std(folds):.3f} across folds)")
             for name, (lo, hi) in ceiling["spearman_gain_over_single_feature_ci95"].items():
                 lines.append(f"- {name}: Spearman gain over the single feature, 95% creator-bootstrap interval "
                              f"[{lo:+.3f}, {hi:+.3f}] ({ceiling['creators']} creators)")
