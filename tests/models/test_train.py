@@ -154,6 +154,7 @@ def authority_frame(n=120, seed=0):
     return frame
 
 
+@pytest.mark.slow
 def test_authority_learns_from_non_link_features_only():
     frame = authority_frame()
     columns = ["quality", "domain_rank_score", "picashow", "link_pages"]
@@ -170,6 +171,7 @@ def test_authority_learns_from_non_link_features_only():
     assert none.estimator is None and "no crawl" in none.metrics["reason"]
 
 
+@pytest.mark.slow
 def test_authority_holdout_is_grouped_by_landing_domain():
     model = train_authority(authority_frame(), ["quality", "domain_rank_score"], fast=True)
     holdout = model.metrics["evaluation"]["holdout"]
@@ -193,6 +195,7 @@ def test_authority_never_reads_the_crawl_that_built_its_target():
     assert leak["spearman_with_leak"] > 0.9 and leak["spearman_without"] < 0.4
 
 
+@pytest.mark.slow
 def test_openverse_source_authority_is_a_baseline_and_a_prior_feature():
     frame = authority_frame()
     frame["source"] = np.where(np.arange(len(frame)) % 2 == 0, "flickr", "rijksmuseum")
