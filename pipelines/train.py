@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import dask.dataframe as dd
 import pandas as pd
 from distributed import Client
@@ -18,10 +20,13 @@ from imagerank.features.registry import (IMAGE_FAMILIES, PROVIDER_PROXIES, famil
                                          model_feature_columns)
 from imagerank.features.text import TEXT_META, text_documents
 from imagerank.io import atomic_path, stamped, write_ddf
-from imagerank.models.train import (TargetConfig, save_model, train_authority, train_popularity,
-                                    write_model_card)
+from imagerank.models.popularity_model import evidence_columns, headline_of, train_popularity
+from imagerank.models.train import TargetConfig, save_model, train_authority, write_model_card
 
-MAX_TRAINING_ROWS = 2_000_000  # a uniform sample beyond this: the ensemble saturates long before
+MAX_TRAINING_ROWS = 2_000_000  # authority: a uniform sample beyond this (the ensemble saturates long before)
+#: Popularity: a uniform sample of each provider's labelled rows beyond this (every candidate is
+#: cross-validated on it, so training and evaluation stay bounded whatever the catalog's size).
+MAX_ROWS_PER_PROVIDER = 100_000
 TEXT_DATASET = "features/text"
 
 
@@ -42,15 +47,13 @@ def run_train(client: Client, workdir: str | Path, model_version: str, *, random
         run_text_features(client, workdir, pd.Timestamp.now(tz="UTC").floor("s"))
     features = load_features(workdir)
     columns = model_feature_columns(features)
-    labelled = features[features["observed_popularity"].notnull()]
-    n = int(labelled.map_partitions(len).sum().compute())
-    if n > MAX_TRAINING_ROWS:
-        labelled = labelled.sample(frac=MAX_TRAINING_ROWS / n, random_state=random_state)
-    training = labelled.compute().sort_values("image_id", ignore_index=True)  # same rows, same model
+    training = _labelled_rows(features, random_state)
     popularity_columns = [c for c in columns if c not in PROVIDER_PROXIES]
+    evidence = provider_evidence(features, evidence_columns(columns))
     ablations = {"image features (pixels, EXIF, visual)": family_columns(workdir, IMAGE_FAMILIES)}
     popularity = client.submit(train_popularity, training, popularity_columns, target=target,
-                               random_state=random_state, ablations=ablations, pure=False)
+                               random_state=random_state, ablations=ablations, provider_evidence=evidence,
+                               previous=previous_headline(workdir, model_version), pure=False)
     evidence = _link_evidence_rows(features, random_state)
     authority = client.submit(train_authority, evidence, columns, random_state=random_state, ablations=ablations,
                               pure=False)
@@ -65,6 +68,43 @@ def run_train(client: Client, workdir: str | Path, model_version: str, *, random
     write_model_card(directory, entries, model_version, untrained,
                      extra={"popularity_authority_correlation": "computed by the report from W/scores/ per provider"})
     return {"model_version": model_version, "directory": str(directory), "models": entries, "untrained": untrained}
+
+
+def _labelled_rows(features: dd.DataFrame, random_state: int) -> pd.DataFrame:
+    """Rows with an observed metric, a uniform sample of at most MAX_ROWS_PER_PROVIDER per provider."""
+    labelled = features[features["observed_popularity"].notnull()]
+    counts = labelled["provider"].value_counts().compute()
+    fractions = {str(p): min(1.0, MAX_ROWS_PER_PROVIDER / n) for p, n in counts.items()}
+    if any(f < 1.0 for f in fractions.values()):
+        def sample(part: pd.DataFrame) -> pd.DataFrame:
+            keep = [g.sample(frac=fractions.get(str(p), 1.0), random_state=random_state) if fractions.get(str(p), 1.0) < 1
+                    else g for p, g in part.groupby("provider", observed=True)]
+            return pd.concat(keep) if keep else part.iloc[:0]
+        labelled = labelled.map_partitions(sample, meta=labelled._meta)
+    return labelled.compute().sort_values("image_id", ignore_index=True)  # same rows, same model
+
+
+def provider_evidence(features: dd.DataFrame, columns: list[str]) -> pd.DataFrame | None:
+    """Per provider (every provider of the catalog): mean of each evidence column and the image count."""
+    if not columns:
+        return None
+    frame = features[["provider", *columns]]
+    means = frame.groupby("provider").mean().compute()
+    means["images"] = features.groupby("provider").size().compute()
+    return means.reset_index()
+
+
+def previous_headline(workdir: Path, model_version: str) -> dict | None:
+    """The headline figures of the newest other model version in W/models/ (a baseline row), if any."""
+    cards = [p for p in (workdir / "models").glob("*/metrics.json") if p.parent.name != model_version]
+    for path in sorted(cards, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            headline = headline_of(json.loads(path.read_text()))
+        except ValueError:
+            continue
+        if headline:
+            return headline
+    return None
 
 
 def _link_evidence_rows(features: dd.DataFrame, random_state: int) -> pd.DataFrame:

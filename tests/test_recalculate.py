@@ -31,7 +31,7 @@ def test_every_row_is_scored_and_reconciled(sample_run):
     scores = pd.read_parquet(workdir / "scores")
     assert scores["image_id"].is_unique and len(scores) == 1899
     assert scores[["popularity", "authority"]].apply(lambda c: c.between(0, 1)).all().all()
-    assert set(scores["popularity_source"]) == {"observed", "predicted"}
+    assert set(scores["popularity_source"]) == {"observed", "predicted", "prior"}
     saved = json.loads(next((workdir / "runs").glob("*.json")).read_text())
     assert saved["reconciliation"] == rec
 
@@ -61,8 +61,8 @@ def test_model_card_reports_cross_validated_metrics(sample_run):
     workdir, manifest = sample_run
     card = json.loads((workdir / "models" / manifest["run_id"] / "metrics.json").read_text())
     evaluation = card["models"]["popularity"]["metrics"]["evaluation"]
-    assert evaluation["ensemble"]["rows"] == 541
-    assert 0.2 < evaluation["ensemble"]["spearman"] <= 1  # published content-only bars are 0.2-0.5
+    assert evaluation["headline"]["rows"] == 541 and evaluation["headline"]["provider"] == "flickr"
+    assert 0.2 < evaluation["headline"]["spearman"] <= 1  # published content-only bars are 0.2-0.5
     assert (workdir / "models" / manifest["run_id"] / "model_card.md").read_text().startswith("# imagerank models")
 
 
@@ -97,5 +97,5 @@ def test_lookup_command_prints_json_lines(sample_run):
 def test_held_out_predictions_are_stored_for_the_report(sample_run):
     workdir, manifest = sample_run
     held_out = pd.read_parquet(workdir / "models" / manifest["run_id"] / "oof_popularity.parquet")
-    assert len(held_out) == 541 and set(held_out["provider"]) == {"flickr"}
+    assert len(held_out) == 774 and set(held_out["provider"]) == {"flickr", "wikimedia"}
     assert held_out[["observed", "predicted"]].apply(lambda c: c.between(0, 1)).all().all()

@@ -1,4 +1,5 @@
-"""Served scores: observed where a provider metric exists, else the ensemble's prediction; always in [0, 1]."""
+"""Served scores: observed where a provider metric exists, else what the popularity model validates for the
+row's provider (``predicted``) or the provider's prior level (``prior``); always in [0, 1]."""
 
 from __future__ import annotations
 
@@ -26,8 +27,12 @@ def score_partition(features: pd.DataFrame, popularity_model, authority_model, m
                     event_timestamp: pd.Timestamp) -> pd.DataFrame:
     """Partition function: one scores row per features row (features of every family, joined on image_id)."""
     observed = _column(features, "observed_popularity")
-    predicted = popularity_model.predict(features) if popularity_model is not None else np.full(len(features), np.nan)
-    popularity, popularity_source = _choose([("observed", observed), ("predicted", predicted)], POPULARITY_PRIOR)
+    popularity, popularity_source = _choose([("observed", observed)], POPULARITY_PRIOR)
+    if popularity_model is not None:
+        modelled, modelled_source = _modelled_popularity(popularity_model, features)
+        fill = ~np.isfinite(observed) & np.isfinite(modelled)
+        popularity[fill] = modelled[fill]
+        popularity_source[fill] = modelled_source[fill]
 
     has_links = _column(features, "has_link_evidence") > 0
     link_authority = np.where(has_links, _column(features, "link_authority"), np.nan)
@@ -46,6 +51,15 @@ def score_partition(features: pd.DataFrame, popularity_model, authority_model, m
         "model_version": model_version,
         "event_timestamp": pd.Series([event_timestamp] * len(features), dtype=SCORES_META["event_timestamp"].dtype).to_numpy(),
     })
+
+
+def _modelled_popularity(model, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(value, source) from the model: its own per-row source when it gives one, else all ``predicted``."""
+    if hasattr(model, "predict_with_source"):
+        values, sources = model.predict_with_source(features)
+        return np.asarray(values, dtype="float64"), np.asarray(sources, dtype=object)
+    values = np.asarray(model.predict(features), dtype="float64")
+    return values, np.full(len(values), "predicted", dtype=object)
 
 
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:

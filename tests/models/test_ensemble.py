@@ -77,4 +77,17 @@ def test_shuffled_labels_give_no_skill():
 def test_pairwise_accuracy_counts_only_same_group_pairs():
     result = pairwise_accuracy([1, 2, 3, 0], [10, 20, 5, 99], ["a", "a", "a", "b"])
     # pairs in group a: (1,2) right, (1,3) wrong, (2,3) wrong; group b has one row
-    assert result == {"pairs": 3, "accuracy": pytest.approx(1 / 3)}
+    assert result == {"pairs": 3, "accuracy": pytest.approx(1 / 3), "sampled": False}
+
+
+def test_pairwise_accuracy_samples_pairs_when_groups_are_huge():
+    rng = np.random.default_rng(0)
+    n = 30_000  # two creators of 15k images: 225 M same-creator pairs, never materialized
+    actual = rng.normal(size=n)
+    predicted = actual + rng.normal(0, 1.0, n)  # true pairwise accuracy: 1 - arccos(1/sqrt(2)) / pi = 0.75
+    groups = np.repeat(["a", "b"], n // 2)
+    result = pairwise_accuracy(predicted, actual, groups, max_pairs=50_000)
+    assert result["sampled"] and result["pairs"] == 50_000
+    assert result["accuracy"] == pytest.approx(0.75, abs=0.01)
+    exact = pairwise_accuracy(predicted[:400], actual[:400], groups[:400])
+    assert not exact["sampled"] and exact["pairs"] == 400 * 399 // 2

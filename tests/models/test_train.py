@@ -12,12 +12,14 @@ from imagerank.features.metadata import metadata_features
 from imagerank.features.registry import model_feature_columns
 from imagerank.features.text import text_documents
 from imagerank.models.evaluation import grouped_cv_predictions, spearman
-from imagerank.models.train import (LINK_EVIDENCE_COLUMNS, TargetConfig, load_model, popularity_target,
-                                    save_model, train_authority, train_popularity, write_model_card,
+from imagerank.models.popularity_model import provider_cv, train_popularity
+from imagerank.models.train import (LINK_EVIDENCE_COLUMNS, TargetConfig, load_model, model_inputs,
+                                    popularity_target, save_model, train_authority, write_model_card,
                                     _estimator, _frame)
 from imagerank.popularity import StandardizationConfig, provider_constants, raw_metrics, standardize
 
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
+CHEAP = ("single_feature", "rank_linear")
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +40,11 @@ def sample_features(sample_catalog):
     return features.merge(text_documents(catalog), on="image_id")
 
 
+def flickr_rows(sample_features) -> pd.DataFrame:
+    rows = sample_features[(sample_features["provider"] == "flickr") & sample_features["metric_value"].notna()]
+    return rows.reset_index(drop=True).copy()
+
+
 def test_percentile_target_averages_ties_within_provider():
     rows = pd.DataFrame({"provider": ["w"] * 5 + ["f"] * 2, "metric_value": [0, 0, 0, 2, 1, 5, 50.0],
                          "age_days": [10, 10, 10, 10, 10, 1, 100.0]})
@@ -49,49 +56,56 @@ def test_percentile_target_averages_ties_within_provider():
 
 
 @pytest.mark.slow
-def test_sample_popularity_beats_baselines_without_leakage(sample_features, tmp_path):
+def test_sample_popularity_beats_baselines_without_leakage(sample_features):
     labelled = sample_features[sample_features["observed_popularity"].notna()].copy()
-    # a provider one-hot handed in as a feature must be dropped: provider identity is no input
-    labelled["provider_flickr"] = (labelled["provider"] == "flickr").astype(float)
-    # a column that knows the answer: the ablation must show what it adds
-    noise = np.random.default_rng(3).normal(0, 0.5, len(labelled))
-    labelled["oracle"] = np.log1p(labelled["metric_value"].astype(float)) + noise
-    columns = model_feature_columns(labelled)
-    assert "provider_flickr" in columns
-    model = train_popularity(labelled, columns, fast=True, ablations={"the oracle": ["oracle"], "nothing": ["absent"]})
-    assert not any(c.startswith(("provider", "source")) for c in model.feature_columns)
-    evaluation = model.metrics["evaluation"]
-    cv = evaluation["grouped_cv"]
-    assert cv["ensemble"]["rows"] == 541 and evaluation["ensemble"] == cv["ensemble"]
-    assert cv["ensemble"]["spearman"] > 0.5
-    assert cv["ensemble"]["spearman"] > cv["baseline_tag_count"]["spearman"]
-    assert 0.5 < cv["ensemble"]["pairwise_same_creator"] < 1 and cv["ensemble"]["same_creator_pairs"] > 500
-    assert set(evaluation["provider_transfer"]) == {"flickr->wikimedia", "wikimedia->flickr"}
-    assert np.isfinite(evaluation["provider_transfer"]["flickr->wikimedia"]["ensemble"]["auc_nonzero"])
-    assert evaluation["temporal"]["split"]["test_rows"] > 100
-    assert set(evaluation["ablations"]) == {"the oracle"}  # an ablation that removes no input is not run
-    oracle = evaluation["ablations"]["the oracle"]
-    assert oracle["removed_columns"] == ["oracle"]
-    assert set(oracle["spearman"]) == {"grouped_cv", "temporal", "transfer flickr->wikimedia", "transfer wikimedia->flickr"}
-    assert oracle["spearman"]["grouped_cv"]["added"] > 0.1
-    assert oracle["spearman"]["grouped_cv"]["without"] == cv["ensemble without the oracle"]["spearman"]
-    predicted = model.predict(sample_features)
-    assert predicted.shape == (len(sample_features),) and ((0 <= predicted) & (predicted <= 1)).all()
-    entry = save_model(model, tmp_path)
-    write_model_card(tmp_path, {"popularity": entry}, "v1")
-    card = json.loads((tmp_path / "metrics.json").read_text())
-    loaded = load_model(tmp_path, "popularity", card["models"]["popularity"]["sha256"])
-    assert np.allclose(loaded.predict(sample_features), predicted)
-    # the scorer may hand a frame without the text family: it still gets a prediction for every row
-    assert np.isfinite(loaded.predict(sample_features.drop(columns=["text"]))).all()
-    card_text = (tmp_path / "model_card.md").read_text()
-    assert "| grouped CV | ensemble | 541 |" in card_text and "What the oracle add (1 columns: oracle)" in card_text
+    labelled["provider_flickr"] = (labelled["provider"] == "flickr").astype(float)  # provider identity: no input
+    model = train_popularity(labelled, model_feature_columns(labelled), fast=True)
+    assert "provider_flickr" not in model.feature_columns
+    assert not {"metric_value", "observed_popularity"} & set(model.feature_columns)
+    flickr = model.metrics["evaluation"]["providers"]["flickr"]
+    served, cv = flickr["served_model"], flickr["grouped_cv"]
+    head = model.metrics["evaluation"]["headline"]
+    # the headline is the served model, evaluated on the rows it is fit on
+    assert head["provider"] == "flickr" and head["model"] == served and head["rows"] == 541
+    assert head["spearman"] == cv[served]["spearman"] and head["same_creator_pairs"] > 900
+    # beats the baselines: Openverse's (no score: all tie), and within the earn margin of the best raw column,
+    # whose 0.642 is chosen on all rows (optimistic) while the served figure selects inside each fold
+    assert flickr["best_single_feature"]["column"] == "text_chars"
+    assert flickr["best_single_feature"]["spearman"] == pytest.approx(0.642, abs=0.001)
+    assert head["spearman"] > 0.6 > flickr["baselines"]["openverse_no_score"]["spearman"]
+    assert head["spearman"] > flickr["best_single_feature"]["spearman"] - 0.03
+    # a within-creator order well above chance exists and is measured (the rank-linear candidate)
+    assert cv["rank_linear"]["pairwise_same_creator"] > 0.6
+    # what is served follows the rule: richer only when it earns its place
+    richer_earns = any(r["spearman"] >= flickr["best_single_feature"]["spearman"] + 0.03
+                       and r["pairwise_same_creator"] >= 0.6 for n, r in cv.items() if n != "single_feature")
+    assert (served != "single_feature") == richer_earns
+
+    # no leakage: a held-out row's prediction is a function of the training folds only. Scramble the views of
+    # one fold's creators: their out-of-fold predictions must not move (targets, score and metric quantiles
+    # are all fitted inside the training folds), while every other fold's predictions may.
+    rows = flickr_rows(sample_features)
+    columns = model_inputs(model_feature_columns(rows))
+    _, before = provider_cv(rows, columns, text=True, target=TargetConfig(), candidates=CHEAP + ("ensemble",),
+                            fast=True)
+    from sklearn.model_selection import GroupKFold
+
+    from imagerank.models.evaluation import _group_keys
+    keys = _group_keys(rows["creator"])
+    _, test = next(GroupKFold(5).split(rows, groups=keys))
+    scrambled = rows.copy()
+    scrambled.loc[test, "metric_value"] = np.random.default_rng(5).permutation(rows.loc[test, "metric_value"].to_numpy())
+    scrambled.loc[test, "metric_value"] *= 1000
+    _, after = provider_cv(scrambled, columns, text=True, target=TargetConfig(), candidates=CHEAP + ("ensemble",),
+                           fast=True)
+    for name in before:
+        assert np.allclose(before[name][test], after[name][test]), name
+        assert not np.allclose(before[name], after[name]), name  # the scrambled rows did train the other folds
 
 
 @pytest.mark.slow
 def test_shuffled_labels_give_no_skill_on_the_sample(sample_features):
-    rows = sample_features[(sample_features["provider"] == "flickr") & sample_features["metric_value"].notna()]
-    rows = rows.reset_index(drop=True).copy()
+    rows = flickr_rows(sample_features)
     rows["metric_value"] = np.random.default_rng(7).permutation(rows["metric_value"].to_numpy())
     columns = [c for c in model_feature_columns(rows) if not c.startswith("provider")]
     predicted = grouped_cv_predictions(_estimator(columns, True, 0, True), _frame(rows, columns, True),
@@ -99,9 +113,36 @@ def test_shuffled_labels_give_no_skill_on_the_sample(sample_features):
     assert abs(spearman(predicted, rows["metric_value"])) < 0.12
 
 
-def test_authority_learns_from_non_link_features_only():
-    rng = np.random.default_rng(0)
-    n = 120
+@pytest.mark.slow
+def test_popularity_model_card_and_file_round_trip(sample_features, tmp_path):
+    labelled = sample_features[sample_features["observed_popularity"].notna()]
+    model = train_popularity(labelled, model_feature_columns(labelled), candidates=CHEAP,
+                             ablations={"text counts": ["text_chars", "text_tokens"], "nothing": ["absent"]})
+    ablations = model.metrics["evaluation"]["ablations"]
+    assert set(ablations) == {"text counts"}  # an ablation that removes no input is not run
+    assert set(ablations["text counts"]["spearman"]) == {
+        "grouped CV flickr (rank_linear)", "grouped CV wikimedia (rank_linear)",
+        "transfer to flickr (rank_linear)", "transfer to wikimedia (rank_linear)"}
+    predicted, sources = model.predict_with_source(sample_features)
+    assert predicted.shape == (len(sample_features),) and ((0 <= predicted) & (predicted <= 1)).all()
+    entry = save_model(model, tmp_path)
+    write_model_card(tmp_path, {"popularity": entry}, "v1")
+    card = json.loads((tmp_path / "metrics.json").read_text())
+    loaded = load_model(tmp_path, "popularity", card["models"]["popularity"]["sha256"])
+    assert np.allclose(loaded.predict(sample_features), predicted)
+    # the scorer may hand a frame without the text family: it still gets a value for every row
+    assert np.isfinite(loaded.predict(sample_features.drop(columns=["text"]))).all()
+    text = (tmp_path / "model_card.md").read_text()
+    assert "**Headline (the served model)**: flickr `single_feature`" in text
+    assert "### Leave-one-provider-out transfer" in text and "| geographorguk |" not in text
+    assert "| (providers without a metric) | prior |" in text
+    assert "best single raw feature: `text_chars` Spearman 0.642" in text
+    assert "What text counts add (2 columns: text_chars, text_tokens)" in text
+    assert "resolution: the narrowest 95% interval" in text  # why the single feature is served, with figures
+
+
+def authority_frame(n=120, seed=0):
+    rng = np.random.default_rng(seed)
     quality = rng.normal(size=n)
     frame = pd.DataFrame({"image_id": [str(i) for i in range(n)], "quality": quality,
                           "domain_rank_score": rng.random(n),
@@ -110,6 +151,12 @@ def test_authority_learns_from_non_link_features_only():
                           "link_authority": 1 / (1 + np.exp(-quality))})
     frame["picashow"] = frame["link_authority"]  # the evidence itself: must not be an input
     frame["link_pages"] = (frame["link_authority"] * 10).round()
+    return frame
+
+
+@pytest.mark.slow
+def test_authority_learns_from_non_link_features_only():
+    frame = authority_frame()
     columns = ["quality", "domain_rank_score", "picashow", "link_pages"]
     model = train_authority(frame, columns, fast=True, ablations={"quality": ["quality"]})
     assert model.feature_columns == ["quality", "domain_rank_score"]
@@ -117,9 +164,46 @@ def test_authority_learns_from_non_link_features_only():
     assert quality_adds["with"] > 0.7 and quality_adds["added"] > 0.5
     assert not set(model.feature_columns) & LINK_EVIDENCE_COLUMNS
     assert model.metrics["evaluation"]["grouped_cv"]["spearman"] > 0.7
-    assert model.metrics["evaluation"]["holdout"]["rows"] == 24
     few = train_authority(frame.head(10), columns, fast=True)
     assert few.estimator is None and "10 images with link evidence" in few.metrics["reason"]
     assert np.isnan(few.predict(frame)).all()
     none = train_authority(frame.drop(columns=["has_link_evidence", "link_authority"]), columns)
     assert none.estimator is None and "no crawl" in none.metrics["reason"]
+
+
+@pytest.mark.slow
+def test_authority_holdout_is_grouped_by_landing_domain():
+    model = train_authority(authority_frame(), ["quality", "domain_rank_score"], fast=True)
+    holdout = model.metrics["evaluation"]["holdout"]
+    assert "landing domains held out" in holdout["protocol"]
+    assert holdout["domains"] == 3 and holdout["rows"] == 30  # whole domains: 3 of 12, 10 images each
+
+
+@pytest.mark.slow
+def test_authority_never_reads_the_crawl_that_built_its_target():
+    frame = authority_frame()
+    rng = np.random.default_rng(1)
+    # our own crawl's host graph is built from the same links as link_authority: near the answer
+    frame["host_graph_pagerank"] = frame["link_authority"] + rng.normal(0, 0.01, len(frame))
+    frame["host_graph_in_domains"] = (frame["link_authority"] * 50).round()
+    frame["quality"] = rng.normal(size=len(frame))  # no honest signal left
+    columns = ["quality", "domain_rank_score", "host_graph_pagerank", "host_graph_in_domains"]
+    model = train_authority(frame, columns, fast=True)
+    assert not {"host_graph_pagerank", "host_graph_in_domains"} & set(model.feature_columns)
+    leak = model.metrics["evaluation"]["leak_ablation"]
+    assert leak["columns"] == ["host_graph_pagerank", "host_graph_in_domains"]
+    assert leak["spearman_with_leak"] > 0.9 and leak["spearman_without"] < 0.4
+
+
+@pytest.mark.slow
+def test_openverse_source_authority_is_a_baseline_and_a_prior_feature():
+    frame = authority_frame()
+    frame["source"] = np.where(np.arange(len(frame)) % 2 == 0, "flickr", "rijksmuseum")
+    # cultural institutions (0.90) above social media (0.75), as Openverse's static table says
+    frame.loc[frame["source"] == "rijksmuseum", "link_authority"] += 0.5
+    model = train_authority(frame, ["quality", "domain_rank_score"], fast=True)
+    assert model.feature_columns[-1] == "openverse_source_authority"
+    assert set(model.input_frame(frame)["openverse_source_authority"]) == {0.75, 0.90}
+    baselines = model.metrics["evaluation"]["baselines_spearman"]
+    assert baselines["openverse_source_authority"] > 0.5
+    assert "openverse_source_authority_spearman" in model.metrics["evaluation"]["holdout"]

@@ -162,8 +162,13 @@ class ScoreEnsemble(RegressorMixin, BaseEstimator):
         oof = np.zeros((n, len(members)))
         for train, test in splits:
             w = None if sample_weight is None else np.asarray(sample_weight)[train]
+            X_train, X_test = X[train], X[test]
+            missing = np.isnan(X_train).all(axis=0)  # present elsewhere, absent in this fold: boosting cannot bin it
+            if missing.any():
+                X_train, X_test = X_train.copy(), X_test.copy()
+                X_train[:, missing], X_test[:, missing] = 0.0, 0.0
             for j, (_, est) in enumerate(members):
-                oof[test, j] = clone(est).fit(X[train], y[train], sample_weight=w).predict(X[test])
+                oof[test, j] = clone(est).fit(X_train, y[train], sample_weight=w).predict(X_test)
         return oof
 
     def _fill_empty(self, X):

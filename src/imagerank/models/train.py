@@ -1,10 +1,10 @@
-"""Training the popularity and authority models, their honest evaluation, and the model card.
+"""Training the authority model, the popularity target, model persistence and the model card.
 
 Popularity target (:class:`TargetConfig`): the within-provider percentile rank (ties averaged) of the
 provider's metric, optionally per day of age (Khosla et al. 2014), so every provider's labels are uniform
-on [0, 1] (provider identity then says nothing about the label) and wikimedia's 90 % zeros form one tied
-block below the images that are used. Predictions (a percentile) are mapped back onto Openverse's
-standardized scale by the monotone map percentile -> observed standardized popularity of the training rows.
+on [0, 1] and wikimedia's 90 % zeros form one tied block below the images that are used. The popularity
+model itself (order within a provider, level across providers) lives in
+:mod:`imagerank.models.popularity_model`.
 """
 
 from __future__ import annotations
@@ -17,27 +17,23 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.feature_selection import VarianceThreshold
-from sklearn.isotonic import IsotonicRegression
-from sklearn.model_selection import KFold
-from sklearn.pipeline import make_pipeline
+from sklearn.model_selection import GroupShuffleSplit
 
-from imagerank.features.metadata import FEATURE_COLUMNS as METADATA_COLUMNS
 from imagerank.features.text import TEXT_COLUMN
 from imagerank.io import atomic_path
-from imagerank.models.ensemble import ScoreEnsemble, fit_grouped, popularity_estimator
-from imagerank.models.evaluation import grouped_cv_predictions, ranking_report, spearman
+from imagerank.models.ensemble import ScoreEnsemble, popularity_estimator
+from imagerank.models.evaluation import grouped_cv_predictions, spearman
+from imagerank.models.source_authority import SOURCE_AUTHORITY_COLUMN, source_authority
 
 MIN_TRAINING_ROWS = 20
-EVALUATION_PROVIDER = "flickr"  # the provider whose metric (views) is dense enough to evaluate on
-TRANSFER_PROVIDERS = ("flickr", "wikimedia")
 GROUP_COLUMN = "creator"
 #: Link-derived columns: the authority evidence itself, never an input of the authority model.
 LINK_EVIDENCE_COLUMNS = {
     "has_link_evidence", "link_pages", "link_hosts", "link_domains", "link_alt_pages", "link_alt_fraction",
     "picashow", "landing_crawled", "landing_pagerank", "landing_in_links", "authority_prob", "link_authority",
 }
+#: Built from the same crawl as the authority target (our own host graph): never authority inputs (a leak).
+OWN_CRAWL_PREFIXES = ("host_graph_",)
 #: Columns that would name the provider (one-hot or code): never model inputs.
 PROVIDER_COLUMN_PREFIXES = ("provider", "source")
 PUBLISHED_BARS = {"khosla2014_content_only_spearman": [0.31, 0.40], "svr_baseline_spearman": [0.22, 0.52]}
@@ -88,6 +84,9 @@ class TrainedModel:
         """The columns the estimator reads; missing feature columns are NaN, a missing text is empty."""
         out = pd.DataFrame(index=frame.index)
         for column in self.feature_columns:
+            if column == SOURCE_AUTHORITY_COLUMN and column not in frame and "source" in frame:
+                out[column] = source_authority(frame["source"])
+                continue
             out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64") if column in frame \
                 else np.nan
         for column in (self.text_column, self.group_column):
@@ -109,14 +108,6 @@ class TrainedModel:
         return np.clip(np.interp(raw, self.output_x, self.output_y), 0.0, 1.0)
 
 
-def output_map(percentile: pd.Series, served: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Monotone map percentile -> served standardized popularity, fitted on the training labels."""
-    ok = percentile.notna() & served.notna()
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(percentile[ok], served[ok])
-    grid = np.linspace(0.0, 1.0, 101)
-    return grid, iso.predict(grid)
-
-
 def _estimator(columns: list[str], text: bool, random_state: int, fast: bool):
     params = dict(max_iter=40, n_estimators=30) if fast else {}
     return popularity_estimator(columns, text_column=TEXT_COLUMN if text else None, group_column=GROUP_COLUMN,
@@ -128,48 +119,8 @@ def _frame(rows: pd.DataFrame, columns: list[str], text: bool) -> pd.DataFrame:
     return model.input_frame(rows)
 
 
-def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, target: TargetConfig = TargetConfig(),
-                     random_state: int = 0, evaluate_model: bool = True, fast: bool = False,
-                     ablations: dict[str, list[str]] | None = None) -> TrainedModel:
-    """Fit the ensemble on every observed row; evaluate it and its baselines honestly.
-
-    ``training`` holds the features plus ``observed_popularity`` (Openverse's standardized score),
-    ``metric_value`` (the raw provider metric), ``provider``, ``creator``, ``age_days`` and, when the text
-    family exists, ``text``. ``ablations`` (name -> columns) are also evaluated without those columns, to
-    say what they add. ``fast`` shrinks the members (tests).
-    """
-    training = training.dropna(subset=["observed_popularity", "metric_value"]).reset_index(drop=True)
-    columns = model_inputs(feature_columns)
-    text = TEXT_COLUMN in training.columns
-    if len(training) < MIN_TRAINING_ROWS:
-        return TrainedModel("popularity", None, columns,
-                            {"trained": False, "reason": f"only {len(training)} rows with an observed metric"})
-    y = popularity_target(training, target)
-    estimator = fit_grouped(_estimator(columns, text, random_state, fast), _frame(training, columns, text), y,
-                            _groups(training))
-    grid, served = output_map(y, training["observed_popularity"].astype("float64"))
-    ensemble = estimator.steps[-1][1]
-    metrics = {"trained": True, "target": target.to_dict(), "training_rows": int(len(training)),
-               "training_rows_by_provider": {str(k): int(v) for k, v in training["provider"].value_counts().items()},
-               "text_features": text,
-               "ensemble": {"members": ensemble.member_names_, "weights": [float(w) for w in ensemble.weights_],
-                            "inner_cv_spearman": ensemble.inner_cv_, "calibration": ensemble.calibrate}}
-    held_out = None
-    if evaluate_model:
-        metrics["evaluation"] = evaluate(training, columns, target=target, random_state=random_state, fast=fast,
-                                         ablations=ablations)
-        held_out = metrics["evaluation"].pop("_oof", None)
-    return TrainedModel("popularity", estimator, columns, metrics, text_column=TEXT_COLUMN if text else None,
-                        group_column=GROUP_COLUMN, output_x=grid, output_y=served, held_out=held_out)
-
-
 def _groups(rows: pd.DataFrame) -> np.ndarray:
     return rows[GROUP_COLUMN].astype("string").to_numpy() if GROUP_COLUMN in rows else None
-
-
-def _baselines(columns: list[str], random_state: int):
-    metadata_only = [c for c in METADATA_COLUMNS if c in columns]
-    return metadata_only, make_pipeline(VarianceThreshold(), HistGradientBoostingRegressor(random_state=random_state))
 
 
 def _variants(columns: list[str], ablations: dict[str, list[str]] | None) -> dict[str, list[str]]:
@@ -201,131 +152,27 @@ def ablation_summary(evaluation: dict, variants: dict[str, list[str]], columns: 
     return out
 
 
-def evaluate(training: pd.DataFrame, columns: list[str], *, target: TargetConfig = TargetConfig(),
-             random_state: int = 0, fast: bool = False, ablations: dict[str, list[str]] | None = None) -> dict:
-    """Grouped CV, provider transfer both ways and a temporal split: the ensemble beside its baselines
-    and beside itself without each ablation's columns.
-
-    Structure: ``{protocol, target, grouped_cv: {model: report}, provider_transfer: {"a->b": {model: report}},
-    temporal: {split, model: report}, ablations, published_bars, ensemble: grouped_cv.ensemble}`` where every
-    ``report`` is :func:`~imagerank.models.evaluation.ranking_report` (rows, spearman, spearman_per_day,
-    mae_log, pairwise_same_creator, same_creator_pairs, auc_nonzero when the metric has zeros and non-zeros).
-    """
-    text = TEXT_COLUMN in training.columns
-    y_all = popularity_target(training, target)
-    metadata_only, baseline = _baselines(columns, random_state)
-    variants = _variants(columns, ablations)
-    report: dict = {
-        "protocol": (f"within-provider percentile target ({target.kind}); 5-fold GroupKFold by creator on "
-                     f"{EVALUATION_PROVIDER} rows; provider transfer trains on one provider and ranks the other; "
-                     "temporal trains on the oldest 70% of flickr by pub_date and tests on the newest 30%. "
-                     "Spearman against the raw metric; mae_log on log1p(metric) via the training rows' quantiles."),
-        "target": target.to_dict(), "published_bars": PUBLISHED_BARS,
-    }
-    rows = training[training["provider"] == EVALUATION_PROVIDER].reset_index(drop=True)
-    y = y_all[training["provider"] == EVALUATION_PROVIDER].reset_index(drop=True)
-    if len(rows) < 5 * MIN_TRAINING_ROWS:
-        report["grouped_cv"] = {"skipped": f"only {len(rows)} {EVALUATION_PROVIDER} rows with a metric"}
-    else:
-        groups = rows[GROUP_COLUMN]
-        common = dict(groups=groups, age_days=rows["age_days"], train_metric=rows["metric_value"])
-        predictions = {name: grouped_cv_predictions(_estimator(cols, text, random_state, fast),
-                                                    _frame(rows, cols, text), y, groups)
-                       for name, cols in variants.items()}
-        held_out = predictions["ensemble"]
-        report["_oof"] = pd.DataFrame({"image_id": rows["image_id"].astype(str) if "image_id" in rows else None,
-                                       "provider": rows["provider"].astype(str), "observed": np.asarray(y, "float64"),
-                                       "predicted": held_out})
-        cv = {
-            **{name: ranking_report(p, rows["metric_value"], **common) for name, p in predictions.items()},
-            "baseline_boosting": ranking_report(grouped_cv_predictions(baseline, rows[metadata_only].astype("float64"),
-                                                                       y, groups, pass_groups=False),
-                                                rows["metric_value"], **common),
-            "baseline_tag_count": ranking_report(rows["tag_count"].astype("float64").to_numpy(),
-                                                 rows["metric_value"], **common),
-        }
-        report["grouped_cv"] = cv
-        report["ensemble"] = cv["ensemble"]  # the headline figure, where the report and older readers look
-    report["provider_transfer"] = _transfer(training, y_all, variants, metadata_only, baseline, text, random_state, fast)
-    report["temporal"] = _temporal(rows, y, variants, metadata_only, baseline, text, random_state, fast)
-    if len(variants) > 1:
-        report["ablations"] = ablation_summary(report, variants, columns)
-    return report
-
-
-def _fit_predict(model, train_X, train_y, groups, test_X) -> np.ndarray:
-    return fit_grouped(model, train_X, train_y, groups).predict(test_X)
-
-
-def _ensembles(variants, text, random_state, fast, tr, ytr, te, common) -> dict:
-    """Each variant of the ensemble trained on ``tr`` and ranked on ``te``."""
-    return {name: ranking_report(_fit_predict(_estimator(cols, text, random_state, fast), _frame(tr, cols, text), ytr,
-                                              _groups(tr), _frame(te, cols, text)), te["metric_value"], **common)
-            for name, cols in variants.items()}
-
-
-def _transfer(training, y_all, variants, metadata_only, baseline, text, random_state, fast) -> dict:
-    out = {}
-    for source in TRANSFER_PROVIDERS:
-        for dest in TRANSFER_PROVIDERS:
-            if source == dest:
-                continue
-            key = f"{source}->{dest}"
-            train_mask, test_mask = training["provider"] == source, training["provider"] == dest
-            if train_mask.sum() < MIN_TRAINING_ROWS or test_mask.sum() < MIN_TRAINING_ROWS:
-                out[key] = {"skipped": f"{int(train_mask.sum())} {source} and {int(test_mask.sum())} {dest} rows"}
-                continue
-            tr, te = training[train_mask].reset_index(drop=True), training[test_mask].reset_index(drop=True)
-            ytr = y_all[train_mask].reset_index(drop=True)
-            common = dict(groups=te[GROUP_COLUMN], age_days=te["age_days"], train_metric=None)
-            out[key] = {
-                **_ensembles(variants, text, random_state, fast, tr, ytr, te, common),
-                "baseline_boosting": ranking_report(_fit_predict(baseline, tr[metadata_only].astype("float64"), ytr,
-                                                                 None, te[metadata_only].astype("float64")),
-                                                    te["metric_value"], **common),
-                "baseline_tag_count": ranking_report(te["tag_count"].astype("float64").to_numpy(),
-                                                     te["metric_value"], **common),
-                "train_rows": int(len(tr)),
-            }
-    return out
-
-
-def _temporal(rows, y, variants, metadata_only, baseline, text, random_state, fast, train_share: float = 0.7) -> dict:
-    if len(rows) < 5 * MIN_TRAINING_ROWS or rows["age_days"].notna().sum() < 5 * MIN_TRAINING_ROWS:
-        return {"skipped": f"only {len(rows)} {EVALUATION_PROVIDER} rows with a metric and a date"}
-    dated = rows["age_days"].notna()
-    rows, y = rows[dated].reset_index(drop=True), y[dated].reset_index(drop=True)
-    cutoff = float(rows["age_days"].quantile(1 - train_share))  # older rows have larger ages
-    old, new = rows["age_days"] >= cutoff, rows["age_days"] < cutoff
-    tr, te, ytr = rows[old].reset_index(drop=True), rows[new].reset_index(drop=True), y[old].reset_index(drop=True)
-    common = dict(groups=te[GROUP_COLUMN], age_days=te["age_days"], train_metric=tr["metric_value"])
-    shared = set(tr[GROUP_COLUMN].dropna()) & set(te[GROUP_COLUMN].dropna())
-    return {
-        "split": {"train_rows": int(len(tr)), "test_rows": int(len(te)), "cutoff_age_days": cutoff,
-                  "creators_in_both": len(shared)},
-        **_ensembles(variants, text, random_state, fast, tr, ytr, te, common),
-        "baseline_boosting": ranking_report(_fit_predict(baseline, tr[metadata_only].astype("float64"), ytr, None,
-                                                         te[metadata_only].astype("float64")),
-                                            te["metric_value"], **common),
-        "baseline_tag_count": ranking_report(te["tag_count"].astype("float64").to_numpy(), te["metric_value"], **common),
-    }
-
-
 # --------------------------------------------------------------------------------------------- authority
 
 
 def authority_columns(feature_columns: list[str]) -> list[str]:
-    """Inputs of the authority model: everything but the link evidence (and provider identity)."""
+    """Inputs of the authority model: everything but the link evidence, the host graph of the crawl that
+    built the target (a leak) and provider identity; plus Openverse's static source authority as a prior."""
     return [c for c in model_inputs(feature_columns)
-            if c not in LINK_EVIDENCE_COLUMNS and not c.startswith(("link_", "landing_"))]
+            if c not in LINK_EVIDENCE_COLUMNS and not c.startswith(("link_", "landing_", *OWN_CRAWL_PREFIXES))] \
+        + [SOURCE_AUTHORITY_COLUMN]
 
 
 def train_authority(features: pd.DataFrame, feature_columns: list[str], *, random_state: int = 0,
                     fast: bool = False, holdout_share: float = 0.2,
                     ablations: dict[str, list[str]] | None = None) -> TrainedModel:
-    """Fit an ensemble on images with link evidence (target ``link_authority``) from non-link features;
-    ``ablations`` (name -> columns) are cross-validated without those columns too."""
-    columns = authority_columns(feature_columns)
+    """Fit an ensemble on images with link evidence (target ``link_authority``) from non-link features.
+
+    Evaluated with folds and a holdout grouped by landing domain (a domain's images never sit on both
+    sides), beside Openverse's static source authority and the Common Crawl domain rank as baselines;
+    ``ablations`` (name -> columns) are cross-validated without those columns, and the own-crawl host-graph
+    columns (excluded as inputs) *with* them, to show what the leak would have added."""
+    columns = [c for c in authority_columns(feature_columns) if c != SOURCE_AUTHORITY_COLUMN or "source" in features]
     if "has_link_evidence" not in features or "link_authority" not in features:
         return TrainedModel("authority", None, columns, {"trained": False, "reason": "no link features (no crawl)"})
     evidence = features["has_link_evidence"].fillna(False).astype(bool) & features["link_authority"].notna()
@@ -334,36 +181,61 @@ def train_authority(features: pd.DataFrame, feature_columns: list[str], *, rando
         return TrainedModel("authority", None, columns,
                             {"trained": False, "reason": f"only {len(rows)} images with link evidence",
                              "rows_with_link_evidence": int(len(rows))})
+    model = TrainedModel("authority", None, columns)
+    X = model.input_frame(rows)
     y = rows["link_authority"].astype("float64")
     params = dict(max_iter=40, n_estimators=30) if fast else {}
     make = lambda: ScoreEnsemble(random_state=random_state, calibrate="isotonic", **params)  # noqa: E731
-    X = rows[columns].astype("float64")
     groups = rows["landing_domain"] if "landing_domain" in rows else pd.Series([None] * len(rows))
+    groups = groups.astype("string").reset_index(drop=True)
     n_groups = _group_count(groups)
+    leaking = [c for c in feature_columns if c.startswith(OWN_CRAWL_PREFIXES) and c in rows]
     metrics = {"trained": True, "training_rows": int(len(rows)), "target": "link_authority where has_link_evidence",
-               "excluded_inputs": sorted(LINK_EVIDENCE_COLUMNS), "landing_domains": n_groups}
-    evaluation = {}
+               "excluded_inputs": sorted(LINK_EVIDENCE_COLUMNS | set(leaking)), "landing_domains": n_groups,
+               "prior_feature": SOURCE_AUTHORITY_COLUMN if SOURCE_AUTHORITY_COLUMN in columns else None}
+    baselines = {}
+    if "source" in rows:
+        baselines["openverse_source_authority"] = spearman(source_authority(rows["source"]), y)
+    if "domain_authority" in rows:
+        baselines["domain_rank (Common Crawl)"] = spearman(rows["domain_authority"].astype("float64"), y)
+    evaluation: dict = {"baselines_spearman": baselines}
     if n_groups >= 3:
         variants = _variants(columns, ablations)
+        frames = {name: X[cols] for name, cols in variants.items()}
+        if leaking:
+            frames["ensemble with own-crawl host graph (leak)"] = X.join(rows[leaking].astype("float64"))
         scores = {}
-        for name, cols in variants.items():
-            predicted = grouped_cv_predictions(make(), rows[cols].astype("float64"), y, groups)
+        for name, frame in frames.items():
+            predicted = grouped_cv_predictions(make(), frame, y, groups)
             scores[name] = {"spearman": spearman(predicted, y), "mae": float(np.mean(np.abs(predicted - y.to_numpy())))}
         evaluation["grouped_cv"] = {"protocol": "GroupKFold by landing domain", "rows": int(len(rows)),
-                                    **scores["ensemble"]}
+                                    **scores["ensemble"], "baselines": baselines}
         if len(variants) > 1:
             evaluation["ablations"] = ablation_summary({"grouped_cv": scores}, variants, columns)
+        if leaking:
+            leak = scores["ensemble with own-crawl host graph (leak)"]
+            evaluation["leak_ablation"] = {"columns": leaking, "spearman_with_leak": leak["spearman"],
+                                           "spearman_without": scores["ensemble"]["spearman"],
+                                           "note": "excluded: built from the crawl that built the target"}
     else:
         evaluation["grouped_cv"] = {"skipped": f"only {n_groups} landing domains: domain-grouped folds impossible"}
-    test = np.zeros(len(rows), dtype=bool)
-    test[np.random.default_rng(random_state).permutation(len(rows))[:max(1, int(holdout_share * len(rows)))]] = True
-    held = make().fit(X[~test], y[~test]).predict(X[test])
-    evaluation["holdout"] = {"protocol": f"random {holdout_share:.0%} of images with link evidence held out",
-                             "rows": int(test.sum()), "spearman": spearman(held, y[test]),
-                             "mae": float(np.mean(np.abs(held - y[test].to_numpy())))}
+    if n_groups >= 2:
+        train, test = next(GroupShuffleSplit(n_splits=1, test_size=holdout_share, random_state=random_state)
+                           .split(X, y, groups.fillna("__none__")))
+        held = make().fit(X.iloc[train], y.iloc[train]).predict(X.iloc[test])
+        evaluation["holdout"] = {"protocol": f"{holdout_share:.0%} of landing domains held out (grouped)",
+                                 "rows": int(len(test)), "domains": int(groups.iloc[test].nunique()),
+                                 "spearman": spearman(held, y.iloc[test]),
+                                 "mae": float(np.mean(np.abs(held - y.iloc[test].to_numpy())))}
+        if "source" in rows:
+            evaluation["holdout"]["openverse_source_authority_spearman"] = spearman(
+                source_authority(rows["source"].iloc[test]), y.iloc[test])
+    else:
+        evaluation["holdout"] = {"skipped": f"only {n_groups} landing domain: a domain-grouped holdout is impossible"}
     metrics["evaluation"] = evaluation
-    estimator = make().fit(X, y)
-    return TrainedModel("authority", estimator, columns, metrics)
+    model.estimator = make().fit(X, y)
+    model.metrics = metrics
+    return model
 
 
 def _group_count(groups: pd.Series) -> int:
@@ -412,7 +284,12 @@ def write_model_card(directory: str | Path, entries: dict[str, dict], version: s
         for key in ("target", "training_rows", "training_rows_by_provider", "ensemble"):
             if key in metrics:
                 lines.append(f"- {key}: {json.dumps(metrics[key], default=_json_default)}")
-        lines += _evaluation_lines(metrics.get("evaluation", {}))
+        if "served" in metrics:  # the popularity model: order per provider, level across providers
+            from imagerank.models.popularity_model import card_lines
+
+            lines += card_lines(metrics)
+        else:
+            lines += _evaluation_lines(metrics.get("evaluation", {}))
         lines.append("")
     for name, metrics in (untrained or {}).items():
         lines += [f"## {name} (not trained)", "", f"- {metrics.get('reason', 'not trained')}", ""]
@@ -433,6 +310,8 @@ def _evaluation_lines(evaluation: dict) -> list[str]:
     for split, table in tables:
         if not isinstance(table, dict):
             continue
+        if "spearman" in table:  # one model's figures (the authority model's domain-grouped CV)
+            table = {"ensemble": table}
         for model, r in table.items():
             if isinstance(r, dict) and "spearman" in r:
                 body.append(f"| {split} | {model} | {r.get('rows', '')} | {_f(r.get('spearman'))} | "
@@ -440,7 +319,7 @@ def _evaluation_lines(evaluation: dict) -> list[str]:
                             f"{_f(r.get('pairwise_same_creator'))} | {_f(r.get('auc_nonzero'))} |")
     if body:
         lines += ["", head, "|" + "---|" * 8, *body, ""]
-    for key in ("holdout",):
+    for key in ("baselines_spearman", "leak_ablation", "holdout"):
         if key in evaluation:
             lines.append(f"- {key}: {json.dumps(evaluation[key], default=_json_default)}")
     for name, ablation in evaluation.get("ablations", {}).items():
