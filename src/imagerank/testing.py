@@ -7,16 +7,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_FIXTURES = Path(os.environ.get("IMAGERANK_SHARED_FIXTURES", ROOT.parent / "shared" / "fixtures"))
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def shared_fixture(relative: str) -> Path:
-    """Path of a file in ../shared/fixtures; the test is skipped when absent locally, and fails under CI."""
+    """Path of a file in ../shared/fixtures; a missing file fails the test (never skips it) and says where to look."""
     import pytest
 
     path = SHARED_FIXTURES / relative
     if not path.exists():
-        if IN_CI:
-            pytest.fail(f"fixture {path} is missing (CI must have ../shared/fixtures)")
-        pytest.skip(f"fixture {path} not present (../shared/fixtures absent)")
+        pytest.fail(f"test fixture {relative} is missing: expected at {path} (the shared fixtures live in "
+                    f"../shared/fixtures next to the repository; set IMAGERANK_SHARED_FIXTURES=/path/to/fixtures "
+                    f"to read them from elsewhere)", pytrace=False)
     return path
