@@ -1,4 +1,4 @@
-"""Shared test setup: real fixtures from ../shared (skipped only outside CI), a real Dask LocalCluster."""
+"""Shared test setup: real fixtures from ../shared (a missing one fails), a real Dask LocalCluster."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "corpus"))  # `from badcorpus import ...` anywhere
 
-from imagerank.testing import IN_CI, SHARED_FIXTURES, shared_fixture  # noqa: F401 (re-exported)
+from imagerank.testing import SHARED_FIXTURES, shared_fixture  # noqa: F401 (re-exported)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from imagerank.testing import IN_CI
 from imagerank.reporting.browser import check_page, find_chromium
 from imagerank.reporting.build import SECTIONS
 from test_report import build_report_workdir
@@ -24,9 +23,7 @@ SCREENSHOTS = Path(os.environ.get("IMAGERANK_SCREENSHOTS", Path(tempfile.gettemp
 def chromium() -> str:
     path = find_chromium()
     if path is None:
-        if IN_CI:
-            pytest.fail("chromium is missing: CI must install it (.ci/run: apt-get install -y chromium)")
-        pytest.skip("chromium not installed (apt-get install -y chromium)")
+        pytest.fail("chromium is not installed: run `make system-deps` to install it", pytrace=False)
     return path
 
 

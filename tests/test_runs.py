@@ -175,31 +175,23 @@ def test_retrain_policy_reuses_the_model_when_nothing_it_learnt_from_changed(dem
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_does_not_change_the_result(demo_inputs, tmp_path, dask_client):
-    """A worker process dies (SIGKILL) while the run computes; its nanny restarts it, Dask recomputes the lost
-    pieces, and the scores equal those of an undisturbed run."""
-    import threading
-
+    """A worker process dies (``os._exit``, as in a crash) the moment the score stage's first task starts, after
+    training and with the scattered models and persisted features on it; Dask recomputes the lost pieces on the
+    workers left (and on the one its nanny restarts), and the scores equal those of an undisturbed run."""
     from imagerank.cluster import dask_client as make_client
+    from imagerank.testing import KillWorkerWhenTaskStarts
 
     reference_dir = tmp_path / "reference"
     recalculate(_options(demo_inputs, reference_dir, dask_client.scheduler.address), quiet=True)
+    marker = tmp_path / "killed-worker"
     with make_client(n_workers=2, memory_limit="3GiB") as client:
-        result: dict = {}
-        runner = threading.Thread(target=lambda: result.update(
-            recalculate(_options(demo_inputs, tmp_path / "killed", client.scheduler.address), quiet=True)))
-        runner.start()
-        victims = []
-        deadline = time.time() + 300
-        while runner.is_alive() and time.time() < deadline and len(victims) < 2:
-            time.sleep(4)
-            processing = client.processing()
-            busy = [worker for worker, tasks in processing.items() if tasks]
-            if busy:
-                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
-                os.kill(pid, signal.SIGKILL)
-                victims.append(pid)
-        runner.join(600)
-    assert victims, "no worker was busy to be killed"
+        workers_before = set(client.run(os.getpid).values())
+        client.register_plugin(KillWorkerWhenTaskStarts("score_partition", marker))
+        result = recalculate(_options(demo_inputs, tmp_path / "killed", client.scheduler.address), quiet=True)
+        workers_after = set(client.run(os.getpid).values())
+    killed_pid, killed_task = marker.read_text().split(maxsplit=1)
+    assert "score_partition" in killed_task
+    assert int(killed_pid) in workers_before and int(killed_pid) not in workers_after
     assert result["reconciliation"]["ok"]
     pd.testing.assert_frame_equal(_scores(tmp_path / "killed").drop(columns=["model_version", "event_timestamp"]),
                                   _scores(reference_dir).drop(columns=["model_version", "event_timestamp"]))

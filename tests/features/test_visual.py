@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,10 +81,26 @@ def test_features_clusters_and_visualrank():
     assert not feats.loc["no-hash", "has_phash"] and feats.loc["no-hash", "dup_cluster_size"] == 0
     singles = feats.loc[[i for i in feats.index if i.startswith("r")]]
     assert (singles.dup_cluster_size == 1).mean() > 0.95
-    c = feats.loc[[i for i in feats.index if i.startswith("c0-")]]
-    if (c.dup_neighbors > 0).all():
-        assert (c.dup_cluster_size >= 2).all()
-        assert (c.dup_hosts == c.dup_cluster_size).all()
+    # A planted cluster whose copies are all within 7 bits of their original is found whole (8 bands: the
+    # pigeonhole guarantee), and when no other hash is within the threshold of any member, the near-duplicate
+    # component is exactly the planted cluster: its size, hosts (one per copy), providers and the original's
+    # neighbours are known.
+    truth = _brute(pixels, V.DEFAULT_THRESHOLD)
+    graph = nx.Graph(truth.keys())
+    graph.add_nodes_from(pixels.dropna().image_id)
+    planted: dict[str, list[str]] = {}
+    for image_id in catalog.image_id:
+        if image_id.startswith("c"):
+            planted.setdefault(image_id.split("-")[0], []).append(image_id)
+    certain = [members for members in planted.values()
+               if all(truth.get(tuple(sorted((members[0], m))), V.DEFAULT_THRESHOLD + 1) <= 7 for m in members[1:])
+               and nx.node_connected_component(graph, members[0]) == set(members)]
+    assert len(certain) >= 10, len(certain)
+    for members in certain:
+        rows, n = feats.loc[members], len(members)
+        assert (rows.dup_cluster_size == n).all() and (rows.dup_hosts == n).all(), rows
+        assert (rows.dup_providers == min(n, 3)).all(), rows  # providers p0, p1, p2 by copy number
+        assert rows.loc[members[0], "dup_neighbors"] == n - 1 and (rows.dup_neighbors >= 1).all(), rows
     clustered = feats[feats.dup_cluster_size > 1]
     assert clustered.visualrank.mean() > singles.visualrank.mean()
 

@@ -38,7 +38,8 @@ def test_normalize_url_never_raises_and_is_idempotent(url, base):
     assert again == result, (result, again, why)
     host = U.host_of(result)
     assert host is not None and U.normalize_host(host) == host
-    U.registered_domain(host)
+    domain = U.registered_domain(host)
+    assert domain is None or host == domain or host.endswith("." + domain)
 
 
 @settings(max_examples=examples(4))
@@ -50,10 +51,14 @@ def test_hosts_and_domains_never_raise(value):
         assert host == host.lower() and host.isascii() and len(host) <= U.MAX_HOST_LENGTH
         domain = U.registered_domain(host)
         assert domain is None or host == domain or host.endswith("." + domain)
-    U.normalize_host(value if isinstance(value, str) else None)
+    normal = U.normalize_host(value if isinstance(value, str) else None)
+    if normal is not None:
+        assert normal.isascii() and normal == normal.lower() and len(normal) <= U.MAX_HOST_LENGTH
+        assert U.normalize_host(normal) == normal
     if isinstance(value, str):
-        U.with_scheme(value)
-        U.reverse_host(value)
+        absolute = U.with_scheme(value)
+        assert "://" in absolute[:12] and U.with_scheme(absolute) == absolute
+        assert U.reverse_host(U.reverse_host(value)) == value
 
 
 # --------------------------------------------------------------------------------------------- HTML / WAT
@@ -81,13 +86,19 @@ def html_documents(draw):
 def test_html_links_never_raise_and_respect_caps(html):
     tried("html", html)
     counts = Counter()
-    page = W.html_links(html, "http://page.example.org/dir/p.html", counts)
+    _assert_distinct_normal_edges(W.html_links(html, "http://page.example.org/dir/p.html", counts))
+
+
+def _assert_distinct_normal_edges(page: W.PageLinks) -> None:
+    """Every edge of a page is a normalized URL, each (url, kind) once, within the per-page caps."""
     assert page.n_links <= W.MAX_LINKS_PER_PAGE and page.n_images <= W.MAX_IMAGES_PER_PAGE
     keys = set()
     for url, kind, via, text in page.edges:
         assert U.normalize_url(url)[0] == url and kind in ("link", "image") and len(text) <= W.MAX_TEXT
         assert (url, kind) not in keys
         keys.add((url, kind))
+    assert sum(kind == "link" for _, kind in keys) == page.n_links
+    assert sum(kind == "image" for _, kind in keys) == page.n_images
 
 
 @settings(max_examples=examples(2))
@@ -98,7 +109,27 @@ def test_decode_html_never_raises(body, content_type):
     tried("html_bytes", (body, content_type))
     text, codec = W.decode_html(body, content_type)
     assert isinstance(text, str) and codec
-    W.parse_srcset(text)
+    for url in W.parse_srcset(text):  # candidate URLs: non-empty runs of the text, no spaces, no edge commas
+        assert url and url in text and not any(ch.isspace() for ch in url)
+        assert not url.startswith(",") and not url.endswith(",")
+
+
+SRCSET_URLS = st.one_of(
+    st.sampled_from(["a.jpg", "/img/x.png", "https://h.org/a,b.jpg", "x(1).jpg", "é.jpg", "data:image/png;base64,AA==",
+                     "?w=2", "//cdn.example.org/p.webp"]),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Zs", "Zl", "Zp", "Cc")), min_size=1,
+            max_size=12).filter(lambda u: not u.startswith(",") and not u.endswith(",")
+                                and not any(ch.isspace() for ch in u)))
+
+
+@settings(max_examples=examples(2))
+@given(st.lists(st.tuples(SRCSET_URLS, st.sampled_from(["", " 1x", " 2x", " 100w", " 1.5x", "  640w  ", " f(1,2)"])),
+                max_size=5))
+def test_srcset_candidates_come_back_in_order(candidates):
+    """``parse_srcset`` returns each candidate's URL, in order, whatever commas the URLs and descriptors hold."""
+    tried("srcset", candidates)
+    value = ", ".join(url + descriptor for url, descriptor in candidates)
+    assert W.parse_srcset(value) == [url for url, _ in candidates], value
 
 
 JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10) | URLS,
@@ -114,10 +145,7 @@ JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_s
 def test_wat_links_never_raise(envelope):
     tried("wat", envelope)
     if isinstance(envelope, dict):
-        try:
-            W.wat_links(envelope, "http://page.example.org/", Counter())
-        except AttributeError as exc:  # pragma: no cover - reported by the file-level property below
-            raise AssertionError(f"wat_links raised on {envelope!r}") from exc
+        _assert_distinct_normal_edges(W.wat_links(envelope, "http://page.example.org/", Counter()))
 
 
 # --------------------------------------------------------------------------------------------- WARC files

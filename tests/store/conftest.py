@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,20 +12,17 @@ import pytest
 
 from imagerank.store.redis_server import RedisServerUnavailable, start_redis_server
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 PROJECT = "imagerank_test"
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture(scope="session")
 def redis_srv():
-    """A real redis-server for the session; a missing binary skips locally and fails under CI=true."""
+    """A real redis-server for the session; a missing binary fails the test with the command that installs it."""
     try:
         server = start_redis_server()
     except RedisServerUnavailable as e:
-        if IN_CI:
-            pytest.fail(f"{e} (CI must provide redis-server)")
-        pytest.skip(str(e))
+        pytest.fail(f"redis-server is not installed: run `make system-deps` ({e})", pytrace=False)
     yield server
     server.stop()
 

@@ -80,7 +80,8 @@ def check_page(path: str | Path, screenshot_dir: str | Path | None = None, *, wi
     """Load ``path`` in headless Chromium; collect errors and requests; write top and full-page screenshots."""
     chromium = chromium or find_chromium()
     if not chromium:
-        raise FileNotFoundError("no chromium binary on PATH (Debian: apt-get install -y chromium)")
+        raise FileNotFoundError("no chromium binary on PATH: run `make system-deps` in the imagerank repository "
+                                "(or, on Debian, apt-get install -y chromium)")
     url = Path(path).resolve().as_uri()
     profile = tempfile.mkdtemp(prefix="imagerank-chromium-")
     process = subprocess.Popen([chromium, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
