@@ -23,7 +23,7 @@ from imagerank.io import row_digest, write_json
 from imagerank.runs import RunState, file_fingerprint, last_finished_run, package_versions, run_key, workdir_lock
 from imagerank.popularity import StandardizationConfig
 from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
-from pipelines.graph import run_graph, run_link_features, run_visual_features
+from pipelines.graph import run_graph, run_link_features, run_linkgraph, run_visual_features
 from pipelines.features import run_domain_features, run_metadata_features, run_popularity_labels
 from pipelines.ingest import run_ingest
 from pipelines.score import run_score
@@ -41,6 +41,8 @@ class RecalculateOptions:
     images: str | None = None
     crawl: list[str] = field(default_factory=list)
     ranks: list[str] = field(default_factory=list)
+    linkgraph: list[str] = field(default_factory=list)  # crawl-derived link graph files -> W/graph/domains/
+    linkgraph_weights: str = "unweighted"
     scheduler: str | None = None
     feature_repo: Path | None = None
     materialize: bool = True
@@ -81,8 +83,12 @@ class Stages:
 def run_inputs(options: RecalculateOptions) -> dict:
     """Fingerprints of everything a run reads (image bytes are named by their template, not hashed)."""
     files = expand_catalog_paths([str(c) for c in options.catalog])
-    return {"catalog": [file_fingerprint(f) for f in files], "crawl": [file_fingerprint(f) for f in options.crawl],
-            "ranks": [file_fingerprint(f) for f in options.ranks], "images": options.images}
+    inputs = {"catalog": [file_fingerprint(f) for f in files], "crawl": [file_fingerprint(f) for f in options.crawl],
+              "ranks": [file_fingerprint(f) for f in options.ranks], "images": options.images}
+    if options.linkgraph:  # only when given: runs without it keep their keys
+        inputs["linkgraph"] = [file_fingerprint(f) for f in options.linkgraph]
+        inputs["linkgraph_weights"] = options.linkgraph_weights
+    return inputs
 
 
 def run_parameters(options: RecalculateOptions) -> dict:
@@ -143,6 +149,9 @@ def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now
         if options.crawl:
             manifest["graph"] = stage("graph: extract + PageRank", run_graph, client, workdir, options.crawl)
             manifest["links"] = stage("features: links", run_link_features, client, workdir, event_timestamp=now)
+        if options.linkgraph:  # before the domain features, which join it by landing domain
+            manifest["linkgraph"] = stage("graph: linkgraph", run_linkgraph, client, workdir, options.linkgraph,
+                                          ranks_files=options.ranks, weighting=options.linkgraph_weights)
         manifest["domains"] = stage("features: domains", run_domain_features, client, workdir, options.ranks, now)
         manifest["models"] = stage("train", train_or_reuse, client, workdir, run_id, options.retrain)
         manifest["scores"] = stage("score", run_score, client, workdir, manifest["models"]["model_version"], now)
