@@ -466,7 +466,8 @@ def linkgraph_ranks_agreement(client: Client, workdir: str | Path, ranks_files: 
     domains = dd.read_parquet(str(Path(workdir) / "graph" / "domains"),
                               columns=["domain", "pagerank", "harmonic_centrality", "in_domains"]).compute()
     names = set(domains["domain"].dropna().astype(str))
-    wanted = client.scatter(names | {f"www.{d}" for d in names}, broadcast=True)
+    # one object, not one future per name (scatter splits a bare set)
+    [wanted] = client.scatter([frozenset(names | {f"www.{d}" for d in names})], broadcast=True)
     ranks = client.gather([client.submit(read_ranks, str(p), wanted, pure=False) for p in ranks_files])
     result = ranks_agreement(domains, ranks)
     result["ranks_files"] = [str(p) for p in ranks_files]
