@@ -107,6 +107,10 @@ def test_rank_boost_blends_and_never_invents():
     assert np.allclose(rank_boost(p, a, 0.3, "weighted"), [0.48, 0.48, np.nan, 0.5], equal_nan=True)
     per_row = rank_boost(p, a, [1.0, 0.0, 0.5, 0.5], ["weighted", "weighted", "min", "min"])
     assert np.allclose(per_row, [0.2, 0.3, np.nan, 0.5], equal_nan=True)
+    with pytest.raises(ValueError, match="boost_mode"):
+        rank_boost(p, a, 0.5, "max")
+    lenient = rank_boost(p, a, [0.5, 2.0, 0.5, 0.5], ["max", "weighted", "min", "weighted"], strict=False)
+    assert np.allclose(lenient, [np.nan, np.nan, np.nan, 0.5], equal_nan=True)
 
 
 def _free_port() -> int:

@@ -432,7 +432,7 @@ def ranks_agreement(domains: pd.DataFrame, ranks) -> dict:
         theirs["hc_val"] = pd.to_numeric(theirs["hc_val"], errors="coerce")
         both = domains.merge(theirs, left_on="domain", right_on="name", how="inner")
         out[level] = {
-            "ranked_domains": int(len(theirs)),
+            "ranked_names": int(sum(r.rows for r in ranks if r.level == level)),  # rows of the whole files
             "shared_domains": int(len(both)),
             "spearman_pagerank": spearman(both["pagerank"], both["pr_val"]),
             "spearman_harmonic": spearman(both["harmonic_centrality"], both["hc_val"]),
