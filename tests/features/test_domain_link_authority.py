@@ -25,9 +25,9 @@ def test_link_authority_joins_images_by_landing_domain_never_the_cdn(tmp_path, d
     # the image CDN (staticflickr.com) is the best-linked domain here: a join on the image URL would show it
     edges = tmp_path / "edges.csv"
     edges.write_text("source,target,count\n"
-                     "a.example.org,live.staticflickr.com,9\nb.example.org,farm5.staticflickr.com,9\n"
-                     "c.example.org,staticflickr.com,9\na.example.org,www.flickr.com,1\n"
-                     "b.example.org,commons.wikimedia.org,1\nc.example.org,commons.wikimedia.org,1\n")
+                     "a.example.org,live.staticflickr.com,9\nb.example.net,farm5.staticflickr.com,9\n"
+                     "c.example.com,staticflickr.com,9\na.example.org,www.flickr.com,1\n"
+                     "b.example.net,commons.wikimedia.org,1\nc.example.com,commons.wikimedia.org,1\n")
     run_linkgraph(dask_client, tmp_path, [str(edges)])
     result = run_domain_features(dask_client, tmp_path, [], NOW)
 

@@ -87,7 +87,7 @@ def test_cccatalog_extraction_builds_the_domain_graph(tmp_path, dask_client):
     agreement = summary["ranks_agreement"]["domain"]
     assert agreement["shared_domains"] == MEASURED["shared_domains"]
     assert -1 <= agreement["spearman_pagerank"] <= 1 and -1 <= agreement["spearman_harmonic"] <= 1
-    assert agreement["spearman_pagerank"] > 0.2  # measured (see MEASURED): positive agreement, not noise
+    assert agreement["spearman_pagerank"] > 0.55  # measured 0.592 (unweighted; 0.554 with link-count weights)
     saved = json.loads((tmp_path / "graph" / "domains_summary.json").read_text())
     assert saved["ranks_agreement"]["domain"] == agreement
 
@@ -227,3 +227,18 @@ def test_unknown_weighting_and_missing_path_fail_clearly(tmp_path, dask_client):
         run_linkgraph(dask_client, tmp_path, [str(tmp_path)], weighting="pages")
     with pytest.raises(FileNotFoundError, match="no such file"):
         run_linkgraph(dask_client, tmp_path, [str(tmp_path / "absent")])
+
+
+@pytest.mark.slow
+def test_graph_build_command_with_linkgraph_only(tmp_path, dask_client, capsys):
+    from imagerank.cli import main
+
+    files = _edge_list_inputs(tmp_path)
+    work = tmp_path / "w"
+    code = main(["graph", "build", "--linkgraph", *files, "--workdir", str(work),
+                 "--scheduler", dask_client.scheduler.address])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["linkgraph"]["domains"] == 6 and printed["linkgraph"]["rejected_rows"] == 3
+    assert not (work / "graph" / "pages").exists()  # no crawl edges: only the domain graph is built
+    assert len(pd.read_parquet(work / "graph" / "domains")) == 6

@@ -19,7 +19,7 @@ import pytest
 from imagerank.store.boost import rank_boost
 from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo, lookup
 
-T = pd.Timestamp("2024-05-01T00:00:00Z")
+T = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=1)  # within materialize-incremental's window
 N = 40
 
 
@@ -60,8 +60,7 @@ def served_workdir(tmp_path_factory, dask_client) -> tuple[Path, pd.DataFrame]:
                                                       "taken_age_days", "has_geo")},
         "provider": rng.choice(["flickr", "wikimedia"], N), "landing_domain": "flickr.com", "event_timestamp": stamp,
     }), workdir / "features" / "metadata")
-    done = apply_and_materialize(default_feature_repo(), workdir, end=(T + pd.Timedelta(days=1)).to_pydatetime(),
-                                 scheduler=dask_client.scheduler.address)
+    done = apply_and_materialize(default_feature_repo(), workdir, scheduler=dask_client.scheduler.address)
     assert {"image_scores", "image_domain", "image_metadata"} <= set(done["materialized_views"])
     return workdir, scores.set_index("image_id")
 
