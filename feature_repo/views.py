@@ -1,6 +1,8 @@
 from datetime import timedelta
 
-from feast import FeatureView, Field
+import pandas as pd
+from feast import FeatureView, Field, RequestSource
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Bool, Float32, Float64, Int32, Int64, String
 
 from entities import domain, image
@@ -28,9 +30,12 @@ image_metadata = FeatureView(
 
 image_domain = FeatureView(
     name="image_domain", entities=[image], ttl=NO_EXPIRY, source=domains_source, online=True,
-    description="Rank evidence inherited from the landing page's host and registered domain.",
+    description="Rank evidence inherited from the landing page's host and registered domain: Common Crawl ranks "
+                "files, and the landing domain's authority in a crawl-derived domain link graph (--linkgraph).",
     schema=[Field(name=name, dtype=Float64) for name in (
-        "host_rank_score", "domain_rank_score", "host_pr_val", "domain_pr_val", "domain_authority")],
+        "host_rank_score", "domain_rank_score", "host_pr_val", "domain_pr_val", "domain_authority",
+        "domain_link_pagerank", "domain_link_harmonic", "domain_link_in_domains", "domain_link_score",
+        "domain_link_harmonic_score")],
 )
 
 domain_stats = FeatureView(
@@ -76,3 +81,21 @@ image_visual = FeatureView(
     schema=[Field(name="dup_cluster_size", dtype=Int64), Field(name="dup_hosts", dtype=Int64),
             Field(name="dup_providers", dtype=Int64), Field(name="visualrank", dtype=Float64)],
 )
+
+
+boost_request = RequestSource(
+    name="boost_request",
+    schema=[Field(name="boost_weight", dtype=Float64), Field(name="boost_mode", dtype=String)],
+    description="Per search request: boost_mode 'min' (Openverse: min(popularity, authority)) or 'weighted' "
+                "(boost_weight * popularity + (1 - boost_weight) * authority).",
+)
+
+
+@on_demand_feature_view(
+    sources=[image_scores, boost_request], schema=[Field(name="boost", dtype=Float64)], mode="pandas",
+    description="The ranking boost in [0, 1] blended per request from the served popularity and authority.",
+)
+def rank_boost(inputs: pd.DataFrame) -> pd.DataFrame:
+    from imagerank.store.boost import rank_boost_frame
+
+    return rank_boost_frame(inputs)

@@ -9,7 +9,7 @@ import pandas as pd
 from distributed import Client
 
 from imagerank.cluster import persist
-from imagerank.features.domains import DOMAIN_META, domain_features, rank_scores, read_ranks
+from imagerank.features.domains import DOMAIN_META, domain_features, rank_scores, read_ranks, with_link_authority
 from imagerank.features.metadata import METADATA_META, metadata_features
 from imagerank.io import keep_unchanged_timestamps, stamped, stamped_meta, with_timestamp, write_ddf, write_frame
 from imagerank.popularity import StandardizationConfig, provider_constants, raw_metrics, standardize
@@ -59,6 +59,8 @@ def run_domain_features(client: Client, workdir: str | Path, ranks_files: list[s
     own = own_host_ranks(workdir, hosts)
     if own is not None:  # ranks from our own crawl's host graph, when a crawl was processed
         per_image = per_image.merge(own, on="landing_host", how="left")
+    graph_domains = workdir / "graph" / "domains"  # --linkgraph: the landing domain's link authority
+    per_image = with_link_authority(per_image, dd.read_parquet(graph_domains) if graph_domains.is_dir() else None)
     per_image = keep_unchanged_timestamps(stamped(per_image, now), workdir / "features" / "domains")
     per_image = persist(client, per_image, "features: domains")
     write_ddf(per_image, workdir / "features" / "domains")
@@ -67,7 +69,8 @@ def run_domain_features(client: Client, workdir: str | Path, ranks_files: list[s
             "ranked_rows": {str(p): r.rows for p, r in zip(ranks_files, ranks)},
             "skipped_rank_lines": {str(p): getattr(r, "skipped", 0) for p, r in zip(ranks_files, ranks)},
             "matched_hosts": len(host_scores), "matched_domains": len(domain_scores),
-            "images_with_rank": int(per_image["domain_authority"].notnull().sum().compute())}
+            "images_with_rank": int(per_image["domain_authority"].notnull().sum().compute()),
+            "images_with_link_authority": int(per_image["domain_link_pagerank"].notnull().sum().compute())}
 
 
 def own_host_ranks(workdir: Path, hosts: set[str]) -> pd.DataFrame | None:

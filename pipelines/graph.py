@@ -312,3 +312,186 @@ def _bar(total: int, label: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=f"[imagerank] {label}", unit="file", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------- --linkgraph
+
+import numpy as np  # noqa: E402 (used by the --linkgraph jobs below)
+
+LINKGRAPH_DOMAINS_META = pd.DataFrame({
+    "domain": pd.Series(dtype="string"),
+    "pagerank": pd.Series(dtype="float64"),
+    "harmonic_centrality": pd.Series(dtype="float64"),
+    "in_domains": pd.Series(dtype="int64"),  # distinct registered domains linking here (self excluded)
+    "out_domains": pd.Series(dtype="int64"),
+    "in_links": pd.Series(dtype="int64"),  # link occurrences from other domains
+    "pagerank_score": pd.Series(dtype="float64"),  # log-scaled PageRank position in [0, 1] (1 = top)
+    "harmonic_score": pd.Series(dtype="float64"),  # the same for harmonic centrality
+})
+LINKGRAPH_REJECTS_META = pd.DataFrame({
+    "source_file": pd.Series(dtype="string"), "row": pd.Series(dtype="int64"), "level": pd.Series(dtype="string"),
+    "reason": pd.Series(dtype="string"), "raw": pd.Series(dtype="string"), "input_rows": pd.Series(dtype="int64"),
+})
+
+
+def _linkgraph_rejects(part: pd.DataFrame) -> pd.DataFrame:
+    """Rejected rows of a read partition; an unusable link inside a usable page is a ``link``-level reject."""
+    from imagerank.graph import linkgraph as LG
+
+    bad = part[part["reason"].notna()]
+    link_level = (bad["page_id"] != -1) & bad["reason"].isin([LG.R_TARGET, LG.R_COUNT])
+    out = bad[["source_file", "row", "reason", "raw", "input_rows"]].copy()
+    out.insert(2, "level", pd.array(np.where(link_level, "link", "row"), dtype="string"))
+    return out.astype(LINKGRAPH_REJECTS_META.dtypes.to_dict())
+
+
+def _linkgraph_domain_rows(part: pd.DataFrame, pagerank, harmonic, in_domains, out_domains, in_links,
+                           pagerank_score, harmonic_score) -> pd.DataFrame:
+    ids = part["node_id"].to_numpy(np.int64)
+    return pd.DataFrame({
+        "domain": part["domain"].astype("string").to_numpy(),
+        "pagerank": pagerank[ids], "harmonic_centrality": harmonic[ids],
+        "in_domains": in_domains[ids].astype(np.int64), "out_domains": out_domains[ids].astype(np.int64),
+        "in_links": in_links[ids].astype(np.int64),
+        "pagerank_score": pagerank_score[ids], "harmonic_score": harmonic_score[ids],
+    })
+
+
+def linkgraph_edges(client: Client, paths: list[str]):
+    """Read every part on the workers -> (usable link rows, rejects, counts); pages counted once per target."""
+    from imagerank.graph import linkgraph as LG
+
+    files = LG.expand_paths([str(p) for p in paths])
+    parts = LG.plan_parts(files)
+    rows = persist(client, dd.from_map(LG.read_part, parts, meta=LG.ROWS_META, enforce_metadata=False),
+                   "linkgraph: read")
+    nparts = max(1, rows.npartitions)
+    rejects = rows.map_partitions(_linkgraph_rejects, meta=LINKGRAPH_REJECTS_META)
+    good = rows[rows["reason"].isnull() & rows["src_domain"].notnull()][
+        ["page_id", "src_domain", "dst_domain", "links", "input_rows"]]
+    from_pages = good["page_id"] != -1
+    page_links = good[from_pages & good["dst_domain"].notnull()]
+    # a page captured twice (or in two files) counts once per target
+    page_links = page_links.drop_duplicates(subset=["page_id", "dst_domain"], split_out=nparts)
+    listed = good[~from_pages & good["dst_domain"].notnull()]
+    links = dd.concat([page_links, listed])[["src_domain", "dst_domain", "links"]]
+    accepted, page_link_rows, page_link_unique, pages, source_domains, occurrences = dd.compute(
+        good["input_rows"].sum(), good[from_pages & good["dst_domain"].notnull()].shape[0], page_links.shape[0],
+        good[from_pages]["page_id"].drop_duplicates(split_out=nparts).shape[0],
+        good["src_domain"].drop_duplicates(split_out=nparts).shape[0],
+        links["links"].sum())
+    counts = {"files": len(files), "read_tasks": len(parts),
+              "cccatalog_files": len({p.path for p in parts if p.kind == "cccatalog"}),
+              "edge_list_files": len({p.path for p in parts if p.kind == "edges"}),
+              "accepted_rows": int(accepted), "pages": int(pages), "source_domains": int(source_domains),
+              "page_link_rows_repeated": int(page_link_rows - page_link_unique),
+              "link_occurrences": int(occurrences)}
+    return good, links, rejects, counts
+
+
+def run_linkgraph(client: Client, workdir: str | Path, paths: list[str], *, ranks_files: list[str] = (),
+                  weighting: str = "unweighted", damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200,
+                  max_exact_sources: int = 20_000, harmonic_samples: int = 4_000, harmonic_block: int = 64) -> dict:
+    """``--linkgraph``: crawl-derived link graph files -> ``W/graph/domains/`` (PageRank, harmonic centrality,
+    in-domains per registered domain), ``W/graph/linkgraph_rejects/`` and, with ranks files, how the result
+    agrees with Common Crawl's ranks (returned and in ``W/graph/domains_summary.json``)."""
+    from imagerank.graph import linkgraph as LG
+    from imagerank.graph.pagerank import pagerank
+
+    LG.edge_weight(np.ones(1), weighting)  # refuse an unknown weighting before any work
+    workdir = Path(workdir)
+    t0 = time.perf_counter()
+    good, links, rejects, counts = linkgraph_edges(client, paths)
+    rejects = persist(client, rejects, "linkgraph: rejects")
+    nparts = max(1, links.npartitions)
+    self_links = links[links["src_domain"] == links["dst_domain"]]
+    cross = links[links["src_domain"] != links["dst_domain"]]
+    pairs = cross.groupby(["src_domain", "dst_domain"]).agg(links=("links", "sum"), split_out=nparts).reset_index()
+    pairs = persist(client, pairs[pairs["links"] > 0], "linkgraph: domain edges")
+    keys = dd.concat([good[["src_domain"]].rename(columns={"src_domain": "domain"}),
+                      good[["dst_domain"]].rename(columns={"dst_domain": "domain"})])
+    ids, n = build.assign_ids(keys, "domain")
+    ids = persist(client, ids, "linkgraph: domain ids")
+    joined = pairs.merge(ids.rename(columns={"domain": "src_domain", "node_id": "src_id"}), on="src_domain") \
+                  .merge(ids.rename(columns={"domain": "dst_domain", "node_id": "dst_id"}), on="dst_domain")
+    edge_ids = joined[["src_id", "dst_id", "links"]].compute()
+    src = edge_ids["src_id"].to_numpy(np.int64)
+    dst = edge_ids["dst_id"].to_numpy(np.int64)
+    occurrences = edge_ids["links"].to_numpy(np.float64)
+    in_domains = np.bincount(dst, minlength=n)
+    out_domains = np.bincount(src, minlength=n)
+    in_links = np.bincount(dst, weights=occurrences, minlength=n).round().astype(np.int64)
+    res = pagerank(src, dst, n, damping=damping, tol=tol, max_iter=max_iter, dangling="uniform",
+                   weights=LG.edge_weight(occurrences, weighting), progress=build._progress_logger("domain"))
+    harmonic, hinfo = _harmonic_on_workers(client, src, dst, n, out_domains, max_exact_sources,
+                                           harmonic_samples, harmonic_block)
+    shared = build._share(client, res.scores, harmonic, in_domains, out_domains, in_links,
+                    LG.position_score(res.scores), LG.position_score(harmonic))
+    domains = ids.map_partitions(_linkgraph_domain_rows, *shared, meta=LINKGRAPH_DOMAINS_META)
+    domains = persist(client, domains, "linkgraph: domain rows")
+    write_ddf(domains, workdir / "graph" / "domains",
+              schema=pa.Schema.from_pandas(LINKGRAPH_DOMAINS_META, preserve_index=False))
+    write_ddf(rejects, workdir / "graph" / "linkgraph_rejects",
+              schema=pa.Schema.from_pandas(LINKGRAPH_REJECTS_META, preserve_index=False))
+    rejected = rejects.groupby(["level", "reason"]).agg(rows=("input_rows", "sum"), entries=("row", "count")).compute()
+    n_self = self_links.shape[0].compute()
+    summary = {
+        "linkgraph": [str(p) for p in paths], **counts,
+        "rejected_rows": int(sum(v["rows"] for (lvl, _), v in rejected.iterrows() if lvl == "row")),
+        "rejected_rows_by_reason": {str(r): int(v["rows"]) for (lvl, r), v in rejected.iterrows() if lvl == "row"},
+        "skipped_links_by_reason": {str(r): int(v["entries"]) for (lvl, r), v in rejected.iterrows() if lvl == "link"},
+        "domains": n, "source_domains_with_out_links": int((out_domains > 0).sum()),
+        "target_domains": int((in_domains > 0).sum()), "domain_edges": int(len(src)),
+        "self_link_rows_dropped": int(n_self),
+        "weighting": weighting, "damping": damping, "tol": tol,
+        "pagerank_iterations": res.iterations, "pagerank_converged": bool(res.converged),
+        "pagerank_l1_change": res.error, "pagerank_seconds": round(res.seconds, 3), **hinfo,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    summary["input_rows"] = summary["accepted_rows"] + summary["rejected_rows"]
+    if ranks_files:
+        summary["ranks_agreement"] = linkgraph_ranks_agreement(client, workdir, list(ranks_files))
+    write_json(summary, workdir / "graph" / "domains_summary.json")
+    log.info("linkgraph: %s", summary)
+    return summary
+
+
+def _harmonic_on_workers(client: Client, src, dst, n: int, out_degree, max_exact_sources: int, samples: int,
+                         block: int) -> tuple[np.ndarray, dict]:
+    """Harmonic centrality: BFS from blocks of source domains on the workers, summed on the driver."""
+    from imagerank.graph import linkgraph as LG
+
+    t0 = time.perf_counter()
+    sources, scale, exact = LG.harmonic_plan(out_degree, max_exact_sources, samples)
+    a = LG.adjacency(src, dst, n)
+    a_shared = client.scatter(a, broadcast=True)
+    blocks = [sources[i:i + block] for i in range(0, len(sources), block)]
+    futures = client.map(LG.harmonic_block, [a_shared] * len(blocks), blocks, pure=False)
+    total = np.zeros(n, dtype=np.float64)
+    bar = _bar(len(futures), "linkgraph: harmonic centrality")
+    for fut in as_completed(futures):
+        total += fut.result()
+        bar.update(1)
+    bar.close()
+    return total * scale, {"harmonic_exact": bool(exact), "harmonic_sources": int(len(sources)),
+                           "harmonic_scale": float(scale), "harmonic_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def linkgraph_ranks_agreement(client: Client, workdir: str | Path, ranks_files: list[str]) -> dict:
+    """Spearman of ``W/graph/domains/`` against Common Crawl ranks files over the domains both hold.
+
+    The ranks files are streamed on the workers keeping only our domains (and their ``www.`` hosts for
+    host-level files), so a full ranks file never sits in memory.
+    """
+    from imagerank.features.domains import read_ranks
+    from imagerank.graph.linkgraph import ranks_agreement
+
+    domains = dd.read_parquet(str(Path(workdir) / "graph" / "domains"),
+                              columns=["domain", "pagerank", "harmonic_centrality", "in_domains"]).compute()
+    names = set(domains["domain"].dropna().astype(str))
+    # one object, not one future per name (scatter splits a bare set)
+    [wanted] = client.scatter([frozenset(names | {f"www.{d}" for d in names})], broadcast=True)
+    ranks = client.gather([client.submit(read_ranks, str(p), wanted, pure=False) for p in ranks_files])
+    result = ranks_agreement(domains, ranks)
+    result["ranks_files"] = [str(p) for p in ranks_files]
+    return result

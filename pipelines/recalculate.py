@@ -24,7 +24,7 @@ from imagerank.inputs import InputError, absolute_location, check_run_inputs
 from imagerank.runs import RunState, file_fingerprint, last_finished_run, package_versions, run_key, workdir_lock
 from imagerank.popularity import StandardizationConfig
 from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
-from pipelines.graph import run_graph, run_link_features, run_visual_features
+from pipelines.graph import run_graph, run_link_features, run_linkgraph, run_visual_features
 from pipelines.features import run_domain_features, run_metadata_features, run_popularity_labels
 from pipelines.ingest import run_ingest
 from pipelines.score import run_score
@@ -42,6 +42,8 @@ class RecalculateOptions:
     images: str | None = None
     crawl: list[str] = field(default_factory=list)
     ranks: list[str] = field(default_factory=list)
+    linkgraph: list[str] = field(default_factory=list)  # crawl-derived link graph files -> W/graph/domains/
+    linkgraph_weights: str = "unweighted"
     scheduler: str | None = None
     feature_repo: Path | None = None
     materialize: bool = True
@@ -86,9 +88,13 @@ def run_inputs(options: RecalculateOptions) -> dict:
     image template) stays valid from any directory; URLs are recorded as given and not fingerprinted.
     """
     files = expand_catalog_paths([absolute_location(c) for c in options.catalog])
-    return {"catalog": [file_fingerprint(f) for f in files], "crawl": [_fingerprint(f) for f in options.crawl],
-            "ranks": [_fingerprint(f) for f in options.ranks],
-            "images": absolute_location(options.images) if options.images else options.images}
+    inputs = {"catalog": [file_fingerprint(f) for f in files], "crawl": [_fingerprint(f) for f in options.crawl],
+              "ranks": [_fingerprint(f) for f in options.ranks],
+              "images": absolute_location(options.images) if options.images else options.images}
+    if options.linkgraph:  # only when given: runs without it keep their keys
+        inputs["linkgraph"] = [_fingerprint(f) for f in options.linkgraph]
+        inputs["linkgraph_weights"] = options.linkgraph_weights
+    return inputs
 
 
 def _fingerprint(location: str) -> dict:
@@ -106,7 +112,7 @@ def checked_options(options: RecalculateOptions) -> RecalculateOptions:
     if workdir.exists() and not workdir.is_dir():
         raise InputError(f"work directory {workdir} exists and is not a directory")
     inputs = check_run_inputs(options.catalog, options.crawl, options.ranks, options.images,
-                              bool(options.image_limits.get("allow_remote")))
+                              bool(options.image_limits.get("allow_remote")), options.linkgraph)
     for name in ("max_bytes", "max_pixels", "timeout_s"):
         value = options.image_limits.get(name)
         if value is not None and not value > 0:
@@ -178,6 +184,9 @@ def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now
         if options.crawl:
             manifest["graph"] = stage("graph: extract + PageRank", run_graph, client, workdir, options.crawl)
             manifest["links"] = stage("features: links", run_link_features, client, workdir, event_timestamp=now)
+        if options.linkgraph:  # before the domain features, which join it by landing domain
+            manifest["linkgraph"] = stage("graph: linkgraph", run_linkgraph, client, workdir, options.linkgraph,
+                                          ranks_files=options.ranks, weighting=options.linkgraph_weights)
         manifest["domains"] = stage("features: domains", run_domain_features, client, workdir, options.ranks, now)
         manifest["models"] = stage("train", train_or_reuse, client, workdir, run_id, options.retrain)
         manifest["scores"] = stage("score", run_score, client, workdir, manifest["models"]["model_version"], now)

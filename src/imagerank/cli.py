@@ -90,6 +90,16 @@ def _image_limits(parser: argparse.ArgumentParser) -> None:
                             "unchanged since the last run keeps its pixel and EXIF features")
 
 
+def _linkgraph(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--linkgraph", nargs="+", default=[], metavar="PATH",
+                        help="crawl-derived link graph: cccatalog extraction Parquet (html_metadata links) or domain "
+                             "edge lists source,target[,count] (CSV or Parquet), files or directories -> "
+                             "W/graph/domains/ (PageRank, harmonic centrality, in-domains per registered domain)")
+    parser.add_argument("--linkgraph-weights", choices=["unweighted", "links", "log"], default="unweighted",
+                        help="domain edge weight for PageRank: one vote per linking domain (default), link "
+                             "occurrences, or 1 + log(occurrences)")
+
+
 def image_limits(args) -> dict:
     return {"max_bytes": args.max_image_bytes, "max_pixels": args.max_image_pixels, "timeout_s": args.image_timeout,
             "allow_remote": args.allow_remote_images or None}
@@ -115,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crawl", nargs="+", default=[], metavar="FILE", help="WARC/WAT files for link evidence")
     p.add_argument("--ranks", nargs="+", default=[], metavar="FILE",
                    help="Common Crawl host/domain ranks files (tab-separated, gzip)")
+    _linkgraph(p)
     p.add_argument("--percentile", type=fraction, default=0.85,
                    help="percentile r of the popularity standardization (Openverse uses 0.85)")
     p.add_argument("--no-materialize", action="store_true", help="stop after writing W/scores/")
@@ -155,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--damping", type=fraction, default=0.85, help="PageRank damping factor (default 0.85)")
     p.add_argument("--tol", type=positive_float, default=1e-10, help="PageRank L1 convergence tolerance (default 1e-10)")
     p.add_argument("--max-iter", type=positive_int, default=200, help="PageRank iteration cap (default 200)")
+    _linkgraph(p)
+    p.add_argument("--ranks", nargs="+", default=[], metavar="FILE",
+                   help="Common Crawl ranks files to compare the --linkgraph domain ranks with (Spearman)")
     _scheduler(p)
 
     p = sub.add_parser("train", help="train the ensemble on the features into W/models/<version>/")
@@ -176,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "arguments, or from --file (one per line; '-' reads standard input).")
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--file", "-f", help="file of ids, one per line ('-' for standard input)")
+    p.add_argument("--boost-mode", choices=["min", "weighted"], default="min",
+                   help="rank boost: min(popularity, authority) as Openverse (default), or weighted")
+    p.add_argument("--boost-weight", type=float, default=0.5,
+                   help="popularity's share of the boost in weighted mode, in [0, 1] (default 0.5)")
     _workdir(p)
     _feature_repo(p)
 
@@ -249,12 +267,13 @@ def cmd_recalculate(args) -> int:
     from imagerank.inputs import check_run_inputs
 
     # fail fast on a typo, before the pipeline's heavy imports (recalculate checks again, for library callers)
-    check_run_inputs(args.catalog, args.crawl, args.ranks, args.images, args.allow_remote_images)
+    check_run_inputs(args.catalog, args.crawl, args.ranks, args.images, args.allow_remote_images, args.linkgraph)
     from imagerank.popularity import StandardizationConfig
     from pipelines.recalculate import RecalculateOptions, recalculate
 
     options = RecalculateOptions(catalog=args.catalog, workdir=args.workdir, images=args.images, crawl=args.crawl,
                                  ranks=args.ranks, scheduler=args.scheduler, feature_repo=args.feature_repo,
+                                 linkgraph=args.linkgraph, linkgraph_weights=args.linkgraph_weights,
                                  materialize=not args.no_materialize, force=args.force, retrain=args.retrain,
                                  report=not args.no_report, image_limits=image_limits(args),
                                  reuse_images=not args.recompute_images,
@@ -323,17 +342,24 @@ def cmd_features(args) -> int:
 def cmd_graph(args) -> int:
     from imagerank.cluster import dask_client
     from imagerank.inputs import check_local_files
-    from pipelines.graph import run_extract, run_graph
+    from pipelines.graph import run_extract, run_graph, run_linkgraph
 
     if args.action in ("extract", "both") and not args.crawl:
         raise ValueError(f"graph {args.action} needs at least one WARC/WAT file")
     args.crawl = check_local_files("crawl", args.crawl)
+    # `graph build --linkgraph PATH` alone builds only the domain graph when no crawl edges exist yet
+    crawl_graph = not (args.linkgraph and args.action == "build" and not (Path(args.workdir) / "graph" / "edges").is_dir())
+    result: dict = {}
     with dask_client(args.scheduler) as client:
         if args.action == "extract":
             result = run_extract(client, args.workdir, args.crawl)
-        else:
+        elif crawl_graph:
             result = run_graph(client, args.workdir, args.crawl, damping=args.damping, tol=args.tol,
                                max_iter=args.max_iter, extract=args.action == "both")
+        if args.linkgraph:
+            result["linkgraph"] = run_linkgraph(client, args.workdir, args.linkgraph, ranks_files=args.ranks,
+                                                weighting=args.linkgraph_weights, damping=args.damping,
+                                                tol=args.tol, max_iter=args.max_iter)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -392,7 +418,8 @@ def cmd_lookup(args) -> int:
         raise ValueError("no image ids given (pass them as arguments or with --file)")
     if not (Path(args.workdir) / "feast" / "registry.db").exists():
         raise FileNotFoundError(f"{args.workdir} has no Feast registry: run `imagerank recalculate` or `imagerank materialize` first")
-    rows = lookup(args.feature_repo or default_feature_repo(), args.workdir, ids)
+    rows = lookup(args.feature_repo or default_feature_repo(), args.workdir, ids, boost_weight=args.boost_weight,
+                  boost_mode=args.boost_mode)
     for row in rows:
         print(json.dumps(row))
     return 0 if all(r["found"] for r in rows) else 1

@@ -32,10 +32,12 @@ def check_catalog(locations: list[str | Path]) -> list[str]:
     return absolute
 
 
-def check_local_files(kind: str, locations: list[str | Path]) -> list[str]:
-    """The locations made absolute, once every local one is an existing file (URLs are not checked)."""
+def check_local_files(kind: str, locations: list[str | Path], *, folders: bool = False) -> list[str]:
+    """The locations made absolute, once every local one is an existing file (or folder, where ``folders``
+    allows it; URLs are not checked)."""
     absolute = [absolute_location(f) for f in locations]
-    missing = [f for f in absolute if "://" not in f and not Path(f).is_file()]
+    exists = Path.exists if folders else Path.is_file
+    missing = [f for f in absolute if "://" not in f and not exists(Path(f))]
     if missing:
         raise InputError(f"no such {kind} file: {', '.join(missing)}")
     return absolute
@@ -61,8 +63,10 @@ def check_image_template(template: str, allow_remote: bool = False) -> str:
     return location
 
 
-def check_run_inputs(catalog: list, crawl: list, ranks: list, images: str | None, allow_remote: bool = False) -> dict:
+def check_run_inputs(catalog: list, crawl: list, ranks: list, images: str | None, allow_remote: bool = False,
+                     linkgraph: list = ()) -> dict:
     """Everything ``recalculate`` reads, checked and made absolute (keys as in its options)."""
     return {"catalog": check_catalog(catalog), "crawl": check_local_files("crawl", crawl),
             "ranks": check_local_files("ranks", ranks),
+            "linkgraph": check_local_files("linkgraph", linkgraph, folders=True),
             "images": check_image_template(images, allow_remote) if images else images}

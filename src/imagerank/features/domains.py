@@ -134,3 +134,39 @@ DOMAIN_META = pd.DataFrame({
     "landing_domain": pd.Series(dtype="string"),
     **{c: pd.Series(dtype="float64") for c in DOMAIN_FEATURE_COLUMNS},
 })
+
+
+# ------------------------------------------------------------------------------------------- link graph
+
+#: ``W/graph/domains/`` column -> per-image feature: the landing domain's authority in a crawl-derived
+#: domain link graph (``--linkgraph``). NaN when the domain is not in the graph (or no graph was given).
+LINK_AUTHORITY_COLUMNS = {
+    "pagerank": "domain_link_pagerank",
+    "harmonic_centrality": "domain_link_harmonic",
+    "in_domains": "domain_link_in_domains",
+    "pagerank_score": "domain_link_score",
+    "harmonic_score": "domain_link_harmonic_score",
+}
+
+
+def link_authority_table(domains: pd.DataFrame) -> pd.DataFrame:
+    """Partition function: ``W/graph/domains/`` rows -> ``landing_domain`` + the feature columns."""
+    out = pd.DataFrame({"landing_domain": domains["domain"].astype("string").to_numpy()})
+    for column, feature in LINK_AUTHORITY_COLUMNS.items():
+        out[feature] = pd.to_numeric(domains[column], errors="coerce").astype("float64").to_numpy()
+    return out
+
+
+LINK_AUTHORITY_META = pd.DataFrame({"landing_domain": pd.Series(dtype="string"),
+                                    **{f: pd.Series(dtype="float64") for f in LINK_AUTHORITY_COLUMNS.values()}})
+
+
+def with_link_authority(per_image, graph_domains):
+    """Per-image domain features (Dask frame) + the landing domain's link authority, joined by registered
+    domain on the workers; ``graph_domains`` is ``W/graph/domains/`` as a Dask frame, or None (NaN columns,
+    so the dataset keeps one schema with or without a link graph)."""
+    if graph_domains is None:
+        return per_image.assign(**{f: np.nan for f in LINK_AUTHORITY_COLUMNS.values()})
+    table = graph_domains.map_partitions(link_authority_table, meta=LINK_AUTHORITY_META)
+    table = table.dropna(subset=["landing_domain"]).drop_duplicates(subset=["landing_domain"])
+    return per_image.merge(table, on="landing_domain", how="left")

@@ -94,23 +94,45 @@ def feature_store(repo: Path, workdir: str | Path):
         return FeatureStore(repo_path=str(repo))
 
 
-def lookup(repo: Path, workdir: str | Path, image_ids: list[str]) -> list[dict]:
-    """Scores of each id from the online store, in the order asked; unknown ids say so."""
+RANKING_SERVICE = "ranking"
+
+
+def lookup(repo: Path, workdir: str | Path, image_ids: list[str], *, boost_weight: float = 0.5,
+           boost_mode: str = "min", service: str = RANKING_SERVICE) -> list[dict]:
+    """Each id's values through the ``ranking`` feature service, as search reads them, in the order asked.
+
+    The service carries the scores, the per-request ``boost`` (``rank_boost``: ``boost_mode`` ``min`` or
+    ``weighted`` with ``boost_weight``) and the context columns; unknown ids say so.
+    """
     if not image_ids:
         return []
+    from imagerank.store.boost import rank_boost
+
+    rank_boost([0.0], [0.0], boost_weight, boost_mode)  # a bad mode or weight fails here, with its reason
     store = feature_store(repo, workdir)
     with workdir_env(workdir):
-        values = store.get_online_features(features=[f"{SCORES_VIEW}:{f}" for f in SCORE_FEATURES],
-                                           entity_rows=[{"image_id": i} for i in image_ids]).to_dict()
+        features = store.get_feature_service(service)
+        values = store.get_online_features(
+            features=features,
+            entity_rows=[{"image_id": i, "boost_weight": float(boost_weight), "boost_mode": boost_mode}
+                         for i in image_ids]).to_dict()
+    names = [n for n in values if n not in ("image_id", "boost_weight", "boost_mode")]
     rows = []
     for i, image_id in enumerate(image_ids):
-        row = {"image_id": image_id, **{f: values[f][i] for f in SCORE_FEATURES}}
-        if row["popularity"] is None and row["authority"] is None:
+        row = {"image_id": image_id, **{n: _plain(values[n][i]) for n in names}}
+        if row.get("popularity") is None and row.get("authority") is None:
             row = {"image_id": image_id, "found": False, "error": "unknown image_id: not in the online store"}
         else:
             row["found"] = True
         rows.append(row)
     return rows
+
+
+def _plain(value):
+    """JSON-friendly value: NaN (an ODFV's "no value") becomes None like Feast's own missing values."""
+    if isinstance(value, float) and value != value:
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 if __name__ == "__main__":  # the child process of apply_and_materialize
