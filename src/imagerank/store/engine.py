@@ -44,7 +44,7 @@ import threading
 import time
 import uuid
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Optional, Sequence
 
@@ -66,7 +66,7 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
 from feast.value_type import ValueType
 
-from imagerank.store.encoding import _utc, encode_entity_keys
+from imagerank.store.encoding import _utc, encode_entity_keys, has_non_empty_value
 from imagerank.store.redis_writer import _write_redis
 from imagerank.store.spec import _STORE_CACHE, ENTITY_KEY, WriteSpec, _feature_view
 from imagerank.store.sqlite_writer import SqlitePublisher, _new_stage_dir, _remove_stage_dir, _stage_sqlite
@@ -153,6 +153,7 @@ class DaskMaterializationJob(MaterializationJob):
 
 _CLUSTER_LOCK = threading.Lock()
 _OWN_CLUSTER: dict[str, Any] = {}
+_DASK_UNLOCKED = False
 
 
 def _close_own_cluster() -> None:
@@ -180,7 +181,10 @@ def _get_client(config: DaskEngineConfig):
 
     from imagerank.cluster import unlock_dask_cached_properties
 
-    unlock_dask_cached_properties()  # Python 3.11 cached_property locks can deadlock dask (see there)
+    global _DASK_UNLOCKED
+    if not _DASK_UNLOCKED:  # Python 3.11 cached_property locks can deadlock dask (see there); once: it walks gc
+        unlock_dask_cached_properties()
+        _DASK_UNLOCKED = True
 
     address = config.scheduler_address or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
@@ -363,6 +367,13 @@ def write_partition(df: pd.DataFrame, spec: WriteSpec) -> pd.DataFrame:
     return pd.DataFrame({"rows_in": [rows_in], "entities": [len(df)], "written": [written],
                          "seconds": [time.perf_counter() - t0], "staged": [staged]}).astype(
         STATS_META.dtypes.to_dict())
+
+
+def bytes_with_values(df: pd.DataFrame, spec: WriteSpec) -> set[str]:
+    """The BYTES features with a non-empty value in the partition's rows to be written."""
+    df = _latest_per_entity(df.reset_index(drop=True), [ENTITY_KEY], spec.ts_col, spec.created_col)
+    return {name for name, vt in spec.features
+            if ValueType(vt) == ValueType.BYTES and has_non_empty_value(df[name])}
 
 
 def _write_generic(batch: pd.DataFrame, spec: WriteSpec) -> int:
@@ -645,6 +656,9 @@ class DaskEngine(ComputeEngine):
                 ddf = ddf.set_index(PARTITION, divisions=list(range(nparts + 1)),
                                     shuffle_method=_shuffle_method(nparts))
                 parts = client.compute(ddf.to_delayed(), retries=cfg.retries)
+            if any(ValueType(vt) == ValueType.BYTES for _, vt in features):
+                found = client.gather(client.map(bytes_with_values, parts, spec=wspec, pure=False))
+                wspec = replace(wspec, bytes_with_values=tuple(sorted(set().union(*found))))
             # written in key order (by priority), so that SQLite's driver publishes each one as it comes
             written = [client.submit(write_partition, part, wspec, priority=len(parts) - i, retries=cfg.retries,
                                      pure=False) for i, part in enumerate(parts)]
