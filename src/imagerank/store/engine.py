@@ -11,12 +11,17 @@ Feast loads it from ``feature_store.yaml``::
 so that ``feast materialize`` and ``feast materialize-incremental`` run on Dask:
 
 1. the FileSource's parquet files are split into row-group chunks (at least two per worker thread when
-   the row groups allow) read in parallel on the workers, filtered to the materialization window (both
-   ends inclusive, as Feast's file offline store does);
-2. each chunk keeps its latest row per entity and adds Feast's serialized entity key; a shuffle on that
-   key brings every entity's rows into one partition, where the latest row is kept (event timestamp,
-   then created timestamp, as Feast's local engine orders them). For SQLite the partitions are key
-   ranges (a sort), so that each transaction touches one region of the table's B-trees; otherwise hashes;
+   the row groups allow). A first pass reads only their key and timestamp columns: it counts the rows in
+   the materialization window (both ends inclusive, as Feast's file offline store has it), the rows
+   without a value in some join key (skipped and reported: Feast's own engine fails on them) and the
+   rows superseded by a later row of the same entity, and samples the serialized entity keys, from
+   which the driver picks the key ranges of the output partitions (fewer when there are fewer keys;
+   none for an empty view). Dask's own quantiles are not used: they fail on a bytes column of few rows;
+2. the second pass reads every column, keeps each chunk's latest row per entity and tags it with its
+   key range; a shuffle on that tag brings every entity's rows into one partition, where the latest row
+   is kept (event timestamp, then created timestamp, as Feast's local engine orders them, then the
+   source order). The partitions are key ranges in ascending order, so that each SQLite transaction
+   touches one region of the table's B-trees;
 3. every partition converts its rows to Feast ``Value`` protobuf bytes column by column
    (:mod:`imagerank.store.encoding`) and writes them in batches, in the exact key/value layout of
    Feast's own stores: Redis from the workers, with Arrow-packed non-transactional pipelines
@@ -25,8 +30,10 @@ so that ``feast materialize`` and ``feast materialize-incremental`` run on Dask:
    publishes into the store with one ``INSERT ... SELECT`` transaction per batch
    (:mod:`~imagerank.store.sqlite_writer`); any other online store through its ``online_write_batch``.
 
-The driver only holds the task graph, one small stats row per partition and (SQLite) a bounded page
-cache, so its memory does not grow with the table. Values read back through ``get_online_features`` are
+The driver only holds the task graph, the key samples (about 20 per output partition), one small stats
+row per partition and (SQLite) a bounded page cache, so its memory does not grow with the table. It
+shows a progress bar over the tasks on stderr when the project's switch is on (a terminal, or
+``IMAGERANK_PROGRESS=1``) and logs one line per view with the counts above. Values read back through ``get_online_features`` are
 identical to what Feast's local engine writes (the test suite compares both engines byte for byte); the
 vectorized encoder checks a sample of every column against Feast's converter and falls back to it on any
 difference.
