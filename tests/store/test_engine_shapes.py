@@ -173,7 +173,7 @@ def _set_output_partitions(repo, n: int) -> None:
 def _local_materialize(repo, view: str) -> None:
     """Feast's engine, on Dask's in-process scheduler: on the session's cluster (the default client) its
     offline store's sorts lose their persisted inputs now and then ("lost dependencies")."""
-    with dask.config.set(scheduler="synchronous"):
+    with dask.config.set({"scheduler": "synchronous", "dataframe.shuffle.method": "tasks"}):
         FeatureStore(repo_path=str(repo)).materialize(START, END, feature_views=[view])
 
 
