@@ -267,3 +267,22 @@ def test_vectorized_entity_keys_are_feasts(value_type, values):
     protos = python_values_to_proto_values(list(values), value_type)
     assert got == [serialize_entity_key(EntityKey(join_keys=["k"], entity_values=[v]),
                                         entity_key_serialization_version=3) for v in protos]
+
+
+@pytest.mark.parametrize("switch", ["1", "0"])
+def test_materialize_progress_bar_on_stderr_follows_the_switch(data, dask_client, tmp_path, monkeypatch, capsys,
+                                                              switch):
+    """IMAGERANK_PROGRESS=1: a bar per view on stderr, up to every task done; =0: none. Never on stdout."""
+    _, _, src = data
+    repo = make_repo(tmp_path / "progress", src, engine="dask")
+    monkeypatch.setenv("IMAGERANK_PROGRESS", switch)
+    capsys.readouterr()
+    FeatureStore(repo_path=str(repo)).materialize(START, END)
+    out, err = capsys.readouterr()
+    assert "materialize synthetic" not in out
+    if switch == "1":
+        final = err.replace("\r", "\n").strip().splitlines()[-1]
+        assert final.startswith("materialize synthetic: 100%"), err[-500:]
+    else:
+        assert "materialize synthetic" not in err
+    assert len(_sqlite_rows(repo)) == N * len(FEATURES)

@@ -1,4 +1,5 @@
-"""A worker killed mid-materialization, and `feast serve` over HTTP end to end."""
+"""A worker or the driver killed mid-materialization (faults injected from here, not by the engine), and
+`feast serve` over HTTP end to end."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from distributed import WorkerPlugin
 from feast import FeatureStore
 
 from .conftest import FEATURES, make_repo, synthetic_frame, write_source
@@ -19,23 +21,59 @@ from .test_engine import END, START, _online, _sqlite_rows
 N = 2000
 
 
+class KillWorkerAtTask(WorkerPlugin):
+    """Worker plugin: the worker process dies (``os._exit``) as the first task named ``task`` starts
+    executing on any worker; once, across the restarted workers, through a marker file."""
+
+    def __init__(self, task: str, marker: str):
+        self.task, self.marker = task, marker
+
+    def transition(self, key, start, finish, **kwargs):
+        from dask.utils import key_split
+
+        if finish != "executing" or key_split(key) != self.task:
+            return
+        try:
+            os.unlink(self.marker)
+        except FileNotFoundError:  # fired already
+            return
+        os._exit(17)
+
+
 @pytest.mark.slow
-def test_worker_killed_during_write_is_retried(tmp_path, monkeypatch):
-    from distributed import LocalCluster
+def test_worker_killed_during_write_is_retried(tmp_path):
+    from distributed import Client, LocalCluster
 
     src = write_source(synthetic_frame(N, seed=5), tmp_path / "src", files=2, row_group_size=500)
-    marker = tmp_path / "fault"
-    marker.write_text("write")
-    monkeypatch.setenv("IMAGERANK_ENGINE_FAULT", str(marker))  # inherited by the workers below
+    marker = tmp_path / "kill-marker"
+    marker.write_text("")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=40) as cluster:
+                      silence_logs=40) as cluster, Client(cluster, set_as_default=False) as client:
+        client.register_plugin(KillWorkerAtTask("write_partition", str(marker)), name="kill-at-write")
         repo = make_repo(tmp_path / "dask", src, engine="dask",
                          engine_options={"scheduler_address": f'"{cluster.scheduler_address}"'})
         FeatureStore(repo_path=str(repo)).materialize(START, END)
-    assert not marker.exists()  # the fault fired: one worker died inside write_partition
+    assert not marker.exists()  # the fault fired: one worker died as a write task started
     local = make_repo(tmp_path / "local", src, engine="local")
     FeatureStore(repo_path=str(local)).materialize(START, END)
     assert _sqlite_rows(repo) == _sqlite_rows(local)
+
+
+DIE_AFTER_FIRST_PUBLISH = """
+import os, sys
+from imagerank.store.sqlite_writer import SqlitePublisher
+
+publish = SqlitePublisher.publish
+
+def publish_then_die(self, staged, entities):
+    publish(self, staged, entities)
+    os._exit(17)
+
+SqlitePublisher.publish = publish_then_die
+from feast.cli.cli import cli
+sys.argv[0] = "feast"
+sys.exit(cli())
+"""
 
 
 @pytest.mark.slow
@@ -45,12 +83,10 @@ def test_materialize_killed_while_publishing_then_rerun(tmp_path, dask_client):
     staging files."""
     src = write_source(synthetic_frame(N, seed=6), tmp_path / "src", files=2, row_group_size=500)
     repo = make_repo(tmp_path / "dask", src, engine="dask", engine_options={"n_workers": 2})
-    marker = tmp_path / "fault"
-    marker.write_text("publish")
-    feast = Path(sys.executable).with_name("feast")
-    proc = subprocess.run([str(feast), "-c", str(repo), "materialize", START.isoformat(), END.isoformat()],
-                          env={**os.environ, "IMAGERANK_ENGINE_FAULT": str(marker)}, capture_output=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "-c", DIE_AFTER_FIRST_PUBLISH, "-c", str(repo), "materialize",
+                           START.isoformat(), END.isoformat()],
+                          env={k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"},
+                          capture_output=True, timeout=600)
     assert proc.returncode == 17, proc.stderr.decode()[-2000:]
     staging = repo / ".online.db.staging"
     assert len(list(staging.iterdir())) == 1  # the killed run's
@@ -63,6 +99,14 @@ def test_materialize_killed_while_publishing_then_rerun(tmp_path, dask_client):
     FeatureStore(repo_path=str(local)).materialize(START, END)
     assert _sqlite_rows(repo) == _sqlite_rows(local)
     assert not staging.exists()
+
+
+def test_engine_has_no_fault_switch():
+    """Faults are injected by the tests above (a worker plugin, a wrapped publisher), not by the engine."""
+    import imagerank.store.engine as engine
+
+    source = Path(engine.__file__).read_text()
+    assert "_exit" not in source and "IMAGERANK_ENGINE_FAULT" not in source
 
 
 def _free_port() -> int:

@@ -84,10 +84,37 @@ def _feast_numpy(series: pd.Series) -> np.ndarray:
     return _feast_arrow_column(series).to_numpy(zero_copy_only=False)
 
 
-def _reference_values(series: pd.Series, value_type: ValueType) -> list[bytes]:
+_NON_EMPTY_BYTES = b"\x01"
+
+
+def _feast_protos(series: pd.Series, value_type: ValueType, view_has_value: bool = False) -> list:
+    """Feast's converter on the column, as if its batch were the whole view.
+
+    Feast converts a batch (by default the whole view) at once and writes every value of a column as null
+    when no value in the batch is non-empty: a partition of empty bytes would then be written null, where
+    Feast's engine, seeing a non-empty value elsewhere in the view, writes empty bytes. ``view_has_value``
+    says the view has one; it is put in front of the partition's values for the converter to see.
+    """
     from feast.type_map import python_values_to_proto_values
 
-    return [v.SerializeToString() for v in python_values_to_proto_values(_feast_numpy(series), value_type)]
+    values = _feast_numpy(series)
+    if not view_has_value:
+        return python_values_to_proto_values(values, value_type)
+    with_value = np.empty(len(values) + 1, dtype=object)
+    with_value[0] = _NON_EMPTY_BYTES
+    with_value[1:] = values
+    return python_values_to_proto_values(with_value, value_type)[1:]
+
+
+def _reference_values(series: pd.Series, value_type: ValueType, view_has_value: bool = False) -> list[bytes]:
+    return [v.SerializeToString() for v in _feast_protos(series, value_type, view_has_value)]
+
+
+def has_non_empty_value(series: pd.Series) -> bool:
+    """Whether Feast's converter would find a sample (a value neither null nor empty) in the column."""
+    from feast.type_map import _non_empty_value
+
+    return any(_non_empty_value(v) for v in _feast_numpy(series))
 
 
 def _fast_values(series: pd.Series, value_type: ValueType, with_text: bool) -> tuple[list[bytes], list | None] | None:
@@ -173,7 +200,8 @@ def _fast_values(series: pd.Series, value_type: ValueType, with_text: bool) -> t
     return enc, text
 
 
-def _check_sample(series: pd.Series, value_type: ValueType, enc: list[bytes]) -> bool:
+def _check_sample(series: pd.Series, value_type: ValueType, enc: list[bytes],
+                  view_has_value: bool = False) -> bool:
     """Compare a sample of the fast encoding (head, tail, nulls) with Feast's own converter."""
     n = len(series)
     if n == 0:
@@ -188,25 +216,28 @@ def _check_sample(series: pd.Series, value_type: ValueType, enc: list[bytes]) ->
     order = sorted(idx)
     sub = series.iloc[order].reset_index(drop=True)
     try:
-        ref = _reference_values(sub, value_type)
+        ref = _reference_values(sub, value_type, view_has_value)
     except Exception:  # noqa: BLE001
         return False
     # all-null columns: Feast's converter short-circuits per batch, keep its answer
     return all(ref[j] == enc[i] for j, i in enumerate(order))
 
 
-def encode_column(series: pd.Series, value_type: ValueType,
-                  with_text: bool = True) -> tuple[list[bytes], list | None]:
-    """Serialized Value protos of a column, plus the SQLite ``value_text`` of each value when asked for."""
+def encode_column(series: pd.Series, value_type: ValueType, with_text: bool = True,
+                  view_has_value: bool = False) -> tuple[list[bytes], list | None]:
+    """Serialized Value protos of a column, plus the SQLite ``value_text`` of each value when asked for.
+
+    ``view_has_value``: the view's column has a non-empty value outside this partition (see
+    :func:`_feast_protos`; it only changes BYTES columns, the one type with empty values that are not null).
+    """
     fast = _fast_values(series, value_type, with_text)
-    if fast is not None and _check_sample(series, value_type, fast[0]):
+    if fast is not None and _check_sample(series, value_type, fast[0], view_has_value):
         if value_type == ValueType.UNIX_TIMESTAMP and series.isna().all():
             return [b""] * len(series), ([None] * len(series) if with_text else None)
         return fast
     from feast.infra.online_stores.helpers import extract_text_and_num
-    from feast.type_map import python_values_to_proto_values
 
-    protos = python_values_to_proto_values(_feast_numpy(series), value_type)
+    protos = _feast_protos(series, value_type, view_has_value)
     text = [extract_text_and_num(p, False)[0] for p in protos] if with_text else None
     return [p.SerializeToString() for p in protos], text
 

@@ -11,12 +11,17 @@ Feast loads it from ``feature_store.yaml``::
 so that ``feast materialize`` and ``feast materialize-incremental`` run on Dask:
 
 1. the FileSource's parquet files are split into row-group chunks (at least two per worker thread when
-   the row groups allow) read in parallel on the workers, filtered to the materialization window (both
-   ends inclusive, as Feast's file offline store does);
-2. each chunk keeps its latest row per entity and adds Feast's serialized entity key; a shuffle on that
-   key brings every entity's rows into one partition, where the latest row is kept (event timestamp,
-   then created timestamp, as Feast's local engine orders them). For SQLite the partitions are key
-   ranges (a sort), so that each transaction touches one region of the table's B-trees; otherwise hashes;
+   the row groups allow). A first pass reads only their key and timestamp columns: it counts the rows in
+   the materialization window (both ends inclusive, as Feast's file offline store has it), the rows
+   without a value in some join key (skipped and reported: Feast's own engine fails on them) and the
+   rows superseded by a later row of the same entity, and samples the serialized entity keys, from
+   which the driver picks the key ranges of the output partitions (fewer when there are fewer keys;
+   none for an empty view). Dask's own quantiles are not used: they fail on a bytes column of few rows;
+2. the second pass reads every column, keeps each chunk's latest row per entity and tags it with its
+   key range; a shuffle on that tag brings every entity's rows into one partition, where the latest row
+   is kept (event timestamp, then created timestamp, as Feast's local engine orders them, then the
+   source order). The partitions are key ranges in ascending order, so that each SQLite transaction
+   touches one region of the table's B-trees;
 3. every partition converts its rows to Feast ``Value`` protobuf bytes column by column
    (:mod:`imagerank.store.encoding`) and writes them in batches, in the exact key/value layout of
    Feast's own stores: Redis from the workers, with Arrow-packed non-transactional pipelines
@@ -25,8 +30,10 @@ so that ``feast materialize`` and ``feast materialize-incremental`` run on Dask:
    publishes into the store with one ``INSERT ... SELECT`` transaction per batch
    (:mod:`~imagerank.store.sqlite_writer`); any other online store through its ``online_write_batch``.
 
-The driver only holds the task graph, one small stats row per partition and (SQLite) a bounded page
-cache, so its memory does not grow with the table. Values read back through ``get_online_features`` are
+The driver only holds the task graph, the key samples (about 20 per output partition), one small stats
+row per partition and (SQLite) a bounded page cache, so its memory does not grow with the table. It
+shows a progress bar over the tasks on stderr when the project's switch is on (a terminal, or
+``IMAGERANK_PROGRESS=1``) and logs one line per view with the counts above. Values read back through ``get_online_features`` are
 identical to what Feast's local engine writes (the test suite compares both engines byte for byte); the
 vectorized encoder checks a sample of every column against Feast's converter and falls back to it on any
 difference.
@@ -39,14 +46,16 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from bisect import bisect_right
+from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -64,7 +73,7 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
 from feast.value_type import ValueType
 
-from imagerank.store.encoding import _utc, encode_entity_keys
+from imagerank.store.encoding import _utc, encode_entity_keys, has_non_empty_value
 from imagerank.store.redis_writer import _write_redis
 from imagerank.store.spec import _STORE_CACHE, ENTITY_KEY, WriteSpec, _feature_view
 from imagerank.store.sqlite_writer import SqlitePublisher, _new_stage_dir, _remove_stage_dir, _stage_sqlite
@@ -77,6 +86,13 @@ STATS_META = pd.DataFrame({"rows_in": pd.Series(dtype="int64"), "entities": pd.S
                            "staged": pd.Series(dtype=object)})
 """Schema of the per-partition stats frame the write step returns (``staged``: the SQLite staging file
 the driver publishes, None when the worker wrote to the store itself)."""
+COUNTS = ("rows", "in_window", "null_keys", "entities")
+"""What the key pass counts per chunk: source rows, rows in the window, rows of those without a value in
+some join key (skipped), entities (the latest row of each) in the chunk."""
+ROW_ORDER = "__imagerank_row_order"
+"""Position of a row in the source (chunk << 32 | row): the last tie-breaker between an entity's rows."""
+PARTITION = "__imagerank_partition"
+"""Output partition of a row: the key range its entity key falls in."""
 
 
 class DaskEngineConfig(FeastConfigBaseModel):
@@ -111,7 +127,15 @@ class DaskMaterializationJob(MaterializationJob):
     _status: MaterializationJobStatus
     _error: Optional[BaseException] = None
     rows_read: int = 0
+    """Rows of the source files."""
+    rows_in_window: int = 0
+    """Rows whose event timestamp lies in the materialization window."""
+    null_keys: int = 0
+    """Rows in the window without a value in some join key: skipped (Feast's local engine fails on them)."""
     entities_written: int = 0
+    """Entities written (one row each, the latest)."""
+    superseded_rows: int = 0
+    """Rows in the window not written because a later row of the same entity was (duplicate keys)."""
     seconds: float = 0.0
 
     def status(self) -> MaterializationJobStatus:
@@ -136,6 +160,7 @@ class DaskMaterializationJob(MaterializationJob):
 
 _CLUSTER_LOCK = threading.Lock()
 _OWN_CLUSTER: dict[str, Any] = {}
+_DASK_UNLOCKED = False
 
 
 def _close_own_cluster() -> None:
@@ -163,7 +188,10 @@ def _get_client(config: DaskEngineConfig):
 
     from imagerank.cluster import unlock_dask_cached_properties
 
-    unlock_dask_cached_properties()  # Python 3.11 cached_property locks can deadlock dask (see there)
+    global _DASK_UNLOCKED
+    if not _DASK_UNLOCKED:  # Python 3.11 cached_property locks can deadlock dask (see there); once: it walks gc
+        unlock_dask_cached_properties()
+        _DASK_UNLOCKED = True
 
     address = config.scheduler_address or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
@@ -185,7 +213,7 @@ def _get_client(config: DaskEngineConfig):
 
 
 # --------------------------------------------------------------------------------------------------
-# planning: what to read
+# planning: what to read, and which key range each output partition gets
 
 
 @dataclass(frozen=True)
@@ -194,6 +222,8 @@ class ReadSpec:
 
     path: str
     row_groups: tuple[int, ...] | None
+    chunk: int
+    """Position of the chunk in the source (files, then row groups): the source order of its rows."""
     columns: tuple[str, ...]
     rename: tuple[tuple[str, str], ...]
     join_keys: tuple[str, ...]
@@ -235,66 +265,96 @@ def _plan_reads(uri: str, columns: list[str], partition_rows: int, min_chunks: i
     return fs, chunks, dataset.schema
 
 
-def _latest_per_entity(df: pd.DataFrame, join_keys: Sequence[str], ts_col: str,
+def _latest_per_entity(df: pd.DataFrame, keys: Sequence[str], ts_col: str,
                        created_col: str | None) -> pd.DataFrame:
-    """Keep each entity's row with the latest event timestamp (then created timestamp)."""
+    """Keep each entity's row with the latest event timestamp, then created timestamp, then the last in
+    source order (Feast's local engine sorts ascending and keeps the last row; its order among exact
+    ties is not defined, this one is)."""
     if df.empty:
         return df
-    sort_cols = [ts_col] + ([created_col] if created_col else [])
-    df = df.sort_values(sort_cols, ascending=False, kind="stable")
-    return df.drop_duplicates(subset=list(join_keys), keep="first")
+    sort_cols = [ts_col] + ([created_col] if created_col else []) + [ROW_ORDER]
+    df = df.sort_values(sort_cols, kind="stable")
+    return df.drop_duplicates(subset=list(keys), keep="last")
 
 
-def read_chunk(spec: ReadSpec, fs, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read one chunk, keep the rows inside [start, end] and the latest row per entity.
+def _in_window(ts: pd.Series, spec: ReadSpec) -> np.ndarray:
+    """Rows whose event timestamp lies in [start, end], both ends inclusive as Feast's file store has it."""
+    mask = np.ones(len(ts), dtype=bool)
+    if spec.start is not None:
+        mask &= (ts >= pd.Timestamp(spec.start).tz_convert("UTC")).to_numpy()
+    if spec.end is not None:
+        mask &= (ts <= pd.Timestamp(spec.end).tz_convert("UTC")).to_numpy()
+    return mask
 
-    ``columns`` is Dask's column projection: the pass that finds the key ranges only asks for the entity
-    key, and then only the join key and timestamp columns are read.
-    """
-    read = list(spec.columns)
-    if columns is not None:
-        source_name = {new: old for old, new in spec.rename}
-        needed = {*spec.join_keys, spec.ts_col, spec.created_col, *(source_name.get(c, c) for c in columns)}
-        read = [c for c in read if c in needed]
-    fmt = pads.ParquetFileFormat()
+
+def _read_window(spec: ReadSpec, fs, columns: Sequence[str]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The chunk's rows inside [start, end] with a value in every join key, one per entity (the latest),
+    renamed, with their serialized entity key; and the counts of what was read and left out."""
     if spec.row_groups is None:
-        table = pq.read_table(spec.path, columns=read, filesystem=fs)
+        table = pq.read_table(spec.path, columns=list(columns), filesystem=fs)
     else:
-        frag = fmt.make_fragment(spec.path, filesystem=fs, row_groups=list(spec.row_groups))
-        table = frag.to_table(columns=read)
+        frag = pads.ParquetFileFormat().make_fragment(spec.path, filesystem=fs, row_groups=list(spec.row_groups))
+        table = frag.to_table(columns=list(columns))
+    rows = table.num_rows
+    table = table.append_column(ROW_ORDER, pa.array(np.arange(rows, dtype=np.int64) + (spec.chunk << 32)))
+    valid = np.ones(rows, dtype=bool)
+    for key in spec.join_keys:  # in Arrow: pandas would turn an integer key with nulls into floats
+        valid &= table.column(key).is_valid().to_numpy(zero_copy_only=False)
+    null_keys = 0
+    if not valid.all():
+        dropped = _utc(table.filter(pa.array(~valid)).column(spec.ts_col).to_pandas())
+        null_keys = int(_in_window(dropped, spec).sum())
+        table = table.filter(pa.array(valid))
     df = table.to_pandas()
     df[spec.ts_col] = _utc(df[spec.ts_col])
     if spec.created_col:
         df[spec.created_col] = _utc(df[spec.created_col])
-    mask = pd.Series(True, index=df.index)
-    if spec.start is not None:
-        mask &= df[spec.ts_col] >= pd.Timestamp(spec.start).tz_convert("UTC")
-    if spec.end is not None:
-        mask &= df[spec.ts_col] <= pd.Timestamp(spec.end).tz_convert("UTC")
-    df = df[mask.to_numpy()]
+    df = df[_in_window(df[spec.ts_col], spec)]
+    in_window = len(df) + null_keys
     df = _latest_per_entity(df, spec.join_keys, spec.ts_col, spec.created_col)
     if spec.rename:
         df = df.rename(columns=dict(spec.rename))
     df = df.reset_index(drop=True)
     df[ENTITY_KEY] = encode_entity_keys(df, {k: ValueType(v) for k, v in spec.entity_keys}, spec.key_version)
-    return df if columns is None else df[list(columns)]
+    return df, {"rows": rows, "in_window": in_window, "null_keys": null_keys, "entities": len(df)}
+
+
+def summarize_keys(spec: ReadSpec, fs, sample_size: int) -> dict:
+    """First pass over a chunk, reading only the key and timestamp columns: its counts, and up to
+    ``sample_size`` of its entity keys, evenly spaced in key order, for choosing the key ranges."""
+    columns = [c for c in spec.columns if c in {*spec.join_keys, spec.ts_col, spec.created_col}]
+    df, counts = _read_window(spec, fs, columns)
+    keys = sorted(df[ENTITY_KEY].tolist())
+    if len(keys) > sample_size:
+        keys = [keys[i] for i in np.linspace(0, len(keys) - 1, sample_size).round().astype(int).tolist()]
+    return {**counts, "sample": keys}
+
+
+def key_boundaries(summaries: Sequence[dict], partitions: int) -> list[bytes]:
+    """Entity keys splitting the sampled keys into ``partitions`` ranges of about equal weight (each
+    chunk's sample stands for its entities); fewer when there are fewer distinct keys. Partition ``i``
+    holds the keys in ``[b[i-1], b[i])``."""
+    weighted = sorted((key, s["entities"] / len(s["sample"])) for s in summaries for key in s["sample"])
+    if partitions <= 1 or not weighted:
+        return []
+    cum = np.cumsum([w for _, w in weighted])
+    targets = cum[-1] * np.arange(1, partitions) / partitions
+    picks = np.minimum(np.searchsorted(cum, targets, side="left") + 1, len(weighted) - 1)
+    lowest = weighted[0][0]
+    return sorted({weighted[i][0] for i in picks.tolist()} - {lowest})
+
+
+def read_chunk(spec: ReadSpec, fs, boundaries: Sequence[bytes]) -> pd.DataFrame:
+    """Second pass: the chunk's latest row per entity with its output partition (its key range)."""
+    df, _ = _read_window(spec, fs, spec.columns)
+    bisect = bisect_right
+    df[PARTITION] = np.fromiter((bisect(boundaries, k) for k in df[ENTITY_KEY].tolist()),
+                                dtype=np.int64, count=len(df))
+    return df
 
 
 # --------------------------------------------------------------------------------------------------
 # writing (run on the workers; SQLite: published by the driver)
-
-
-def _fault_point(stage: str) -> None:
-    """Fault injection for the test suite: die once at ``stage`` when $IMAGERANK_ENGINE_FAULT names a file."""
-    marker = os.environ.get("IMAGERANK_ENGINE_FAULT")
-    if marker and os.path.exists(marker):
-        try:
-            if Path(marker).read_text().strip() != stage:
-                return
-            os.unlink(marker)
-        except FileNotFoundError:  # another process took it
-            return
-        os._exit(17)
 
 
 def write_partition(df: pd.DataFrame, spec: WriteSpec) -> pd.DataFrame:
@@ -302,9 +362,8 @@ def write_partition(df: pd.DataFrame, spec: WriteSpec) -> pd.DataFrame:
     stage it for the driver to publish)."""
     t0 = time.perf_counter()
     rows_in = len(df)
-    df = _latest_per_entity(df, [ENTITY_KEY], spec.ts_col, spec.created_col)
+    df = _latest_per_entity(df.reset_index(drop=True), [ENTITY_KEY], spec.ts_col, spec.created_col)
     written, staged = 0, None
-    _fault_point("write")
     if spec.mode == "sqlite":
         staged = _stage_sqlite(df.sort_values(ENTITY_KEY).reset_index(drop=True), spec)
     else:
@@ -317,6 +376,13 @@ def write_partition(df: pd.DataFrame, spec: WriteSpec) -> pd.DataFrame:
         STATS_META.dtypes.to_dict())
 
 
+def bytes_with_values(df: pd.DataFrame, spec: WriteSpec) -> set[str]:
+    """The BYTES features with a non-empty value in the partition's rows to be written."""
+    df = _latest_per_entity(df.reset_index(drop=True), [ENTITY_KEY], spec.ts_col, spec.created_col)
+    return {name for name, vt in spec.features
+            if ValueType(vt) == ValueType.BYTES and has_non_empty_value(df[name])}
+
+
 def _write_generic(batch: pd.DataFrame, spec: WriteSpec) -> int:
     from feast.infra.online_stores.helpers import get_online_store_from_config
     from feast.utils import _convert_arrow_to_proto
@@ -326,35 +392,51 @@ def _write_generic(batch: pd.DataFrame, spec: WriteSpec) -> int:
     if store is None:
         store = get_online_store_from_config(spec.repo_config.online_store)
         _STORE_CACHE[("generic", id(spec))] = store
-    table = pa.Table.from_pandas(batch.drop(columns=[ENTITY_KEY]), preserve_index=False).combine_chunks()
+    table = pa.Table.from_pandas(batch.drop(columns=[ENTITY_KEY, ROW_ORDER]), preserve_index=False).combine_chunks()
     rows = _convert_arrow_to_proto(table, fv, {k: ValueType(v) for k, v in spec.join_keys})
     store.online_write_batch(config=spec.repo_config, table=fv, data=rows, progress=None)
     return len(rows)
 
 
-def _publish_staged(parts: list, spec: WriteSpec) -> pd.DataFrame:
-    """Publish the staged partitions in partition order, each as soon as it is staged.
+def _collect(written: list, spec: WriteSpec, progress) -> pd.DataFrame:
+    """The stats of every written partition; SQLite: publish the staged partitions in partition order,
+    each as soon as it is staged.
 
     Partitions are key ranges in ascending order, so the store's B-trees grow at one edge; the workers
     keep staging the next partitions meanwhile. A failed partition cancels the rest: what was published
     stays (each batch is its own transaction, as in Feast's engine) and a re-run overwrites it.
     """
-    publisher = SqlitePublisher(spec)
+    from distributed import as_completed
+
+    publisher = SqlitePublisher(spec) if spec.mode == "sqlite" else None
     frames = []
     try:
-        for future in parts:
+        for future in (written if publisher else as_completed(written)):
             stats = future.result()
-            stats["written"] = [publisher.publish(path, n) if path else 0
-                                for path, n in zip(stats["staged"], stats["entities"])]
+            if publisher:
+                stats["written"] = [publisher.publish(path, n) if path else 0
+                                    for path, n in zip(stats["staged"], stats["entities"])]
             frames.append(stats)
-            _fault_point("publish")
+            progress.update(1)
     except BaseException:
-        for future in parts:
+        for future in written:
             future.cancel()
         raise
     finally:
-        publisher.close()
+        if publisher:
+            publisher.close()
     return pd.concat(frames, ignore_index=True) if frames else STATS_META.copy()
+
+
+def _progress_bar(label: str, total: int):
+    """A bar on stderr over the run's tasks (key pass, then written partitions), when the project's
+    progress switch is on (an interactive terminal, or IMAGERANK_PROGRESS=1)."""
+    from tqdm import tqdm
+
+    from imagerank.cluster import show_progress
+
+    return tqdm(total=total, desc=label, unit="task", file=sys.stderr, disable=not show_progress(),
+                dynamic_ncols=True, leave=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -451,20 +533,24 @@ class DaskEngine(ComputeEngine):
             return self._local_engine()._materialize_one(registry, task, **kwargs)
         t0 = time.perf_counter()
         try:
-            stats = self._run(registry, task)
+            counts, stats = self._run(registry, task)
         except Exception as e:  # noqa: BLE001
             log.error("DaskEngine: materializing %s failed: %s", fv.name, e)
             return DaskMaterializationJob(job_id, MaterializationJobStatus.ERROR, e,
                                           seconds=time.perf_counter() - t0)
-        return DaskMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED, None,
-                                      rows_read=int(stats["rows_in"].sum()),
-                                      entities_written=int(stats["written"].sum()),
-                                      seconds=time.perf_counter() - t0)
+        job = DaskMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED, None,
+                                     rows_read=counts["rows"], rows_in_window=counts["in_window"],
+                                     null_keys=counts["null_keys"],
+                                     entities_written=int(stats["entities"].sum()),
+                                     seconds=time.perf_counter() - t0)
+        job.superseded_rows = job.rows_in_window - job.null_keys - job.entities_written
+        _report(fv.name, job)
+        return job
 
-    def _run(self, registry: BaseRegistry, task: MaterializationTask) -> pd.DataFrame:
+    def _run(self, registry: BaseRegistry, task: MaterializationTask) -> tuple[dict, pd.DataFrame]:
         fv: FeatureView = task.feature_view
         if not fv.online:
-            return STATS_META.copy()
+            return dict.fromkeys(COUNTS, 0), STATS_META.copy()
         mode = self._write_mode()
         self._check_online_store(mode)
         client, owned = _get_client(self.config)
@@ -474,9 +560,8 @@ class DaskEngine(ComputeEngine):
             if owned:
                 client.close()
 
-    def _run_on(self, client, registry: BaseRegistry, task: MaterializationTask, mode: str) -> pd.DataFrame:
-        import dask
-        import dask.dataframe as dd
+    def _run_on(self, client, registry: BaseRegistry, task: MaterializationTask,
+                mode: str) -> tuple[dict, pd.DataFrame]:
         from feast.infra.offline_stores.file_source import FileSource
         from feast.utils import _get_column_names
 
@@ -500,21 +585,59 @@ class DaskEngine(ComputeEngine):
         features = tuple((f.name, int(f.dtype.to_value_type().value)) for f in fv.features)
 
         run_id = uuid.uuid4().hex
-        read_specs = [ReadSpec(path=p, row_groups=rg, columns=tuple(source_cols),
+        read_specs = [ReadSpec(path=p, row_groups=rg, chunk=i, columns=tuple(source_cols),
                                rename=tuple((k, v) for k, v in field_mapping.items() if k in source_cols),
                                join_keys=tuple(join_cols), ts_col=ts_col, created_col=created_col,
                                start=task.start_time, end=task.end_time,
                                entity_keys=tuple((k, int(v.value)) for k, v in jk_types.items()),
                                key_version=self.repo_config.entity_key_serialization_version,
                                run_id=run_id)
-                      for p, rg in chunks]
+                      for i, (p, rg) in enumerate(chunks)]
+        nparts = max(nparts, len(read_specs))
+        progress = _progress_bar(f"materialize {fv.name}", len(read_specs) + nparts)
+        try:
+            # pass 1, key columns only: the counts, and the key ranges of the output partitions
+            sample = min(1000, max(2, -(-20 * nparts // len(read_specs)))) if read_specs else 0
+            summaries = []
+            for future in client.map(summarize_keys, read_specs, fs=fs, sample_size=sample,
+                                     retries=cfg.retries, pure=False):
+                summaries.append(future.result())
+                progress.update(1)
+            counts = {name: sum(s[name] for s in summaries) for name in COUNTS}
+            boundaries = key_boundaries(summaries, nparts)
+            del summaries
+            if counts["entities"] == 0:
+                progress.update(progress.total - progress.n)
+                return counts, STATS_META.copy()
+            nparts = len(boundaries) + 1
+            progress.total = len(read_specs) + nparts
+            progress.refresh()
+            stats = self._write(client, fv, task, mode, read_specs, fs, schema, boundaries, field_mapping,
+                                jk_types, features, mapped_ts, mapped_created, run_id, progress)
+            return counts, stats
+        finally:
+            progress.close()
+
+    def _write(self, client, fv: FeatureView, task: MaterializationTask, mode: str, read_specs, fs, schema,
+               boundaries: list[bytes], field_mapping, jk_types, features, ts_col: str, created_col: str | None,
+               run_id: str, progress) -> pd.DataFrame:
+        """Pass 2: read every chunk, bring each key range into its partition, keep the latest row per
+        entity there and write it (SQLite: stage it, the driver publishes)."""
+        import dask
+        import dask.dataframe as dd
+
+        cfg = self.config
+        source_cols = list(read_specs[0].columns)
+        source_ts = read_specs[0].ts_col
+        source_created = read_specs[0].created_col
         empty = schema.empty_table().select(source_cols).to_pandas()
-        empty[ts_col] = empty[ts_col].astype("datetime64[ns, UTC]") if not isinstance(
-            empty[ts_col].dtype, pd.DatetimeTZDtype) else empty[ts_col].dt.tz_convert("UTC")
-        if created_col:
-            empty[created_col] = pd.Series(dtype="datetime64[ns, UTC]")
+        empty[source_ts] = pd.Series(dtype="datetime64[ns, UTC]")
+        if source_created:
+            empty[source_created] = pd.Series(dtype="datetime64[ns, UTC]")
         meta = empty.rename(columns=field_mapping)
+        meta[ROW_ORDER] = pd.Series(dtype="int64")
         meta[ENTITY_KEY] = pd.Series(dtype=object)
+        meta[PARTITION] = pd.Series(dtype="int64")
 
         sqlite_path = sqlite_table = stage_dir = None
         if mode == "sqlite":
@@ -526,35 +649,40 @@ class DaskEngine(ComputeEngine):
             stage_dir = _new_stage_dir(sqlite_path)
         wspec = WriteSpec(repo_config=self.repo_config, feature_view_proto=fv.to_proto().SerializeToString(),
                           join_keys=tuple((k, int(v.value)) for k, v in jk_types.items()),
-                          features=features, ts_col=mapped_ts, created_col=mapped_created,
+                          features=features, ts_col=ts_col, created_col=created_col,
                           batch_size=cfg.write_batch_size, mode=mode, sqlite_path=sqlite_path,
                           sqlite_table=sqlite_table, sqlite_wal=cfg.sqlite_wal, stage_dir=stage_dir,
                           run_id=run_id)
-
-        nparts = max(nparts, len(read_specs))
+        nparts = len(boundaries) + 1
         try:
-            # as_current: the key-range split samples the data through Dask's default scheduler
             with client.as_current(), dask.config.set({"dataframe.convert-string": False}):
-                ddf = dd.from_map(read_chunk, read_specs, fs=fs, meta=meta, enforce_metadata=False)
-                if ddf.npartitions < nparts:  # big row groups: split them, or one worker would do all the work
-                    ddf = ddf.repartition(npartitions=nparts)
-                if mode == "sqlite" and nparts > 1:
-                    # key ranges, not hashes: each transaction then touches one region of SQLite's B-trees
-                    # (a hash partition's keys land on every page of the table, every time)
-                    ddf = ddf.sort_values(ENTITY_KEY, npartitions=nparts,
-                                          shuffle_method=_shuffle_method(nparts))
-                elif nparts > 1:
-                    ddf = ddf.shuffle(on=[ENTITY_KEY], npartitions=nparts,
-                                      shuffle_method=_shuffle_method(nparts))
-                if mode != "sqlite":
-                    out = ddf.map_partitions(write_partition, wspec, meta=STATS_META)
-                    return client.compute(out, retries=cfg.retries).result()
-                # staged in key order (by priority), so that the driver publishes each one as it comes
+                ddf = dd.from_map(read_chunk, read_specs, fs=fs, boundaries=boundaries, meta=meta,
+                                  enforce_metadata=False)
+                # key range i -> partition i: the ranges were chosen from the keys themselves, so Dask
+                # computes nothing here (its own quantiles fail on a bytes column with few rows)
+                ddf = ddf.set_index(PARTITION, divisions=list(range(nparts + 1)),
+                                    shuffle_method=_shuffle_method(nparts))
                 parts = client.compute(ddf.to_delayed(), retries=cfg.retries)
-            staged = [client.submit(write_partition, part, wspec, priority=len(parts) - i, retries=cfg.retries,
-                                    pure=False) for i, part in enumerate(parts)]
-            del parts  # each sorted partition is released once staged
-            return _publish_staged(staged, wspec)
+            if any(ValueType(vt) == ValueType.BYTES for _, vt in features):
+                found = client.gather(client.map(bytes_with_values, parts, spec=wspec, pure=False))
+                wspec = replace(wspec, bytes_with_values=tuple(sorted(set().union(*found))))
+            # written in key order (by priority), so that SQLite's driver publishes each one as it comes
+            written = [client.submit(write_partition, part, wspec, priority=len(parts) - i, retries=cfg.retries,
+                                     pure=False) for i, part in enumerate(parts)]
+            del parts  # each partition is released once written
+            return _collect(written, wspec, progress)
         finally:
             if stage_dir:
                 _remove_stage_dir(stage_dir)
+
+
+def _report(view: str, job: DaskMaterializationJob) -> None:
+    """One line per view: what was read, written and left out. Rows without a key are a data problem
+    (Feast's own engine stops at the first): a warning that names how many."""
+    line = (f"DaskEngine: {view}: {job.rows_in_window} rows in the window, {job.entities_written} entities "
+            f"written, {job.superseded_rows} rows superseded by a later row of the same entity, "
+            f"{job.null_keys} rows without an entity key skipped")
+    if job.null_keys:
+        log.warning(line)
+    else:
+        log.info(line)

@@ -33,6 +33,9 @@ class WriteSpec:
     stage_dir: str | None
     """Directory of the run's SQLite staging files (beside the store: the workers share its disk)."""
     run_id: str
+    bytes_with_values: tuple[str, ...] = ()
+    """BYTES features with a non-empty value somewhere in the rows written (empty bytes elsewhere in
+    the view are then written as empty values, not nulls, as Feast's engine writes them)."""
 
 
 _FV_CACHE: dict[bytes, FeatureView] = {}
@@ -53,5 +56,6 @@ def _feature_view(spec: WriteSpec) -> FeatureView:
 
 def _encode_batch(batch: pd.DataFrame, spec: WriteSpec, with_text: bool):
     """(entity keys, {feature: (values, texts)})."""
-    cols = {name: encode_column(batch[name], ValueType(vt), with_text) for name, vt in spec.features}
+    cols = {name: encode_column(batch[name], ValueType(vt), with_text, name in spec.bytes_with_values)
+            for name, vt in spec.features}
     return batch[ENTITY_KEY].tolist(), cols
