@@ -28,7 +28,7 @@ from imagerank.catalog.ingest import (BLOCK_BYTES, Block, check_catalog_files, e
                                       mark_duplicates, plan_file, raw_batches, reason_kind, rejected_rows,
                                       validate_rows)
 from imagerank.catalog.schema import CATALOG_SCHEMA, REJECTS_SCHEMA, empty_frame
-from imagerank.cluster import show_progress
+from imagerank.cluster import progress_bar
 from imagerank.io import atomic_path
 
 ROWS_PER_PARTITION = 250_000  # rows per de-duplicated catalog partition (and file)
@@ -96,12 +96,7 @@ def _run(client: Client, tasks: list, label: str) -> list:
     if not tasks:
         return []
     futures = client.compute(tasks)
-    if show_progress():
-        from distributed import progress
-
-        print(f"[imagerank] {label}", file=sys.stderr)
-        progress(futures)
-        print(file=sys.stderr)
+    progress_bar(futures, label)
     return client.gather(futures)
 
 
