@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import os
 import subprocess
 import sys
-import contextlib
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,12 +64,21 @@ def apply_and_materialize(repo: Path, workdir: str | Path, end: datetime | None 
     env = {**os.environ, "IMAGERANK_WORKDIR": str(Path(workdir).resolve())}
     if scheduler:
         env["DASK_SCHEDULER_ADDRESS"] = scheduler
+    from imagerank.cluster import show_progress
+
+    if show_progress():  # the child's stderr is a pipe: tell it the bars are wanted
+        env["IMAGERANK_PROGRESS"] = "1"
     (Path(workdir) / "feast").mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-m", "imagerank.store.feast_repo", str(Path(repo).resolve()), end.isoformat()],
-                          env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"feast apply + materialize failed:\n{done.stderr.strip()[-4000:] or done.stdout.strip()}")
-    views = json.loads(done.stdout.strip().splitlines()[-1])
+    child = subprocess.Popen([sys.executable, "-m", "imagerank.store.feast_repo", str(Path(repo).resolve()),
+                              end.isoformat()], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = child.stdout.read, collections.deque(maxlen=200)
+    for line in child.stderr:  # the engine's progress and counts, passed on as they come
+        sys.stderr.write(line)
+        stderr.append(line)
+    result, returncode = stdout(), child.wait()
+    if returncode != 0:
+        raise RuntimeError(f"feast apply + materialize failed:\n{''.join(stderr).strip()[-4000:] or result.strip()}")
+    views = json.loads(result.strip().splitlines()[-1])
     return {"repo": str(repo), "end": end.isoformat(), "materialized_views": views}
 
 
