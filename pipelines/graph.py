@@ -345,9 +345,10 @@ def _linkgraph_rejects(part: pd.DataFrame) -> pd.DataFrame:
     return out.astype(LINKGRAPH_REJECTS_META.dtypes.to_dict())
 
 
-def _linkgraph_domain_rows(part: pd.DataFrame, pagerank, harmonic, in_domains, out_domains, in_links,
+def _linkgraph_domain_rows(part: pd.DataFrame, lo: int, pagerank, harmonic, in_domains, out_domains, in_links,
                            pagerank_score, harmonic_score) -> pd.DataFrame:
-    ids = part["node_id"].to_numpy(np.int64)
+    """One row per domain of ``part``; the arrays are the ``[lo, hi)`` slices of its node ids."""
+    ids = part["node_id"].to_numpy(np.int64) - lo
     return pd.DataFrame({
         "domain": part["domain"].astype("string").to_numpy(),
         "pagerank": pagerank[ids], "harmonic_centrality": harmonic[ids],
@@ -396,7 +397,7 @@ def run_linkgraph(client: Client, workdir: str | Path, paths: list[str], *, rank
     in-domains per registered domain), ``W/graph/linkgraph_rejects/`` and, with ranks files, how the result
     agrees with Common Crawl's ranks (returned and in ``W/graph/domains_summary.json``)."""
     from imagerank.graph import linkgraph as LG
-    from imagerank.graph.pagerank import pagerank
+    from imagerank.graph.pagerank import map_node_slices, pagerank
 
     LG.edge_weight(np.ones(1), weighting)  # refuse an unknown weighting before any work
     workdir = Path(workdir)
@@ -425,9 +426,9 @@ def run_linkgraph(client: Client, workdir: str | Path, paths: list[str], *, rank
                    weights=LG.edge_weight(occurrences, weighting), progress=build._progress_logger("domain"))
     harmonic, hinfo = _harmonic_on_workers(client, src, dst, n, out_domains, max_exact_sources,
                                            harmonic_samples, harmonic_block)
-    shared = build._share(client, res.scores, harmonic, in_domains, out_domains, in_links,
-                    LG.position_score(res.scores), LG.position_score(harmonic))
-    domains = ids.map_partitions(_linkgraph_domain_rows, *shared, meta=LINKGRAPH_DOMAINS_META)
+    vectors = [res.scores, harmonic, in_domains, out_domains, in_links,
+               LG.position_score(res.scores), LG.position_score(harmonic)]
+    domains = map_node_slices(ids, _linkgraph_domain_rows, vectors, LINKGRAPH_DOMAINS_META, client=client)
     domains = persist(client, domains, "linkgraph: domain rows")
     write_ddf(domains, workdir / "graph" / "domains",
               schema=pa.Schema.from_pandas(LINKGRAPH_DOMAINS_META, preserve_index=False))

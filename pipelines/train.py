@@ -7,9 +7,8 @@ that does not call :func:`run_text_features` in its features stage still trains 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import dask.dataframe as dd
 import pandas as pd
@@ -65,8 +64,13 @@ def run_train(client: Client, workdir: str | Path, model_version: str, *, random
             with atomic_path(directory / f"oof_{name}.parquet") as tmp:
                 model.held_out.to_parquet(tmp, index=False)
     untrained = {name: m.metrics for name, m in models.items() if m.estimator is None}
-    write_model_card(directory, entries, model_version, untrained,
-                     extra={"popularity_authority_correlation": "computed by the report from W/scores/ per provider"})
+    extra = {"popularity_authority_correlation": "computed by the report from W/scores/ per provider"}
+    linkgraph = workdir / "graph" / "domains_summary.json"
+    if linkgraph.is_file():  # the --linkgraph domain graph the authority features were joined from
+        summary = json.loads(linkgraph.read_text())
+        extra["domain_link_authority"] = {k: summary.get(k) for k in (
+            "linkgraph", "domains", "domain_edges", "weighting", "pagerank_iterations", "ranks_agreement")}
+    write_model_card(directory, entries, model_version, untrained, extra=extra)
     return {"model_version": model_version, "directory": str(directory), "models": entries, "untrained": untrained}
 
 

@@ -101,8 +101,14 @@ def show_progress() -> bool:
 
 
 def persist(client: Client, collection, label: str):
-    """Persist a Dask collection on the cluster, with a progress bar for long stages."""
-    persisted = client.persist(collection)
+    """Persist a Dask collection on the cluster, with a progress bar for long stages.
+
+    The collection's own ``persist`` on ``client`` (the current client) rather than ``client.persist`` or
+    ``dask.persist``: a ``to_parquet`` of what those return failed with "lost dependencies" in the score
+    stage on the real sample.
+    """
+    with client.as_current():
+        persisted = collection.persist()
     progress_bar(persisted, label)
     return persisted
 

@@ -207,3 +207,18 @@ def test_openverse_source_authority_is_a_baseline_and_a_prior_feature():
     baselines = model.metrics["evaluation"]["baselines_spearman"]
     assert baselines["openverse_source_authority"] > 0.5
     assert "openverse_source_authority_spearman" in model.metrics["evaluation"]["holdout"]
+
+
+def test_model_card_states_how_the_domain_link_graph_agrees_with_common_crawl(tmp_path):
+    """The --linkgraph summary a run recorded reaches metrics.json and the card, figure for figure."""
+    summary = {"linkgraph": ["g/"], "domains": 82951, "domain_edges": 137414, "weighting": "unweighted",
+               "pagerank_iterations": 9,
+               "ranks_agreement": {"domain": {"shared_domains": 740, "spearman_pagerank": 0.5919,
+                                              "spearman_harmonic": 0.3699},
+                                   "ranks_files": ["d.txt.gz"]}}
+    write_model_card(tmp_path, {}, "v1", {"authority": {"reason": "no link features (no crawl)"}},
+                     extra={"domain_link_authority": summary})
+    assert json.loads((tmp_path / "metrics.json").read_text())["domain_link_authority"] == summary
+    card = (tmp_path / "model_card.md").read_text()
+    assert "82951 registered domains, 137414 cross-domain edges (unweighted)" in card
+    assert "Common Crawl's domain ranks over 740 shared domains: Spearman PageRank 0.592, harmonic 0.370" in card

@@ -29,7 +29,8 @@ NOT_MODEL_INPUTS = {
 #: Landing-host/domain ranks are constant within a provider: for popularity they would only say "which
 #: provider", a shortcut that does not transfer to providers without metrics. Authority may use them.
 PROVIDER_PROXIES = {"host_rank_score", "domain_rank_score", "host_pr_val", "domain_pr_val", "domain_n_hosts",
-                    "host_graph_pagerank", "host_graph_in_domains"}
+                    "host_graph_pagerank", "host_graph_in_domains", "domain_link_pagerank", "domain_link_harmonic",
+                    "domain_link_in_domains", "domain_link_score", "domain_link_harmonic_score"}
 
 
 #: Families computed from the image bytes: what the model card's "with and without image features" removes.

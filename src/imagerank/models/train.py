@@ -293,8 +293,25 @@ def write_model_card(directory: str | Path, entries: dict[str, dict], version: s
         lines.append("")
     for name, metrics in (untrained or {}).items():
         lines += [f"## {name} (not trained)", "", f"- {metrics.get('reason', 'not trained')}", ""]
+    lines += _domain_link_lines(card.get("domain_link_authority"))
     with atomic_path(directory / "model_card.md") as tmp:
         Path(tmp).write_text("\n".join(lines))
+
+
+def _domain_link_lines(summary: dict | None) -> list[str]:
+    """The card's account of the ``--linkgraph`` domain graph: its size and how it agrees with Common Crawl."""
+    if not summary:
+        return []
+    lines = ["## domain link authority (--linkgraph)", "",
+             f"- {summary.get('domains')} registered domains, {summary.get('domain_edges')} cross-domain edges "
+             f"({summary.get('weighting')}), PageRank in {summary.get('pagerank_iterations')} iterations; joined "
+             "to images by landing domain as `domain_link_*` (authority inputs; for popularity only evidence of a "
+             "provider's level, never its order)"]
+    for level, r in ((summary.get("ranks_agreement") or {}).items()):
+        if isinstance(r, dict) and "spearman_pagerank" in r:
+            lines.append(f"- agreement with Common Crawl's {level} ranks over {r['shared_domains']} shared domains: "
+                         f"Spearman PageRank {_f(r['spearman_pagerank'])}, harmonic {_f(r['spearman_harmonic'])}")
+    return lines + [""]
 
 
 def _evaluation_lines(evaluation: dict) -> list[str]:

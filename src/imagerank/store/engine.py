@@ -411,7 +411,9 @@ def _collect(written: list, spec: WriteSpec, progress) -> pd.DataFrame:
     publisher = SqlitePublisher(spec) if spec.mode == "sqlite" else None
     frames = []
     try:
-        for future in (written if publisher else as_completed(written)):
+        # the futures' own client: with a scheduler address the engine's client is not the default one
+        in_order = publisher or not written
+        for future in (written if in_order else as_completed(written, loop=written[0].client.loop)):
             stats = future.result()
             if publisher:
                 stats["written"] = [publisher.publish(path, n) if path else 0
