@@ -203,7 +203,7 @@ def test_a_local_cluster_picks_a_free_dashboard_port_quietly(ingested):
 def test_progress_goes_to_stderr_and_stdout_stays_json(ingested, demo_input, dask_client):
     workdir, done = ingested
     assert json.loads(done.stdout)["input_rows"] == 40
-    assert "[imagerank] ingest: validate" in done.stderr and "Completed" in done.stderr  # the bar was drawn
+    assert "[imagerank] ingest: read + validate" in done.stderr and "Completed" in done.stderr  # the bar was drawn
     scheduler = dask_client.scheduler.address
     for argv in (["metadata"], ["pixels", "--images", str(demo_input / "images")]):
         stage = imagerank("features", *argv, "--workdir", str(workdir), "--scheduler", scheduler,
