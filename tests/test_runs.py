@@ -175,9 +175,10 @@ def test_retrain_policy_reuses_the_model_when_nothing_it_learnt_from_changed(dem
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_does_not_change_the_result(demo_inputs, tmp_path, dask_client):
-    """A worker process dies (``os._exit``, as in a crash) the moment the score stage's first task starts, after
-    training and with the scattered models and persisted features on it; Dask recomputes the lost pieces on the
-    workers left (and on the one its nanny restarts), and the scores equal those of an undisturbed run."""
+    """A worker process dies (``os._exit``, as in a crash) the moment the popularity model's training task
+    starts, with the persisted features of the earlier stages on it; Dask reruns the task and recomputes the lost
+    pieces on the workers left (and on the one its nanny restarts), and the scores equal those of an undisturbed
+    run. (The training task is chosen because its key is never fused with others: partition tasks are.)"""
     from imagerank.cluster import dask_client as make_client
     from imagerank.testing import KillWorkerWhenTaskStarts
 
@@ -186,11 +187,11 @@ def test_a_worker_killed_mid_run_does_not_change_the_result(demo_inputs, tmp_pat
     marker = tmp_path / "killed-worker"
     with make_client(n_workers=2, memory_limit="3GiB") as client:
         workers_before = set(client.run(os.getpid).values())
-        client.register_plugin(KillWorkerWhenTaskStarts("score_partition", marker))
+        client.register_plugin(KillWorkerWhenTaskStarts("train_popularity", marker))
         result = recalculate(_options(demo_inputs, tmp_path / "killed", client.scheduler.address), quiet=True)
         workers_after = set(client.run(os.getpid).values())
     killed_pid, killed_task = marker.read_text().split(maxsplit=1)
-    assert "score_partition" in killed_task
+    assert "train_popularity" in killed_task
     assert int(killed_pid) in workers_before and int(killed_pid) not in workers_after
     assert result["reconciliation"]["ok"]
     pd.testing.assert_frame_equal(_scores(tmp_path / "killed").drop(columns=["model_version", "event_timestamp"]),
