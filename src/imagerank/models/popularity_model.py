@@ -36,7 +36,7 @@ from imagerank.models.ensemble import QuantileMap, fit_grouped
 from imagerank.models.evaluation import _group_keys, pairwise_accuracy, quantile_lookup, ranking_report, spearman
 from imagerank.models.order import RankLinear, SingleFeature, TransferOrder, feature_spearman
 from imagerank.models.train import (GROUP_COLUMN, MIN_TRAINING_ROWS, TargetConfig, _estimator, _frame,
-                                    model_inputs, popularity_target)
+                                    ablation_lines, model_inputs, popularity_target)
 
 #: Order candidates, simplest first (the first is the reference a richer one must beat).
 CANDIDATES = ("single_feature", "rank_linear", "ensemble")
@@ -651,13 +651,7 @@ def card_lines(metrics: dict) -> list[str]:
         flips = [c for c in shared if len({np.sign(d[c]) for d in directions.values()}) > 1
                  and min(abs(d[c]) for d in directions.values()) >= 0.1]
         lines += ["", f"- columns whose direction flips between providers (|rho| >= 0.1 in each): {', '.join(flips) or 'none'}"]
-    for name, ablation in (evaluation.get("ablations") or {}).items():
-        lines += ["", f"What {name} add ({len(ablation['removed_columns'])} columns: "
-                      f"{', '.join(ablation['removed_columns'])}), Spearman with and without them:", "",
-                  "| split | with | without | added |", "|---|---|---|---|"]
-        lines += [f"| {split} | {_f(r['with'])} | {_f(r['without'])} | {r['added']:+.3f} |"
-                  for split, r in ablation["spearman"].items()]
-        lines.append("")
+    lines += ablation_lines(evaluation.get("ablations") or {})
     levels = metrics.get("levels") or {}
     if levels:
         lines += [f"- prior level: {levels.get('method')} = {_f(levels.get('typical_level'))} "

@@ -298,6 +298,19 @@ def write_model_card(directory: str | Path, entries: dict[str, dict], version: s
         Path(tmp).write_text("\n".join(lines))
 
 
+def ablation_lines(ablations: dict) -> list[str]:
+    """The card's "what these columns add" tables: Spearman with and without each ablation's columns."""
+    lines = []
+    for name, ablation in ablations.items():
+        lines += ["", f"What {name} add ({len(ablation['removed_columns'])} columns: "
+                      f"{', '.join(ablation['removed_columns'])}), Spearman with and without them:", "",
+                  "| split | with | without | added |", "|---|---|---|---|"]
+        lines += [f"| {split} | {_f(r['with'])} | {_f(r['without'])} | {r['added']:+.3f} |"
+                  for split, r in ablation["spearman"].items()]
+        lines.append("")
+    return lines
+
+
 def _domain_link_lines(summary: dict | None) -> list[str]:
     """The card's account of the ``--linkgraph`` domain graph: its size and how it agrees with Common Crawl."""
     if not summary:
@@ -339,13 +352,7 @@ def _evaluation_lines(evaluation: dict) -> list[str]:
     for key in ("baselines_spearman", "leak_ablation", "holdout"):
         if key in evaluation:
             lines.append(f"- {key}: {json.dumps(evaluation[key], default=_json_default)}")
-    for name, ablation in evaluation.get("ablations", {}).items():
-        lines += ["", f"What {name} add ({len(ablation['removed_columns'])} columns: "
-                      f"{', '.join(ablation['removed_columns'])}), Spearman with and without them:", "",
-                  "| split | with | without | added |", "|---|---|---|---|"]
-        lines += [f"| {split} | {_f(r['with'])} | {_f(r['without'])} | {r['added']:+.3f} |"
-                  for split, r in ablation["spearman"].items()]
-        lines.append("")
+    lines += ablation_lines(evaluation.get("ablations") or {})
     if "published_bars" in evaluation:
         lines.append(f"- published content-only bars: {json.dumps(evaluation['published_bars'])}")
     return lines
