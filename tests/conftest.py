@@ -24,3 +24,24 @@ def dask_client():
 
     with make_client(n_workers=2, memory_limit="4GiB") as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API server (moto's standalone server over HTTP) with bucket ``imagerank``; the standard AWS
+    environment points every client at it for the session (Dask workers started later inherit it)."""
+    import os
+
+    from imagerank.testing import s3_environment, s3_server
+
+    with s3_server("imagerank") as endpoint:
+        saved = {k: os.environ.get(k) for k in s3_environment(endpoint)}
+        os.environ.update(s3_environment(endpoint))
+        try:
+            yield endpoint
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value

@@ -4,7 +4,9 @@ injected into a real Dask cluster from the test side."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from dask.utils import key_split
 from distributed import WorkerPlugin
@@ -51,3 +53,52 @@ class KillWorkerWhenTaskStarts(WorkerPlugin):
         os.write(fd, f"{os.getpid()} {key}\n".encode())
         os.close(fd)
         os._exit(1)
+
+
+@contextmanager
+def s3_server(bucket: str = "imagerank") -> Iterator[str]:
+    """A throwaway S3 API server over HTTP (moto's standalone server) on a free 127.0.0.1 port, with one bucket.
+
+    Yields the endpoint URL. The caller points clients at it through the standard environment
+    (``AWS_ENDPOINT_URL`` and credentials; see :func:`s3_environment`). The server keeps everything in memory
+    and dies with the context manager.
+    """
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    binary = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    process = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not start on port {port} (exit code {process.poll()})")
+                time.sleep(0.2)
+        request = urllib.request.Request(f"{endpoint}/{bucket}", method="PUT")
+        urllib.request.urlopen(request, timeout=10).close()
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def s3_environment(endpoint: str) -> dict[str, str]:
+    """The standard AWS environment that points boto/s3fs (and every Dask worker started after it) at ``endpoint``."""
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
