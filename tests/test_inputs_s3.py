@@ -245,3 +245,46 @@ def test_cli_storage_options_reach_the_workers(s3_endpoint, sample_catalog, tmp_
     assert counts["files"] == [url] and counts["input_rows"] == counts["catalog_rows"] + counts["rejected_rows"]
     assert counts["input_rows"] == len(pd.read_csv(sample_catalog, dtype=str))
     assert len(pd.read_parquet(tmp_path / "w" / "catalog")) == counts["catalog_rows"]
+
+
+def test_help_documents_storage_options_and_the_environment(capsys):
+    from imagerank.cli import build_parser
+
+    for argv in ([], ["recalculate"], ["ingest"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*argv, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--storage-options JSON" in text and "IMAGERANK_STORAGE_OPTIONS" in text, argv
+        assert "AWS_ENDPOINT_URL" in text and "AWS_ACCESS_KEY_ID" in text, argv
+        assert "s3://bucket/export/" in text, argv
+
+
+def test_storage_options_given_to_the_cli_are_kept_for_the_workers(monkeypatch):
+    """main() puts --storage-options into IMAGERANK_STORAGE_OPTIONS, which LocalCluster workers inherit."""
+    from imagerank.cli import main
+
+    monkeypatch.setenv(storage.OPTIONS_ENV, "{}")  # restored after the test
+    assert main(["--storage-options", '{"anon": true}', "runs", "--workdir", "/nonexistent/w"]) == 1
+    assert json.loads(os.environ[storage.OPTIONS_ENV]) == {"anon": True}
+    assert storage.storage_options("s3://b/k") == {"anon": True, "use_listings_cache": False}
+
+
+def test_url_fingerprints_follow_the_object(s3_endpoint, tmp_path):
+    """Run keys see a changed object behind the same URL, as they see a changed local file."""
+    from imagerank.inputs import fingerprint
+    from imagerank.runs import file_fingerprint
+
+    url = f"{prefix('fingerprint')}/ranks.txt.gz"
+    with storage.open_file(url, "wb") as handle:
+        handle.write(b"first")
+    first = fingerprint(url)
+    assert first["path"] == url and first["size"] == 5 and first["etag"]
+    with storage.open_file(url, "wb") as handle:
+        handle.write(b"second")
+    second = fingerprint(url)
+    assert second["size"] == 6 and second["etag"] != first["etag"]
+    folder = fingerprint(url.rsplit("/", 1)[0])
+    assert folder["directory"] and [f["path"] for f in folder["files"]] == [url]
+    local = tmp_path / "f.txt"
+    local.write_text("x")
+    assert fingerprint(str(local)) == file_fingerprint(local)
