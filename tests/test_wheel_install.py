@@ -197,7 +197,7 @@ def test_the_daskjob_runner_completes_from_the_installed_wheel(venv, tmp_path):
     sample = json.loads(run([venv / "bin" / "python", "-c", code, tmp_path / "inputs"], cwd=elsewhere,
                             env=base_env).stdout)
     inputs_name, _ = configmap_data(INPUTS_CONFIGMAP)
-    inputs = {"catalog": " ".join(sample["catalog"]), "images": sample["images"],
+    inputs = {"workdir": "/workdir", "catalog": " ".join(sample["catalog"]), "images": sample["images"],
               "crawl": " ".join(sample["crawl"]), "ranks": " ".join(sample["ranks"])}
 
     address = f"tcp://127.0.0.1:{scheduler_port}"

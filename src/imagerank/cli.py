@@ -62,6 +62,28 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def storage_options_json(text: str) -> dict:
+    """``--storage-options``: a JSON object of fsspec options, checked before anything starts."""
+    from imagerank.storage import parse_storage_options
+
+    try:
+        return parse_storage_options(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--storage-options ")) from None
+
+
+STORAGE_HELP = ("fsspec options (a JSON object) for every URL input and output, e.g. "
+                "'{\"client_kwargs\": {\"region_name\": \"eu-west-1\"}}'; local Dask workers inherit them "
+                "(environment variable IMAGERANK_STORAGE_OPTIONS). The endpoint and credentials of s3:// URLs come "
+                "from the standard environment: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                "AWS_SESSION_TOKEN, AWS_DEFAULT_REGION, AWS_PROFILE")
+
+STORAGE_EPILOG = ("Every input (--catalog, --crawl, --ranks, --linkgraph, --images) may be a local path or a URL "
+                  "such as s3://bucket/export/ (gs:// and other fsspec URLs alike). For s3:// the endpoint and "
+                  "credentials come from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and the rest "
+                  "of the standard AWS environment); extra options from --storage-options JSON.")
+
+
 def _workdir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", "-w", type=Path, default=Path(DEFAULT_WORKDIR),
                         help=f"work directory holding every stage's Parquet datasets (default ./{DEFAULT_WORKDIR})")
@@ -93,7 +115,8 @@ def _image_limits(parser: argparse.ArgumentParser) -> None:
 def _linkgraph(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--linkgraph", nargs="+", default=[], metavar="PATH",
                         help="crawl-derived link graph: cccatalog extraction Parquet (html_metadata links) or domain "
-                             "edge lists source,target[,count] (CSV or Parquet), files or directories -> "
+                             "edge lists source,target[,count] (CSV or Parquet), files, directories or URL "
+                             "prefixes (s3://bucket/linkgraph/) -> "
                              "W/graph/domains/ (PageRank, harmonic centrality, in-domains per registered domain)")
     parser.add_argument("--linkgraph-weights", choices=["unweighted", "links", "log"], default="unweighted",
                         help="domain edge weight for PageRank: one vote per linking domain (default), link "
@@ -110,21 +133,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="imagerank",
         description="Popularity and authority in [0, 1] for every image of a Creative Commons catalog, "
                     "recalculated on a Dask cluster and served through Feast.",
-        epilog="Start with `imagerank recalculate --catalog FILE --workdir W`, then `imagerank lookup --workdir W ID`.")
+        epilog="Start with `imagerank recalculate --catalog FILE --workdir W`, then `imagerank lookup --workdir W ID`. "
+               + STORAGE_EPILOG)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--storage-options", type=storage_options_json, default=None, metavar="JSON",
+                        help=STORAGE_HELP)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("recalculate", help="run the whole process: ingest, features, train, score, materialize",
-                       description="Run every stage on the Dask cluster and publish the scores to the Feast online store.")
+                       description="Run every stage on the Dask cluster and publish the scores to the Feast online store.",
+                       epilog=STORAGE_EPILOG)
     p.add_argument("--catalog", nargs="+", required=True, metavar="FILE",
-                   help="catalog files or directories of them: Openverse image rows as .csv, .tsv (optionally .gz) or .parquet")
+                   help="catalog files, directories or URL prefixes of them (s3://bucket/export/): Openverse image "
+                        "rows as .csv, .tsv (optionally .gz) or .parquet")
     _workdir(p)
     p.add_argument("--images", metavar="TEMPLATE",
                    help="image bytes: a local folder of {image_id}.jpg or an fsspec URL template such as s3://bucket/{image_id}.jpg")
-    p.add_argument("--crawl", nargs="+", default=[], metavar="FILE", help="WARC/WAT files for link evidence")
+    p.add_argument("--crawl", nargs="+", default=[], metavar="FILE",
+                   help="WARC/WAT files (local paths or URLs) for link evidence")
     p.add_argument("--ranks", nargs="+", default=[], metavar="FILE",
-                   help="Common Crawl host/domain ranks files (tab-separated, gzip)")
+                   help="Common Crawl host/domain ranks files (tab-separated, gzip; local paths or URLs)")
     _linkgraph(p)
     p.add_argument("--percentile", type=fraction, default=0.85,
                    help="percentile r of the popularity standardization (Openverse uses 0.85)")
@@ -139,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     _scheduler(p)
     _feature_repo(p)
 
-    p = sub.add_parser("ingest", help="validate catalog files into W/catalog/ and W/rejects/")
-    p.add_argument("catalog", nargs="+", metavar="FILE")
+    p = sub.add_parser("ingest", help="validate catalog files into W/catalog/ and W/rejects/", epilog=STORAGE_EPILOG)
+    p.add_argument("catalog", nargs="+", metavar="FILE",
+                   help="catalog files, directories or URL prefixes (.csv, .tsv, optionally .gz, or .parquet)")
     _workdir(p)
     _scheduler(p)
 
@@ -149,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--images; links needs `imagerank graph` first; visual needs pixels first.")
     p.add_argument("family", choices=["metadata", "popularity", "domains", "pixels", "exif", "links", "visual"])
     _workdir(p)
-    p.add_argument("--ranks", nargs="+", default=[], metavar="FILE", help="ranks files (domains family)")
+    p.add_argument("--ranks", nargs="+", default=[], metavar="FILE",
+                   help="ranks files, local paths or URLs (domains family)")
     p.add_argument("--percentile", type=fraction, default=0.85, help="standardization percentile (popularity family)")
     p.add_argument("--images", metavar="TEMPLATE", help="image folder or fsspec URL template (pixels, exif)")
     _image_limits(p)
@@ -161,14 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="extract: WARC/WAT files -> W/graph/edges/; build: edges -> W/graph/pages/ and "
                                    "W/graph/hosts/ with PageRank (both: extract then build).")
     p.add_argument("action", choices=["extract", "build", "both"])
-    p.add_argument("crawl", nargs="*", metavar="CRAWL", help="WARC or WAT files (extract, both)")
+    p.add_argument("crawl", nargs="*", metavar="CRAWL", help="WARC or WAT files, local paths or URLs (extract, both)")
     _workdir(p)
     p.add_argument("--damping", type=fraction, default=0.85, help="PageRank damping factor (default 0.85)")
     p.add_argument("--tol", type=positive_float, default=1e-10, help="PageRank L1 convergence tolerance (default 1e-10)")
     p.add_argument("--max-iter", type=positive_int, default=200, help="PageRank iteration cap (default 200)")
     _linkgraph(p)
     p.add_argument("--ranks", nargs="+", default=[], metavar="FILE",
-                   help="Common Crawl ranks files to compare the --linkgraph domain ranks with (Spearman)")
+                   help="Common Crawl ranks files (local paths or URLs) to compare the --linkgraph domain ranks "
+                        "with (Spearman)")
     _scheduler(p)
 
     p = sub.add_parser("train", help="train the ensemble on the features into W/models/<version>/")
@@ -238,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():  # `imagerank runs --debug` as well as `imagerank --debug runs`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show full tracebacks on errors")
+        command.add_argument("--storage-options", type=storage_options_json, default=argparse.SUPPRESS,
+                             metavar="JSON", help=STORAGE_HELP)
     return parser
 
 
@@ -245,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success, 1 when the command fails, 2 for a usage error (argparse), 130 when interrupted."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.storage_options is not None:  # through the environment, so that local Dask workers inherit them
+        from imagerank.storage import set_storage_options
+
+        set_storage_options(args.storage_options)
     try:
         return COMMANDS[args.command](args) or 0
     except KeyboardInterrupt:
@@ -304,7 +342,7 @@ def require_dataset(workdir: Path, name: str, how: str) -> None:
 
 def cmd_features(args) -> int:
     from imagerank.cluster import dask_client
-    from imagerank.inputs import check_image_template, check_local_files
+    from imagerank.inputs import check_files, check_image_template
     from imagerank.popularity import StandardizationConfig
     from pipelines import features
 
@@ -313,7 +351,7 @@ def cmd_features(args) -> int:
         if not args.images:
             raise ValueError(f"the {args.family} features need --images (a folder or URL template)")
         args.images = check_image_template(args.images, bool(args.allow_remote_images))
-    args.ranks = check_local_files("ranks", args.ranks)
+    args.ranks = check_files("ranks", args.ranks)
     now = _now()
     with dask_client(args.scheduler) as client:
         if args.family == "metadata":
@@ -341,12 +379,14 @@ def cmd_features(args) -> int:
 
 def cmd_graph(args) -> int:
     from imagerank.cluster import dask_client
-    from imagerank.inputs import check_local_files
+    from imagerank.inputs import check_files
     from pipelines.graph import run_extract, run_graph, run_linkgraph
 
     if args.action in ("extract", "both") and not args.crawl:
         raise ValueError(f"graph {args.action} needs at least one WARC/WAT file")
-    args.crawl = check_local_files("crawl", args.crawl)
+    args.crawl = check_files("crawl", args.crawl)
+    args.linkgraph = check_files("linkgraph", args.linkgraph, folders=True)
+    args.ranks = check_files("ranks", args.ranks)
     # `graph build --linkgraph PATH` alone builds only the domain graph when no crawl edges exist yet
     crawl_graph = not (args.linkgraph and args.action == "build" and not (Path(args.workdir) / "graph" / "edges").is_dir())
     result: dict = {}

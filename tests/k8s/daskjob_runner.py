@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DASKJOB_TEMPLATE = ROOT / "k8s" / "base" / "recalculate" / "daskjob.yaml"
 INPUTS_CONFIGMAP = ROOT / "k8s" / "base" / "inputs-configmap.yaml"
 FEATURE_STORE_CONFIGMAP = ROOT / "k8s" / "base" / "feature-store-configmap.yaml"
-# The inputs ConfigMap's entries and the `imagerank recalculate` flag each one becomes.
+# The inputs ConfigMap's entries and the `imagerank recalculate` flag each one becomes (besides `workdir`,
+# which every pod reads as IMAGERANK_WORKDIR and the runner passes as --workdir).
 INPUT_FLAGS = {"catalog": "--catalog", "images": "--images", "crawl": "--crawl", "ranks": "--ranks",
                "linkgraph": "--linkgraph"}
 LIST_INPUTS = {"catalog", "crawl", "ranks", "linkgraph"}
@@ -49,10 +50,19 @@ def expand(text: str, env: dict[str, str]) -> str:
 
 
 def container_env(container: dict[str, Any], configmaps: dict[str, dict[str, str]],
-                  secrets: dict[tuple[str, str], str], injected: dict[str, str] | None = None) -> dict[str, str]:
+                  secrets: dict[tuple[str, str], str], injected: dict[str, str] | None = None,
+                  secret_envs: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
     """The variables Kubernetes sets in the container, in order: ``injected`` (what the operator adds, such
-    as DASK_SCHEDULER_ADDRESS), then each env entry (a ConfigMap key that is absent and optional sets nothing)."""
+    as DASK_SCHEDULER_ADDRESS), then every key of each ``envFrom`` Secret (``secret_envs``: name -> data; an
+    absent optional one sets nothing), then each env entry (a ConfigMap key that is absent and optional sets
+    nothing)."""
     env = dict(injected or {})
+    for source in container.get("envFrom", []):
+        ref = source["secretRef"]
+        if ref["name"] in (secret_envs or {}):
+            env.update(secret_envs[ref["name"]])
+        elif not ref.get("optional"):
+            raise KeyError(f"envFrom: Secret {ref['name']} is missing and not optional")
     for entry in container.get("env", []):
         name = entry["name"]
         if "value" in entry:
@@ -79,21 +89,23 @@ def command_line(container: dict[str, Any], env: dict[str, str]) -> list[str]:
 
 
 def recorded_runner_argv(inputs: dict[str, str], tmp_path: Path, injected: dict[str, str] | None = None,
-                         doc: dict[str, Any] | None = None) -> list[str]:
+                         doc: dict[str, Any] | None = None, secret_envs: dict[str, dict[str, str]] | None = None
+                         ) -> list[str]:
     """The arguments the runner container passes to `imagerank` when the inputs ConfigMap holds ``inputs``.
 
     The container's own command runs under /bin/sh with a stand-in `imagerank` first on PATH that records
-    its arguments (NUL-separated).
+    its arguments (NUL-separated) and its environment (``tmp_path/env``).
     """
     job = containers(doc or daskjob())["job"]
     name, _ = configmap_data(INPUTS_CONFIGMAP)
     env = container_env(job, {name: inputs}, secrets={("imagerank-redis", "password"): "example"},
-                        injected=injected if injected is not None else {"DASK_SCHEDULER_ADDRESS": "tcp://scheduler:8786"})
+                        injected=injected if injected is not None else {"DASK_SCHEDULER_ADDRESS": "tcp://scheduler:8786"},
+                        secret_envs=secret_envs)
     bin_dir = tmp_path / "stub-bin"
     bin_dir.mkdir(exist_ok=True)
     record = tmp_path / "argv"
     stub = bin_dir / "imagerank"
-    stub.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" > '{record}'\n")
+    stub.write_text(f"#!/bin/sh\nenv > '{tmp_path / 'env'}'\nprintf '%s\\0' \"$@\" > '{record}'\n")
     stub.chmod(0o755)
     if record.exists():
         record.unlink()

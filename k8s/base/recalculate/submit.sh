@@ -8,6 +8,8 @@
 #   IMAGERANK_IMAGE   image of the scheduler, the workers and the runner (default: keep the template's)
 #   DASK_WORKERS      number of worker pods (default: keep the template's)
 #   KEEP_FINISHED     finished DaskJobs to keep for inspection, older ones are deleted (default: 3)
+#   WORKDIR_CLAIM     a ReadWriteMany PersistentVolumeClaim to mount at /workdir in every pod of the run
+#                     (default: none, the work directory is an object-store URL)
 set -eu
 
 here=$(dirname "$0")
@@ -43,5 +45,17 @@ if [ -n "${DASK_WORKERS:-}" ]; then
   esac
   set -- "$@" -e "s/^\( *replicas:\) [0-9][0-9]*\$/\1 $DASK_WORKERS/"
 fi
-sed "$@" "$template" | kubectl create -f -
+case ${WORKDIR_CLAIM:-} in
+  *[!a-z0-9.-]*) echo "WORKDIR_CLAIM must be a PersistentVolumeClaim name, got '$WORKDIR_CLAIM'" >&2; exit 2 ;;
+esac
+# With a claim: a "workdir" mount after every "volumeMounts:" and the claim after every "volumes:" line.
+with_claim() {
+  if [ -z "${WORKDIR_CLAIM:-}" ]; then cat; return; fi
+  awk -v claim="$WORKDIR_CLAIM" '
+    { print }
+    /^ *volumeMounts:$/ { i = substr($0, 1, index($0, "v") - 1); print i "  - name: workdir"; print i "    mountPath: /workdir" }
+    /^ *volumes:$/ { i = substr($0, 1, index($0, "v") - 1); print i "  - name: workdir"; print i "    persistentVolumeClaim:"; print i "      claimName: " claim }
+  '
+}
+sed "$@" "$template" | with_claim | kubectl create -f -
 echo "submitted daskjob/$run"

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from imagerank import storage
 from imagerank.catalog.schema import CATALOG_SCHEMA, INT_COLUMNS, REJECTS_SCHEMA, TEXT_COLUMNS, TIME_COLUMNS, to_arrow_frame
 
 FORMATS = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
@@ -39,7 +40,7 @@ class CatalogError(ValueError):
 
 def catalog_format(path: str | Path) -> str:
     """``csv``, ``tsv`` or ``parquet`` from the file name (``.gz``/``.bz2``/``.zst`` allowed for text)."""
-    suffixes = [s.lower() for s in Path(path).suffixes]
+    suffixes = [s.lower() for s in Path(str(path).rsplit("/", 1)[-1]).suffixes]
     if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst"):
         suffixes = suffixes[:-1]
     ext = suffixes[-1] if suffixes else ""
@@ -50,18 +51,28 @@ def catalog_format(path: str | Path) -> str:
 
 
 def expand_catalog_paths(paths: list[str]) -> list[str]:
-    """Files named directly, plus every catalog file inside a named directory (a split export), sorted."""
+    """Files named directly, plus every catalog file inside a named directory or URL prefix (a split export),
+    sorted. Local paths or URLs (``s3://bucket/export/``); a location that does not exist stays as given, for
+    :func:`check_catalog_files` to report."""
     files: list[str] = []
     for path in paths:
-        if Path(path).is_dir():
-            inside = sorted(str(p) for p in Path(path).rglob("*") if p.is_file() and not p.name.startswith("."))
-            usable = [p for p in inside if _known_format(p)]
+        fs, root = storage.filesystem(path)
+        if fs.isdir(root):
+            inside = sorted(f for f in fs.find(root) if not f.rstrip("/").rsplit("/", 1)[-1].startswith((".", "_")))
+            usable = [_location(path, f) for f in inside if _known_format(f)]
             if not usable:
                 raise CatalogError(f"{path}: directory holds no .csv, .tsv or .parquet catalog files")
             files += usable
         else:
             files.append(str(path))
     return files
+
+
+def _location(given: str, found: str) -> str:
+    """A file found under ``given`` as a location of the same kind: a URL stays a URL (``find`` drops the scheme)."""
+    if not storage.is_url(given):
+        return found
+    return f"{str(given).split('://', 1)[0]}://{found.split('://', 1)[-1]}"
 
 
 def _known_format(path: str) -> bool:
@@ -73,12 +84,17 @@ def _known_format(path: str) -> bool:
 
 
 def check_catalog_files(paths: list[str]) -> None:
-    """Fail fast, before any cluster work, on files that are missing or of an unknown format."""
+    """Fail fast, before any cluster work, on files that are missing, unreadable or of an unknown format."""
     if not paths:
         raise CatalogError("no catalog files given")
     for path in paths:
         catalog_format(path)
-        if not Path(path).is_file():
+        fs, inner = storage.filesystem(path)
+        try:
+            found = fs.info(inner)["type"]  # an object store's permission or endpoint errors pass through
+        except FileNotFoundError:
+            found = None
+        if found != "file":
             raise CatalogError(f"{path}: no such catalog file")
 
 
@@ -131,10 +147,12 @@ def plan_file(path: str, file_index: int, block_bytes: int = BLOCK_BYTES) -> lis
     path = str(path)
     fmt = catalog_format(path)
     try:
-        if Path(path).stat().st_size == 0:
+        fs, inner = storage.filesystem(path)
+        if fs.size(inner) == 0:
             return []
         if fmt == "parquet":
-            meta = pq.read_metadata(path)
+            with storage.open_file(path) as handle:
+                meta = pq.read_metadata(handle)
             blocks, first = [], 0
             for group in range(meta.num_row_groups):
                 blocks.append(Block(path, file_index, group, "parquet", first_row=first, row_group=group))
@@ -144,7 +162,7 @@ def plan_file(path: str, file_index: int, block_bytes: int = BLOCK_BYTES) -> lis
         whole = [Block(path, file_index, 0, "text", delimiter=delimiter)]
         if path.lower().endswith(COMPRESSED_SUFFIXES):
             return whole
-        with open(path, "rb") as handle:
+        with storage.open_file(path) as handle:
             head = handle.read(4)
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             return whole
@@ -182,7 +200,7 @@ def record_cuts(path: str, delimiter: str, skip: int, block_bytes: int) -> tuple
     header_end = None
     starts: list[tuple[int, int]] = []
     offset = skip
-    with open(path, "rb") as handle:
+    with storage.open_file(path) as handle:
         handle.seek(skip)
         while chunk := handle.read(SCAN_CHUNK_BYTES):
             a = np.frombuffer(chunk, dtype=np.uint8)
@@ -263,17 +281,23 @@ def read_raw(path: str, file_index: int, block_bytes: int = BLOCK_BYTES) -> pd.D
 
 
 def _parquet_batches(block: Block) -> Iterator[pd.DataFrame]:
-    done = 0
+    """The rows of one row group; a read error ends it with one reject (the rows before it stay)."""
     try:
-        batches = pq.ParquetFile(block.path).iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[block.row_group],
-                                                          use_threads=False)
-        for batch in batches:
-            frame = _table_to_text_frame(pa.Table.from_batches([batch]))
-            rows = np.arange(block.first_row + done + 1, block.first_row + done + len(frame) + 1)
-            done += len(frame)
-            yield _numbered(frame, block, rows)
+        with storage.open_file(block.path) as handle:
+            yield from _parquet_frames(block, handle)
     except Exception as exc:  # noqa: BLE001
         yield _file_reject(block, f"unreadable row group {block.row_group}: {_unreadable(exc)}")
+
+
+def _parquet_frames(block: Block, handle) -> Iterator[pd.DataFrame]:
+    done = 0
+    batches = pq.ParquetFile(handle).iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[block.row_group],
+                                                  use_threads=False)
+    for batch in batches:
+        frame = _table_to_text_frame(pa.Table.from_batches([batch]))
+        rows = np.arange(block.first_row + done + 1, block.first_row + done + len(frame) + 1)
+        done += len(frame)
+        yield _numbered(frame, block, rows)
 
 
 def _text_batches(block: Block) -> Iterator[pd.DataFrame]:
@@ -472,7 +496,7 @@ def _at_least(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
 
 
 def _byte_range(path: str, start: int, end: int | None) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
+    with storage.open_file(path) as handle:
         handle.seek(start)
         left = None if end is None else end - start
         while left is None or left > 0:
@@ -494,11 +518,11 @@ def _decompressed_chunks(path: str, problem: list[str]) -> Iterator[bytes]:
     factory = (lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)) if lower.endswith(".gz") else bz2.BZ2Decompressor
     try:
         if lower.endswith(".zst"):
-            with pa.input_stream(path, compression="zstd") as stream:
+            with storage.open_file(path) as handle, pa.input_stream(handle, compression="zstd") as stream:
                 while chunk := stream.read(1 << 20):
                     yield chunk
             return
-        with open(path, "rb") as handle:
+        with storage.open_file(path) as handle:
             decoder = factory()
             while block := handle.read(1 << 20):
                 while block:

@@ -57,12 +57,47 @@ def read_ranks(path: str | Path, wanted: set[str] | None = None, block_size: int
 
     # every column as text: a stray non-numeric value costs its line, not the stage
     as_text = pacsv.ConvertOptions(column_types={name: pa.string() for name in RANK_COLUMNS})
-    try:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block_size),
-                                parse_options=pacsv.ParseOptions(delimiter="\t", invalid_row_handler=on_invalid),
-                                convert_options=as_text)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise RanksFileError(f"{path}: not a Common Crawl ranks file ({exc})") from exc
+    with _ranks_stream(path) as source:
+        try:
+            reader = pacsv.open_csv(source, read_options=pacsv.ReadOptions(block_size=block_size),
+                                    parse_options=pacsv.ParseOptions(delimiter="\t", invalid_row_handler=on_invalid),
+                                    convert_options=as_text)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise RanksFileError(f"{path}: not a Common Crawl ranks file ({exc})") from exc
+        level, table, rows, invalid = _wanted_rows(path, reader, wanted)
+    return RanksFile(level, table, rows, skipped + invalid)
+
+
+def _ranks_stream(path: str | Path):
+    """What pyarrow reads: a local path as given (pyarrow opens it and infers the compression from its name);
+    a URL as an object-store stream that pyarrow inflates natively, closed with the context."""
+    from contextlib import contextmanager, nullcontext
+
+    from imagerank import storage
+
+    if not storage.is_url(path):
+        return nullcontext(str(path))
+
+    @contextmanager
+    def remote():
+        lower = str(path).lower()
+        codecs = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+        codec = next((c for suffix, c in codecs.items() if lower.endswith(suffix)), None)
+        try:
+            raw = storage.open_file(path)
+        except OSError as exc:
+            raise RanksFileError(f"{path}: cannot be opened ({type(exc).__name__}: {exc})") from exc
+        with raw:
+            stream = pa.PythonFile(raw, mode="r")
+            yield pa.CompressedInputStream(stream, codec) if codec else stream
+
+    return remote()
+
+
+def _wanted_rows(path, reader, wanted: set[str] | None) -> tuple[str, pd.DataFrame, int, int]:
+    """Of an open ranks reader: its level, the ``wanted`` ranked names, the count of ranked rows in the whole
+    file and of rows whose position was not a whole number >= 1."""
+    skipped = 0
     names = reader.schema.names
     if not {"#harmonicc_pos", "#host_rev", "#pr_val"} <= set(names):
         raise RanksFileError(f"{path}: missing ranks columns; header is {names}")
@@ -92,8 +127,7 @@ def read_ranks(path: str | Path, wanted: set[str] | None = None, block_size: int
     if "n_hosts" not in table:
         table["n_hosts"] = np.nan
     table = table.drop_duplicates("name")[["name", "hc_pos", "hc_val", "pr_pos", "pr_val", "n_hosts"]]
-    return RanksFile(level, table.astype({"hc_pos": "float64", "pr_val": "float64", "n_hosts": "float64"}), rows,
-                     skipped)
+    return level, table.astype({"hc_pos": "float64", "pr_val": "float64", "n_hosts": "float64"}), rows, skipped
 
 
 def position_score(position: pd.Series, population: int) -> pd.Series:

@@ -252,11 +252,11 @@ class LinkgraphPart:
 
 def expand_paths(paths: list[str]) -> list[str]:
     """Files of each path (directories listed recursively, hidden and ``_`` files skipped), fsspec URLs allowed."""
-    import fsspec
+    from imagerank import storage
 
     files: list[str] = []
     for path in paths:
-        fs, root = fsspec.core.url_to_fs(str(path))
+        fs, root = storage.filesystem(str(path))
         if not fs.exists(root):
             raise FileNotFoundError(f"--linkgraph {path}: no such file or directory")
         if fs.isdir(root):
@@ -276,13 +276,14 @@ def _is_parquet(path: str) -> bool:
 
 def plan_parts(files: list[str]) -> list[LinkgraphPart]:
     """One task per Parquet row group (footer metadata only) and per CSV file; each file's kind from its columns."""
-    import fsspec
     import pyarrow.parquet as pq
+
+    from imagerank import storage
 
     parts: list[LinkgraphPart] = []
     for path in files:
         if _is_parquet(path):
-            with fsspec.open(path, "rb") as handle:
+            with storage.open_file(path) as handle:
                 meta = pq.ParquetFile(handle).metadata
                 names = set(meta.schema.names)
             kind = "cccatalog" if set(CCCATALOG_COLUMNS) <= names else "edges"
@@ -297,12 +298,12 @@ def plan_parts(files: list[str]) -> list[LinkgraphPart]:
 
 def read_part(part: LinkgraphPart) -> pd.DataFrame:
     """Worker task: one row group / CSV file -> ``ROWS_META`` rows."""
-    import fsspec
+    from imagerank import storage
 
     if part.fmt == "parquet":
         import pyarrow.parquet as pq
 
-        with fsspec.open(part.path, "rb") as handle:
+        with storage.open_file(part.path) as handle:
             pf = pq.ParquetFile(handle)
             wanted = (["provider_domain", "content_path", "content_query_string", "html_metadata"]
                       if part.kind == "cccatalog" else ["source", "target", "count"])
@@ -316,13 +317,13 @@ def read_part(part: LinkgraphPart) -> pd.DataFrame:
 
 def read_edge_csv(path: str) -> pd.DataFrame:
     """A ``source,target[,count]`` CSV (gzip by suffix), header optional; every field as text."""
-    import fsspec
+    from imagerank import storage
 
-    with fsspec.open(path, "rt", compression="infer", encoding="utf-8", errors="replace", newline="") as handle:
+    with storage.open_file(path, "rt", compression="infer", encoding="utf-8", errors="replace", newline="") as handle:
         first = handle.readline()
     fields = [f.strip().strip('"').lower() for f in first.rstrip("\r\n").split(",")]
     has_header = "source" in fields and "target" in fields
-    with fsspec.open(path, "rb", compression="infer") as handle:
+    with storage.open_file(path, "rb", compression="infer") as handle:
         frame = pd.read_csv(handle, header=0 if has_header else None, dtype=str, keep_default_na=False,
                             skip_blank_lines=True, on_bad_lines="warn", engine="python")
     if has_header:

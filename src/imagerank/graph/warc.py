@@ -327,9 +327,10 @@ def iter_records(stream) -> Iterator:
 
 
 def _open(path: str):
-    import fsspec
+    """The raw (still compressed) bytes of a local file or URL: fastwarc detects and inflates gzip itself."""
+    from imagerank import storage
 
-    return fsspec.open(str(path), "rb").open()
+    return storage.open_file(str(path))
 
 
 def extract_file(path: str, source_name: str | None = None
