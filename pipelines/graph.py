@@ -29,6 +29,7 @@ from imagerank.graph import build
 from imagerank.graph import warc as W
 from imagerank.io import atomic_path, keep_unchanged_timestamps, stamped, write_ddf, write_frame, write_json
 from imagerank.runs import file_fingerprint
+from imagerank.settings import PAGERANK
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def run_graph(client: Client, workdir: str | Path, crawl_files: list[str] | None = None, *,
-              damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200, extract: bool = True) -> dict:
+              damping: float = PAGERANK.damping, tol: float = PAGERANK.tol, max_iter: int = PAGERANK.max_iter,
+              extract: bool = True) -> dict:
     """Extract (when ``crawl_files``) -> ``W/graph/edges/`` -> page and host PageRank; returns counts."""
     workdir = Path(workdir)
     counts: dict = {}
@@ -153,7 +155,7 @@ def run_graph(client: Client, workdir: str | Path, crawl_files: list[str] | None
     return counts
 
 
-def run_link_features(client: Client, workdir: str | Path, *, damping: float = 0.85,
+def run_link_features(client: Client, workdir: str | Path, *, damping: float = PAGERANK.damping,
                       event_timestamp: pd.Timestamp | None = None) -> dict:
     """``W/catalog/`` + ``W/graph/{edges,pages}`` -> ``W/features/links/`` (one row per catalog image)."""
     from imagerank.features import links as L
@@ -391,7 +393,8 @@ def linkgraph_edges(client: Client, paths: list[str]):
 
 
 def run_linkgraph(client: Client, workdir: str | Path, paths: list[str], *, ranks_files: list[str] = (),
-                  weighting: str = "unweighted", damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200,
+                  weighting: str = "unweighted", damping: float = PAGERANK.damping, tol: float = PAGERANK.tol,
+                  max_iter: int = PAGERANK.max_iter,
                   max_exact_sources: int = 20_000, harmonic_samples: int = 4_000, harmonic_block: int = 64) -> dict:
     """``--linkgraph``: crawl-derived link graph files -> ``W/graph/domains/`` (PageRank, harmonic centrality,
     in-domains per registered domain), ``W/graph/linkgraph_rejects/`` and, with ranks files, how the result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -23,6 +23,7 @@ from imagerank.io import row_digest, write_json
 from imagerank.inputs import InputError, absolute_location, check_run_inputs
 from imagerank.runs import RunState, file_fingerprint, last_finished_run, package_versions, run_key, workdir_lock
 from imagerank.popularity import StandardizationConfig
+from imagerank.settings import DEFAULT_RETRAIN, RETRAIN_POLICIES, ImageLimits, event_time
 from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
 from pipelines.graph import run_graph, run_link_features, run_linkgraph, run_visual_features
 from pipelines.features import run_domain_features, run_metadata_features, run_popularity_labels
@@ -48,10 +49,10 @@ class RecalculateOptions:
     feature_repo: Path | None = None
     materialize: bool = True
     force: bool = False  # recalculate even when inputs and parameters are unchanged since the last run
-    image_limits: dict = field(default_factory=dict)  # ImageLimits fields: max_bytes, max_pixels, timeout_s, allow_remote
+    image_limits: ImageLimits = field(default_factory=ImageLimits)
     reuse_images: bool = True  # keep the pixel/EXIF rows of images whose bytes (and meta_data) are unchanged
     report: bool = False  # write W/report/index.html at the end (the CLI does, unless --no-report)
-    retrain: str = "auto"  # always | never | auto (when the labelled rows or their features changed)
+    retrain: str = DEFAULT_RETRAIN  # one of RETRAIN_POLICIES
     standardization: StandardizationConfig = field(default_factory=StandardizationConfig)
 
 
@@ -112,11 +113,9 @@ def checked_options(options: RecalculateOptions) -> RecalculateOptions:
     if workdir.exists() and not workdir.is_dir():
         raise InputError(f"work directory {workdir} exists and is not a directory")
     inputs = check_run_inputs(options.catalog, options.crawl, options.ranks, options.images,
-                              bool(options.image_limits.get("allow_remote")), options.linkgraph)
-    for name in ("max_bytes", "max_pixels", "timeout_s"):
-        value = options.image_limits.get(name)
-        if value is not None and not value > 0:
-            raise InputError(f"image limit {name} must be positive, not {value!r}")
+                              options.image_limits.allow_remote, options.linkgraph)
+    for problem in options.image_limits.problems():
+        raise InputError(problem)
     percentile = options.standardization.percentile
     if not 0 < percentile < 1:
         raise InputError(f"the standardization percentile must lie strictly between 0 and 1, not {percentile!r}")
@@ -126,7 +125,7 @@ def checked_options(options: RecalculateOptions) -> RecalculateOptions:
 
 
 def run_parameters(options: RecalculateOptions) -> dict:
-    return {"standardization": options.standardization.to_dict(), "image_limits": options.image_limits,
+    return {"standardization": options.standardization.to_dict(), "image_limits": options.image_limits.to_dict(),
             "imagerank": __version__}
 
 
@@ -145,7 +144,7 @@ def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
                       "(--force recalculates anyway; image bytes changed under the same catalog need it)",
                       file=sys.stderr)
             return {**last, "unchanged": True}
-        now = pd.Timestamp.now(tz="UTC").floor("s")
+        now = event_time()  # the run's one event time; a resumed run keeps its own (state.event_timestamp)
         state = RunState.start(workdir, now.strftime("%Y%m%dT%H%M%SZ"), now.isoformat(), key)
         if state.resumed and not quiet:
             print(f"[imagerank] resuming run {state.run_id} after its interruption", file=sys.stderr)
@@ -178,7 +177,7 @@ def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now
 
             manifest["images"] = stage("features: pixels + exif", run_image_features, client, workdir,
                                        options.images, event_timestamp=now, reuse=options.reuse_images,
-                                       **options.image_limits)
+                                       **asdict(options.image_limits))
             manifest["visual"] = stage("features: visual duplicates", run_visual_features, client, workdir,
                                        event_timestamp=now)
         if options.crawl:
@@ -197,9 +196,6 @@ def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now
                                       client.scheduler.address)
     manifest["timings_s"] = stage.timings
     return manifest
-
-
-RETRAIN_POLICIES = ("always", "never", "auto")
 
 
 def train_or_reuse(client, workdir: Path, run_id: str, policy: str) -> dict:

@@ -21,6 +21,7 @@ from imagerank.features.text import TEXT_META, text_documents
 from imagerank.io import atomic_path, stamped, write_ddf
 from imagerank.models.popularity_model import evidence_columns, headline_of, train_popularity
 from imagerank.models.train import TargetConfig, save_model, train_authority, write_model_card
+from imagerank.settings import event_time
 
 MAX_TRAINING_ROWS = 2_000_000  # authority: a uniform sample beyond this (the ensemble saturates long before)
 #: Popularity: a uniform sample of each provider's labelled rows beyond this (every candidate is
@@ -43,7 +44,7 @@ def run_train(client: Client, workdir: str | Path, model_version: str, *, random
     """Train on a worker (single-threaded BLAS/OpenMP there, so boosting does not oversubscribe cores)."""
     workdir = Path(workdir)
     if not (workdir / TEXT_DATASET).is_dir() and (workdir / "catalog").is_dir():
-        run_text_features(client, workdir, pd.Timestamp.now(tz="UTC").floor("s"))
+        run_text_features(client, workdir, event_time())
     features = load_features(workdir)
     columns = model_feature_columns(features)
     training = _labelled_rows(features, random_state)

@@ -10,6 +10,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from imagerank import __version__
+from imagerank.settings import DEFAULT_RETRAIN, PAGERANK, RETRAIN_POLICIES, STANDARDIZATION_PERCENTILE, ImageLimits
 
 DEFAULT_WORKDIR = "imagerank-data"
 
@@ -101,10 +102,13 @@ def _feature_repo(parser: argparse.ArgumentParser) -> None:
 
 def _image_limits(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("image limits (bad or hostile files become feature rows with an error code)")
-    group.add_argument("--max-image-bytes", type=positive_int, default=None, help="refuse larger files (default 50 MiB)")
+    limits = ImageLimits()
+    group.add_argument("--max-image-bytes", type=positive_int, default=None,
+                       help=f"refuse larger files (default {limits.max_bytes >> 20} MiB)")
     group.add_argument("--max-image-pixels", type=positive_int, default=None,
-                       help="refuse images whose header declares more pixels, before decoding (default 100 M)")
-    group.add_argument("--image-timeout", type=positive_float, default=None, help="per-image time budget in seconds (default 20)")
+                       help=f"refuse images whose header declares more pixels, before decoding (default {limits.max_pixels:,})")
+    group.add_argument("--image-timeout", type=positive_float, default=None,
+                       help=f"per-image time budget in seconds (default {limits.timeout_s:g})")
     group.add_argument("--allow-remote-images", action="store_true",
                        help="allow http(s)/ftp image templates (off: nothing is fetched from the web by default)")
     group.add_argument("--recompute-images", action="store_true",
@@ -123,9 +127,9 @@ def _linkgraph(parser: argparse.ArgumentParser) -> None:
                              "occurrences, or 1 + log(occurrences)")
 
 
-def image_limits(args) -> dict:
-    return {"max_bytes": args.max_image_bytes, "max_pixels": args.max_image_pixels, "timeout_s": args.image_timeout,
-            "allow_remote": args.allow_remote_images or None}
+def image_limits(args) -> ImageLimits:
+    return ImageLimits.from_kwargs(max_bytes=args.max_image_bytes, max_pixels=args.max_image_pixels,
+                                   timeout_s=args.image_timeout, allow_remote=args.allow_remote_images)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,11 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ranks", nargs="+", default=[], metavar="FILE",
                    help="Common Crawl host/domain ranks files (tab-separated, gzip; local paths or URLs)")
     _linkgraph(p)
-    p.add_argument("--percentile", type=fraction, default=0.85,
-                   help="percentile r of the popularity standardization (Openverse uses 0.85)")
+    p.add_argument("--percentile", type=fraction, default=STANDARDIZATION_PERCENTILE,
+                   help=f"percentile r of the popularity standardization (Openverse uses {STANDARDIZATION_PERCENTILE})")
     p.add_argument("--no-materialize", action="store_true", help="stop after writing W/scores/")
     _image_limits(p)
-    p.add_argument("--retrain", choices=["always", "never", "auto"], default="auto",
+    p.add_argument("--retrain", choices=RETRAIN_POLICIES, default=DEFAULT_RETRAIN,
                    help="train new models always, never (reuse the last version), or when the rows they learn "
                         "from changed (auto, the default)")
     p.add_argument("--no-report", action="store_true", help="do not write the HTML report W/report/index.html")
@@ -181,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     _workdir(p)
     p.add_argument("--ranks", nargs="+", default=[], metavar="FILE",
                    help="ranks files, local paths or URLs (domains family)")
-    p.add_argument("--percentile", type=fraction, default=0.85, help="standardization percentile (popularity family)")
+    p.add_argument("--percentile", type=fraction, default=STANDARDIZATION_PERCENTILE,
+                   help="standardization percentile (popularity family)")
     p.add_argument("--images", metavar="TEMPLATE", help="image folder or fsspec URL template (pixels, exif)")
     _image_limits(p)
     p.add_argument("--phash-threshold", type=non_negative_int, default=None,
@@ -194,9 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["extract", "build", "both"])
     p.add_argument("crawl", nargs="*", metavar="CRAWL", help="WARC or WAT files, local paths or URLs (extract, both)")
     _workdir(p)
-    p.add_argument("--damping", type=fraction, default=0.85, help="PageRank damping factor (default 0.85)")
-    p.add_argument("--tol", type=positive_float, default=1e-10, help="PageRank L1 convergence tolerance (default 1e-10)")
-    p.add_argument("--max-iter", type=positive_int, default=200, help="PageRank iteration cap (default 200)")
+    p.add_argument("--damping", type=fraction, default=PAGERANK.damping,
+                   help=f"PageRank damping factor (default {PAGERANK.damping})")
+    p.add_argument("--tol", type=positive_float, default=PAGERANK.tol,
+                   help=f"PageRank L1 convergence tolerance (default {PAGERANK.tol:g})")
+    p.add_argument("--max-iter", type=positive_int, default=PAGERANK.max_iter,
+                   help=f"PageRank iteration cap (default {PAGERANK.max_iter})")
     _linkgraph(p)
     p.add_argument("--ranks", nargs="+", default=[], metavar="FILE",
                    help="Common Crawl ranks files (local paths or URLs) to compare the --linkgraph domain ranks "
@@ -296,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _now():
-    import pandas as pd
+    from imagerank.settings import event_time
 
-    return pd.Timestamp.now(tz="UTC").floor("s")
+    return event_time()
 
 
 def cmd_recalculate(args) -> int:
@@ -364,7 +372,7 @@ def cmd_features(args) -> int:
             from pipelines.images import run_image_features
 
             result = run_image_features(client, args.workdir, args.images, (args.family,), event_timestamp=now,
-                                        reuse=not args.recompute_images, **image_limits(args))
+                                        reuse=not args.recompute_images, **image_limits(args).to_dict())
         elif args.family == "links":
             from pipelines.graph import run_link_features
 

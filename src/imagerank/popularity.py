@@ -9,12 +9,14 @@ of 0 becomes 1). A value at the percentile scores exactly ``r``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from imagerank.catalog.fields import meta_object
+from imagerank.settings import STANDARDIZATION_PERCENTILE
 
 #: provider -> key inside ``meta_data`` holding its popularity metric (Openverse's table).
 DEFAULT_METRICS: dict[str, str] = {
@@ -31,7 +33,7 @@ class StandardizationConfig:
     """What to standardize and how; saved with every run so scores can be traced back."""
 
     metrics: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_METRICS))
-    percentile: float = 0.85
+    percentile: float = STANDARDIZATION_PERCENTILE
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,13 +69,9 @@ def percentile_disc_from_counts(counts: pd.Series, fraction: float) -> float | N
 
 
 def metric_value(meta_data: str | dict | None, key: str) -> float:
-    """The numeric metric under ``key`` in a row's meta_data; NaN when absent or not a finite number >= 0."""
-    if not meta_data:
-        return math.nan
-    meta = json.loads(meta_data) if isinstance(meta_data, str) else meta_data
-    if not isinstance(meta, dict):
-        return math.nan
-    raw = meta.get(key)
+    """The numeric metric under ``key`` in a row's meta_data; NaN when absent or not a finite number >= 0
+    (a malformed meta_data holds no metric: :mod:`imagerank.catalog.fields`)."""
+    raw = meta_object(meta_data).get(key)
     if raw is None or isinstance(raw, bool):
         return math.nan
     try:

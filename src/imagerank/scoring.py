@@ -19,6 +19,8 @@ SCORES_SCHEMA = pa.schema([
     ("event_timestamp", pa.timestamp("us", tz="UTC")),
 ])
 SCORES_META = SCORES_SCHEMA.empty_table().to_pandas()
+#: What the ``image_scores`` feature view serves: every column but the key and the event time.
+SCORE_FEATURES = [name for name in SCORES_SCHEMA.names if name not in ("image_id", "event_timestamp")]
 #: Popularity of a row when no model could be trained (no provider metric anywhere in the catalog).
 POPULARITY_PRIOR = 0.0
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from imagerank.catalog.ingest import good_rows, read_raw, validate_rows
+from imagerank.features.exif import catalog_facts
 from imagerank.features.metadata import FEATURE_COLUMNS, METADATA_META, metadata_features
 
 NOW = pd.Timestamp("2026-11-29", tz="UTC")
@@ -46,4 +47,6 @@ def test_output_does_not_depend_on_the_partition_index(sample_catalog):
     other = metadata_features(shuffled, NOW).iloc[::-1].reset_index(drop=True)
     assert list(plain.columns) == list(METADATA_META.columns)
     np.testing.assert_allclose(plain[FEATURE_COLUMNS].to_numpy(float), other[FEATURE_COLUMNS].to_numpy(float))
-    assert plain["taken_age_days"].notna().sum() == 1460
+    # 1456 rows with a date taken (1800..2200); the same rows get taken_at from the EXIF family's fallback
+    assert plain["taken_age_days"].notna().sum() == 1456
+    assert plain["taken_age_days"].notna().tolist() == ["taken_at" in catalog_facts(m) for m in catalog["meta_data"]]

@@ -168,7 +168,7 @@ def test_stray_lines_in_a_ranks_file_are_skipped_and_counted(tmp_path):
 
 def test_giant_date_text_in_meta_data_is_not_parsed(monkeypatch):
     """meta_data dates (pub_date, date_taken ...) of ~1 MB went to pd.Timestamp/dateutil: minutes per row."""
-    from imagerank.features import metadata as M
+    from imagerank.catalog import fields as M
 
     seen = []
     real = pd.Timestamp
@@ -178,6 +178,6 @@ def test_giant_date_text_in_meta_data_is_not_parsed(monkeypatch):
         return real(value, *args, **kwargs)
 
     monkeypatch.setattr(M.pd, "Timestamp", spy)
-    assert M._to_time("9" * 500_000 + "x") is None and M._to_time("y" * 100_000) is None
+    assert M.parse_time("9" * 500_000 + "x") is None and M.parse_time("y" * 100_000) is None
     assert not seen or max(seen) <= M.MAX_TIME_CHARS
-    assert M._to_time("2020-01-02T03:04:05Z") == real("2020-01-02T03:04:05Z")
+    assert M.parse_time("2020-01-02T03:04:05Z") == real("2020-01-02T03:04:05Z")

@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from imagerank import storage
+from imagerank.catalog.fields import MAX_TIME_CHARS, parse_meta_data, parse_tags
 from imagerank.catalog.schema import CATALOG_SCHEMA, INT_COLUMNS, REJECTS_SCHEMA, TEXT_COLUMNS, TIME_COLUMNS, to_arrow_frame
 
 FORMATS = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
@@ -30,7 +31,6 @@ MAX_DIMENSION = 100_000  # pixels; larger widths/heights are data errors, not im
 MAX_FIELD_CHARS = 1_000_000  # a single catalog value larger than this is rejected, not stored
 RAW_TEXT_CHARS = 2_000  # how much of a rejected row is kept for a person to read
 RAW_VALUE_CHARS = 300  # ... and of each of its values
-MAX_TIME_CHARS = 64  # a created_on / updated_on text longer than this is not a timestamp (stored as null)
 REQUIRED = ("identifier", "url", "provider")
 
 
@@ -655,10 +655,10 @@ def _validate_record(record: dict) -> tuple[dict | None, str | None]:
         if reason:
             return None, reason
         row[name] = value
-    meta, reason = _parse_json_object(record.get("meta_data"))
+    meta, reason = parse_meta_data(record.get("meta_data") or "")
     if reason:
         return None, f"meta_data {reason}"
-    tags, reason = _parse_tags(record.get("tags"))
+    tags, reason = parse_tags(record.get("tags") or "")
     if reason:
         return None, f"tags {reason}"
     row["meta_data"] = json.dumps(meta, ensure_ascii=False, sort_keys=True)
@@ -703,39 +703,6 @@ def _parse_count(name: str, text: str | None) -> tuple[int | None, str | None]:
     if number <= 0 or number > limit:
         return None, f"impossible {name}: {number}"
     return number, None
-
-
-def _parse_json_object(text: str | None) -> tuple[dict | None, str | None]:
-    text = (text or "").strip()
-    if not text or text == "null":
-        return {}, None
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        return None, f"is not valid JSON: {str(exc)[:80]}"
-    if not isinstance(value, dict):
-        return None, f"is not a JSON object: got {type(value).__name__}"
-    return value, None
-
-
-def _parse_tags(text: str | None) -> tuple[list | None, str | None]:
-    text = (text or "").strip()
-    if not text or text == "null":
-        return [], None
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        return None, f"is not valid JSON: {str(exc)[:80]}"
-    if value == {}:  # Openverse exports an empty tag set as {}
-        return [], None
-    if not isinstance(value, list):
-        return None, f"is not a JSON list: got {type(value).__name__}"
-    names = []
-    for tag in value:
-        name = tag.get("name") if isinstance(tag, dict) else tag if isinstance(tag, str) else None
-        if isinstance(name, str) and name.strip():
-            names.append(name.strip())
-    return names, None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from imagerank.schemas import empty_frame, with_event_time
 from imagerank.urls import reverse_host
 
 RANK_COLUMNS = {"#harmonicc_pos": "hc_pos", "#harmonicc_val": "hc_val", "#pr_pos": "pr_pos",
@@ -163,11 +164,11 @@ def domain_features(metadata: pd.DataFrame, host_scores: pd.DataFrame, domain_sc
     return both[["image_id", "landing_host", "landing_domain", *DOMAIN_FEATURE_COLUMNS]]
 
 
-DOMAIN_META = pd.DataFrame({
-    "image_id": pd.Series(dtype="string"), "landing_host": pd.Series(dtype="string"),
-    "landing_domain": pd.Series(dtype="string"),
-    **{c: pd.Series(dtype="float64") for c in DOMAIN_FEATURE_COLUMNS},
-})
+#: What :func:`domain_features` returns.
+DOMAIN_SCHEMA = pa.schema([pa.field("image_id", pa.string()), pa.field("landing_host", pa.string()),
+                           pa.field("landing_domain", pa.string()),
+                           *(pa.field(c, pa.float64()) for c in DOMAIN_FEATURE_COLUMNS)])
+DOMAIN_META = empty_frame(DOMAIN_SCHEMA)
 
 
 # ------------------------------------------------------------------------------------------- link graph
@@ -191,8 +192,18 @@ def link_authority_table(domains: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-LINK_AUTHORITY_META = pd.DataFrame({"landing_domain": pd.Series(dtype="string"),
-                                    **{f: pd.Series(dtype="float64") for f in LINK_AUTHORITY_COLUMNS.values()}})
+LINK_AUTHORITY_SCHEMA = pa.schema([pa.field("landing_domain", pa.string()),
+                                   *(pa.field(f, pa.float64()) for f in LINK_AUTHORITY_COLUMNS.values())])
+LINK_AUTHORITY_META = empty_frame(LINK_AUTHORITY_SCHEMA)
+#: ``W/features/domains/``: the per-image domain features and link authority, stamped with the run's event
+#: time. (A run that processed a crawl also writes ``host_graph_pagerank`` / ``host_graph_in_domains``,
+#: float64, after ``domain_authority``; no view serves them.)
+DOMAINS_DATASET_SCHEMA = with_event_time(pa.schema([*DOMAIN_SCHEMA, *LINK_AUTHORITY_SCHEMA.remove(0)]))
+#: ``W/features/domain_stats/``: per landing domain, its rank score and what the catalog holds from it.
+DOMAIN_STATS_SCHEMA = with_event_time(pa.schema([
+    pa.field("domain", pa.string()), pa.field("rank_score", pa.float64()),
+    pa.field("images", pa.int64(), nullable=False), pa.field("providers", pa.int64(), nullable=False),
+    pa.field("observed_share", pa.float64())]))
 
 
 def with_link_authority(per_image, graph_domains):

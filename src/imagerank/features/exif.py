@@ -51,7 +51,6 @@ event_timestamp        timestamp[UTC]  when the features were computed (Feast ev
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import warnings
@@ -62,44 +61,48 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from imagerank.catalog.fields import date_taken, location, meta_object, valid_location
+from imagerank.catalog.fields import parse_catalog_date  # noqa: F401  (its home before catalog.fields)
+from imagerank.schemas import empty_frame, pandas_dtypes
+
 # --- output schema ---------------------------------------------------------------------------------
 
-EXIF_FEATURES: list[tuple[str, str, pa.DataType]] = [
-    ("has_exif", "boolean", pa.bool_()),
-    ("make", "string", pa.string()),
-    ("model", "string", pa.string()),
-    ("camera_class", "string", pa.string()),
-    ("lens", "string", pa.string()),
-    ("focal_length", "float32", pa.float32()),
-    ("f_number", "float32", pa.float32()),
-    ("exposure_time", "float32", pa.float32()),
-    ("iso", "Int32", pa.int32()),
-    ("flash", "Int32", pa.int32()),
-    ("flash_fired", "boolean", pa.bool_()),
-    ("orientation", "Int16", pa.int16()),
-    ("software", "string", pa.string()),
-    ("edited", "boolean", pa.bool_()),
-    ("gps_present", "boolean", pa.bool_()),
-    ("datetime_original", "datetime64[ns]", pa.timestamp("ns")),
-    ("taken_at", "datetime64[ns]", pa.timestamp("ns")),
-    ("taken_at_source", "string", pa.string()),
-    ("latitude", "float64", pa.float64()),
-    ("longitude", "float64", pa.float64()),
-    ("location_source", "string", pa.string()),
-]
-EXIF_FEATURE_NAMES = [name for name, _, _ in EXIF_FEATURES]
+#: The features of the ``W/features/exif/`` dataset; every field is nullable (null when not read).
+EXIF_FEATURES: pa.Schema = pa.schema([
+    pa.field("has_exif", pa.bool_()),
+    pa.field("make", pa.string()),
+    pa.field("model", pa.string()),
+    pa.field("camera_class", pa.string()),
+    pa.field("lens", pa.string()),
+    pa.field("focal_length", pa.float32()),
+    pa.field("f_number", pa.float32()),
+    pa.field("exposure_time", pa.float32()),
+    pa.field("iso", pa.int32()),
+    pa.field("flash", pa.int32()),
+    pa.field("flash_fired", pa.bool_()),
+    pa.field("orientation", pa.int16()),
+    pa.field("software", pa.string()),
+    pa.field("edited", pa.bool_()),
+    pa.field("gps_present", pa.bool_()),
+    pa.field("datetime_original", pa.timestamp("ns")),
+    pa.field("taken_at", pa.timestamp("ns")),
+    pa.field("taken_at_source", pa.string()),
+    pa.field("latitude", pa.float64()),
+    pa.field("longitude", pa.float64()),
+    pa.field("location_source", pa.string()),
+])
+EXIF_FEATURE_NAMES = EXIF_FEATURES.names
 EXIF_ERROR_COLUMNS = ["exif_error", "exif_error_message"]
 
-_COLUMNS = ([("image_id", "string", pa.string())] + EXIF_FEATURES
-            + [("exif_error", "string", pa.string()), ("exif_error_message", "string", pa.string()),
-               ("input_digest", "string", pa.string()),
-               ("event_timestamp", "datetime64[ns, UTC]", pa.timestamp("ns", tz="UTC"))])
-#: pandas dtypes of the ``W/features/exif/`` dataset, in column order.
-EXIF_DTYPES: dict[str, str] = {name: dtype for name, dtype, _ in _COLUMNS}
 #: pyarrow schema of the ``W/features/exif/`` dataset (pass to ``write_ddf(schema=...)``).
-EXIF_SCHEMA: pa.Schema = pa.schema([pa.field(name, typ) for name, _, typ in _COLUMNS])
+EXIF_SCHEMA: pa.Schema = pa.schema([pa.field("image_id", pa.string()), *EXIF_FEATURES,
+                                    pa.field("exif_error", pa.string()), pa.field("exif_error_message", pa.string()),
+                                    pa.field("input_digest", pa.string()),
+                                    pa.field("event_timestamp", pa.timestamp("ns", tz="UTC"))])
+#: pandas dtypes of the ``W/features/exif/`` dataset, in column order.
+EXIF_DTYPES: dict[str, str] = pandas_dtypes(EXIF_SCHEMA)
 #: empty pandas frame with the dataset's columns and dtypes (``map_partitions(meta=EXIF_META)``).
-EXIF_META: pd.DataFrame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in EXIF_DTYPES.items()})
+EXIF_META: pd.DataFrame = empty_frame(EXIF_SCHEMA)
 
 # --- EXIF tag numbers ------------------------------------------------------------------------------
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
@@ -340,7 +343,7 @@ def read_exif(im) -> tuple[dict[str, Any], str | None, str | None]:
     out["datetime_original"] = parse_exif_datetime(tag(DATETIME_ORIGINAL), tag(OFFSET_TIME_ORIGINAL))
     lat = _gps_degrees(gps.get(GPS_LAT), gps.get(GPS_LAT_REF), 90)
     lon = _gps_degrees(gps.get(GPS_LON), gps.get(GPS_LON_REF), 180)
-    out["gps_present"] = lat is not None and lon is not None and (lat, lon) != (0.0, 0.0)
+    out["gps_present"] = valid_location(lat, lon)
     if out["gps_present"]:
         out["latitude"], out["longitude"], out["location_source"] = lat, lon, "exif"
     out["camera_class"] = camera_class(out["make"], out["model"], out["software"])
@@ -352,88 +355,19 @@ def read_exif(im) -> tuple[dict[str, Any], str | None, str | None]:
 
 # --- EXIF-like facts from the catalog's meta_data ---------------------------------------------------
 
-_TAG = re.compile(r"<[^>]*>")
-_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%Y-%m",
-                 "%Y:%m:%d %H:%M:%S", "%A, %d %B, %Y", "%d %B %Y, %H:%M:%S", "%d %B %Y, %H:%M",
-                 "%d %B %Y", "%B %d, %Y", "%B %Y", "%Y")
-_ISO_IN_TEXT = re.compile(r"\+?(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):(\d{2}))?")
-_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?$")
-_YEAR = re.compile(r"(?<!\d)(1[6-9]\d\d|20\d\d|21\d\d)(?!\d)")
-
-
-def parse_catalog_date(value: Any) -> datetime | None:
-    """Provider date text -> naive datetime; year- or month-only dates map to the period's first day.
-
-    Handles flickr ``2018-06-12 10:26:00``, geograph ``Saturday, 23 January, 2010`` / ``January 2010``,
-    wikimedia ``2019-12-25``, ``1890``, ``circa 1890 <div ...>+1890-00-00T00:00:00Z/9</div>``.
-    """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(int(value)) if math.isfinite(value) else None
-    text = _text(value)
-    if not text:
-        return None
-    fast = _ISO_DATE.match(text)
-    if fast:
-        try:
-            moment = datetime(*(int(g) for g in fast.groups() if g is not None))
-        except ValueError:
-            moment = None
-        if moment is not None:
-            return moment if 1800 <= moment.year <= 2200 else None
-    plain = _TAG.sub(" ", text).strip() if "<" in text else text
-    for candidate in (plain, plain.split(" <")[0]):
-        for fmt in _DATE_FORMATS:
-            try:
-                moment = datetime.strptime(candidate, fmt)
-            except ValueError:
-                continue
-            return moment if 1800 <= moment.year <= 2200 else None
-    match = _ISO_IN_TEXT.search(text)
-    if match:
-        year, month, day = (int(g) for g in match.groups()[:3])
-        hms = [int(g) for g in match.groups()[3:] if g is not None] or [0, 0, 0]
-        try:
-            return datetime(year, month or 1, day or 1, *hms)
-        except ValueError:
-            pass
-    match = _YEAR.search(plain)
-    return datetime(int(match.group(1)), 1, 1) if match else None
-
-
-def _meta_dict(meta_data: Any) -> dict:
-    if isinstance(meta_data, dict):
-        return meta_data
-    if isinstance(meta_data, (str, bytes)) and meta_data:
-        try:
-            parsed = json.loads(meta_data)
-        except (ValueError, RecursionError):
-            return {}
-        return parsed if isinstance(parsed, dict) else {}
-    return {}
-
-
 def catalog_facts(meta_data: Any) -> dict[str, Any]:
-    """EXIF-like facts from the catalog's ``meta_data`` JSON text: dates and position."""
-    meta = _meta_dict(meta_data)
+    """EXIF-like facts from the catalog's ``meta_data`` JSON text: dates and position (parsers in
+    :mod:`imagerank.catalog.fields`, shared with the metadata features)."""
+    meta = meta_object(meta_data)
     out: dict[str, Any] = {}
-    for key in ("date_taken", "date_originally_created"):
-        moment = parse_catalog_date(meta.get(key))
-        if moment is not None:
-            out["taken_at"], out["taken_at_source"] = moment, f"meta_data.{key}"
-            break
-    lat, lon = _number(_float_text(meta.get("latitude"))), _number(_float_text(meta.get("longitude")))
-    if lat is not None and lon is not None and abs(lat) <= 90 and abs(lon) <= 180 and (lat, lon) != (0, 0):
-        out["latitude"], out["longitude"], out["location_source"] = lat, lon, "meta_data"
+    moment, key = date_taken(meta)
+    if moment is not None:
+        out["taken_at"], out["taken_at_source"] = moment, f"meta_data.{key}"
+    place = location(meta)
+    if place is not None:
+        out["latitude"], out["longitude"] = place
+        out["location_source"] = "meta_data"
     return out
-
-
-def _float_text(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return value
 
 
 def merge_exif(exif: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,10 @@ from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from imagerank.schemas import empty_frame
+from imagerank.settings import PAGERANK
 from imagerank.urls import normalize_url, with_scheme
 
 _FLICKR_HOST = re.compile(r"^(?:[a-z0-9\-]+\.)*(?:staticflickr\.com|static\.flickr\.com)$")
@@ -43,21 +46,23 @@ _FLICKR_PATH = re.compile(r"^/(?:\d+/)?\d+/(\d+)_[0-9a-f]+(?:_[a-z0-9]{1,2})?\.(
 _WM_PATH = re.compile(r"^/(wikipedia|wikimedia|wiktionary|wikibooks|wikinews|wikiquote|wikisource|wikiversity|"
                       r"wikivoyage)/([a-z\-]+)/(?:thumb/)?[0-9a-f]/[0-9a-f]{2}/([^/]+)(?:/[^/]*)?$", re.I)
 
-LINKS_META = pd.DataFrame({
-    "image_id": pd.Series(dtype="string"),
-    "has_link_evidence": pd.Series(dtype="bool"),
-    "link_pages": pd.Series(dtype="int64"),
-    "link_hosts": pd.Series(dtype="int64"),
-    "link_domains": pd.Series(dtype="int64"),
-    "link_alt_pages": pd.Series(dtype="int64"),
-    "link_alt_fraction": pd.Series(dtype="float64"),
-    "picashow": pd.Series(dtype="float64"),
-    "landing_crawled": pd.Series(dtype="bool"),
-    "landing_pagerank": pd.Series(dtype="float64"),
-    "landing_in_links": pd.Series(dtype="int64"),
-    "authority_prob": pd.Series(dtype="float64"),
-    "link_authority": pd.Series(dtype="float64"),
-})
+#: One row per catalog image (counts are 0, never null); ``W/features/links/`` adds the run's event time.
+LINKS_SCHEMA = pa.schema([
+    pa.field("image_id", pa.string()),
+    pa.field("has_link_evidence", pa.bool_(), nullable=False),
+    pa.field("link_pages", pa.int64(), nullable=False),
+    pa.field("link_hosts", pa.int64(), nullable=False),
+    pa.field("link_domains", pa.int64(), nullable=False),
+    pa.field("link_alt_pages", pa.int64(), nullable=False),
+    pa.field("link_alt_fraction", pa.float64()),
+    pa.field("picashow", pa.float64()),
+    pa.field("landing_crawled", pa.bool_(), nullable=False),
+    pa.field("landing_pagerank", pa.float64()),
+    pa.field("landing_in_links", pa.int64(), nullable=False),
+    pa.field("authority_prob", pa.float64()),
+    pa.field("link_authority", pa.float64()),
+])
+LINKS_META = empty_frame(LINKS_SCHEMA)
 CATALOG_KEYS_META = pd.DataFrame({"image_id": pd.Series(dtype="string"), "key": pd.Series(dtype="string")})
 IMAGE_EDGES_META = pd.DataFrame({
     "key": pd.Series(dtype="string"), "src_url": pd.Series(dtype="string"),
@@ -198,7 +203,7 @@ def finalize_link_features(frame: pd.DataFrame, n_pages: int) -> pd.DataFrame:
 
 
 def link_features_frame(catalog: pd.DataFrame, edges: pd.DataFrame, pages: pd.DataFrame,
-                        damping: float = 0.85) -> pd.DataFrame:
+                        damping: float = PAGERANK.damping) -> pd.DataFrame:
     """The whole computation in pandas (small inputs: tests, demo); ``pipelines.graph`` does it with Dask."""
     n_pages = len(pages)
     img = image_edge_keys(edges)

@@ -5,13 +5,15 @@ Provider metric keys (views, global_usage_count, ...) are never features: they a
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from imagerank.catalog.fields import date_taken, location, meta_object, published_time, tag_names
 from imagerank.popularity import DEFAULT_METRICS
+from imagerank.schemas import empty_frame
 from imagerank.urls import host_of, registered_domain
 
 FILENAME_TITLE = re.compile(r"^(img|dsc|dscn|dscf|p|pict|photo|image|gopr|dji)?[\s_-]*\d{3,}", re.IGNORECASE)
@@ -32,24 +34,25 @@ FEATURE_COLUMNS = [
 #: Columns measured from the run's clock: they advance every run without anything in the catalog changing.
 RELATIVE_TO_RUN = ["age_days", "taken_age_days"]
 TEXT_COLUMNS = ["image_id", "provider", "source", "creator", "landing_host", "landing_domain"]
-METADATA_META = pd.DataFrame({
-    **{c: pd.Series(dtype="string") for c in TEXT_COLUMNS},
-    **{c: pd.Series(dtype="float64") for c in FEATURE_COLUMNS},
-})
+#: What :func:`metadata_features` returns; ``W/features/metadata/`` adds the run's event time.
+METADATA_SCHEMA = pa.schema([*(pa.field(c, pa.string()) for c in TEXT_COLUMNS),
+                             *(pa.field(c, pa.float64()) for c in FEATURE_COLUMNS)])
+METADATA_META = empty_frame(METADATA_SCHEMA)
 
 
 def metadata_features(catalog: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     """Partition function: one row of metadata features per catalog row (``now`` fixes 'age')."""
-    meta = [json.loads(m) if isinstance(m, str) and m else {} for m in catalog["meta_data"]]
-    tags = [json.loads(t) if isinstance(t, str) and t else [] for t in catalog["tags"]]
+    meta = [meta_object(m) for m in catalog["meta_data"]]
+    tags = [tag_names(t) for t in catalog["tags"]]
     title = catalog["title"].fillna("").astype(str)
     description = pd.Series([str(m.get("description") or "") for m in meta], index=catalog.index)
     license_code = catalog["license"].fillna("").str.lower()
     width = pd.to_numeric(catalog["width"], errors="coerce").astype("float64")
     height = pd.to_numeric(catalog["height"], errors="coerce").astype("float64")
     filesize = pd.to_numeric(catalog["filesize"], errors="coerce").astype("float64")
-    published = _first_time(meta, ("pub_date", "date_published"), catalog.index, catalog["created_on"])
-    taken = _first_time(meta, ("date_taken", "date_originally_created"), catalog.index)
+    published = _utc([published_time(m) for m in meta], catalog.index).fillna(
+        pd.to_datetime(catalog["created_on"], utc=True, errors="coerce")).astype("datetime64[ns, UTC]")
+    taken = _utc([date_taken(m)[0] for m in meta], catalog.index)  # taken_at's catalog fallback: one parser
     now = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
     landing = [host_of(u) or host_of(c) for u, c in zip(catalog["foreign_landing_url"], catalog["creator_url"])]
 
@@ -81,7 +84,7 @@ def metadata_features(catalog: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     out["age_days"] = (now - published).dt.total_seconds() / SECONDS_PER_DAY
     out["taken_age_days"] = (now - taken).dt.total_seconds() / SECONDS_PER_DAY
     out["upload_lag_days"] = (published - taken).dt.total_seconds() / SECONDS_PER_DAY
-    out["has_geo"] = [float(_has_geo(m)) for m in meta]
+    out["has_geo"] = [float(location(m) is not None) for m in meta]
     out["meta_keys"] = [float(sum(k not in METRIC_KEYS for k in m)) for m in meta]  # the label's key is no feature
     out["has_creator_url"] = catalog["creator_url"].notna().astype("float64")
     out["has_alt_text"] = [float(bool(m.get("image_alt_text"))) for m in meta]
@@ -93,35 +96,7 @@ def metadata_features(catalog: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     return out[METADATA_META.columns].reset_index(drop=True)
 
 
-def _first_time(meta: list[dict], keys: tuple[str, ...], index: pd.Index, fallback: pd.Series | None = None) -> pd.Series:
-    """The first parseable timestamp among ``keys`` of each row's meta_data (epoch seconds or text), else ``fallback``."""
-    values = [next((t for t in (_to_time(m.get(k)) for k in keys if m.get(k) not in (None, "")) if t is not None), None)
-              for m in meta]
-    times = pd.to_datetime(pd.Series(values, index=index, dtype="object"), utc=True, errors="coerce", format="mixed")
-    if fallback is not None:
-        times = times.fillna(pd.to_datetime(fallback, utc=True, errors="coerce"))
-    return times.astype("datetime64[ns, UTC]")
-
-
-MAX_TIME_CHARS = 64  # longer date text is not a date: pandas/dateutil take minutes over a megabyte of it
-
-
-def _to_time(raw) -> pd.Timestamp | None:
-    if isinstance(raw, str) and len(raw) > MAX_TIME_CHARS:
-        return None
-    try:
-        if isinstance(raw, (int, float)) or (isinstance(raw, str) and raw.strip().isdigit()):
-            seconds = float(raw)
-            return pd.Timestamp(seconds, unit="s", tz="UTC") if 0 < seconds < 4e9 else None
-        stamp = pd.Timestamp(str(raw))
-        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    except (ValueError, TypeError, OverflowError):
-        return None
-
-
-def _has_geo(meta: dict) -> bool:
-    try:
-        return meta.get("latitude") not in (None, "") and meta.get("longitude") not in (None, "") and \
-            abs(float(meta["latitude"])) <= 90 and abs(float(meta["longitude"])) <= 180
-    except (TypeError, ValueError):
-        return False
+def _utc(moments: list, index: pd.Index) -> pd.Series:
+    """Timestamps (aware, or naive meaning UTC) and Nones -> a UTC datetime series (NaT for None)."""
+    return pd.to_datetime(pd.Series(moments, index=index, dtype="object"), utc=True, errors="coerce",
+                          format="mixed").astype("datetime64[ns, UTC]")

@@ -23,7 +23,7 @@ image_width/height     Int32    pixel size from the file header
 decoded_width/height   Int32    size of the working image actually decoded (DCT-scaled)
 file_bytes             Int64    size of the file
 bytes_per_pixel        float32  file_bytes / (image_width * image_height)
-jpeg_quality           Int16    IJG quality 1..100 whose standard tables (libjpeg ``jpeg_quality_scaling``)
+jpeg_quality           Int32    IJG quality 1..100 whose standard tables (libjpeg ``jpeg_quality_scaling``)
                                 are closest (L1) to the file's quantization tables; null for non-JPEG
 brightness             float32  mean luma (JFIF Y = ITU-R 601, as Pillow's ``L``) / 255, in [0, 1]
 contrast               float32  RMS contrast: standard deviation of luma / 255
@@ -70,43 +70,46 @@ import pandas as pd
 import pyarrow as pa
 from PIL import Image
 
+from imagerank.schemas import empty_frame, pandas_dtypes
+
 # --- output schema ---------------------------------------------------------------------------------
 
-PIXEL_FEATURES: list[tuple[str, str, pa.DataType]] = [
-    ("format", "string", pa.string()),
-    ("mode", "string", pa.string()),
-    ("n_frames", "Int32", pa.int32()),
-    ("image_width", "Int32", pa.int32()),
-    ("image_height", "Int32", pa.int32()),
-    ("decoded_width", "Int32", pa.int32()),
-    ("decoded_height", "Int32", pa.int32()),
-    ("file_bytes", "Int64", pa.int64()),
-    ("bytes_per_pixel", "float32", pa.float32()),
-    ("jpeg_quality", "Int16", pa.int16()),
-    ("brightness", "float32", pa.float32()),
-    ("contrast", "float32", pa.float32()),
-    ("colourfulness", "float32", pa.float32()),
-    ("saturation", "float32", pa.float32()),
-    ("entropy", "float32", pa.float32()),
-    ("highlights_clipped", "float32", pa.float32()),
-    ("shadows_clipped", "float32", pa.float32()),
-    ("sharpness", "float32", pa.float32()),
-    ("edge_density", "float32", pa.float32()),
-    ("phash", "Int64", pa.int64()),
-]
-PIXEL_FEATURE_NAMES = [name for name, _, _ in PIXEL_FEATURES]
+#: The features of the ``W/features/pixels/`` dataset; every field is nullable (null on an error row).
+PIXEL_FEATURES: pa.Schema = pa.schema([
+    pa.field("format", pa.string()),
+    pa.field("mode", pa.string()),
+    pa.field("n_frames", pa.int32()),
+    pa.field("image_width", pa.int32()),
+    pa.field("image_height", pa.int32()),
+    pa.field("decoded_width", pa.int32()),
+    pa.field("decoded_height", pa.int32()),
+    pa.field("file_bytes", pa.int64()),
+    pa.field("bytes_per_pixel", pa.float32()),
+    pa.field("jpeg_quality", pa.int32()),
+    pa.field("brightness", pa.float32()),
+    pa.field("contrast", pa.float32()),
+    pa.field("colourfulness", pa.float32()),
+    pa.field("saturation", pa.float32()),
+    pa.field("entropy", pa.float32()),
+    pa.field("highlights_clipped", pa.float32()),
+    pa.field("shadows_clipped", pa.float32()),
+    pa.field("sharpness", pa.float32()),
+    pa.field("edge_density", pa.float32()),
+    pa.field("phash", pa.int64()),
+])
+PIXEL_FEATURE_NAMES = PIXEL_FEATURES.names
 PIXELS_ERROR_COLUMNS = ["pixels_error", "pixels_error_message"]
 
-_COLUMNS = ([("image_id", "string", pa.string())] + PIXEL_FEATURES
-            + [("pixels_error", "string", pa.string()), ("pixels_error_message", "string", pa.string()),
-               ("input_digest", "string", pa.string()),
-               ("event_timestamp", "datetime64[ns, UTC]", pa.timestamp("ns", tz="UTC"))])
-#: pandas dtypes of the ``W/features/pixels/`` dataset, in column order.
-PIXELS_DTYPES: dict[str, str] = {name: dtype for name, dtype, _ in _COLUMNS}
 #: pyarrow schema of the ``W/features/pixels/`` dataset (pass to ``write_ddf(schema=...)``).
-PIXELS_SCHEMA: pa.Schema = pa.schema([pa.field(name, typ) for name, _, typ in _COLUMNS])
+PIXELS_SCHEMA: pa.Schema = pa.schema([pa.field("image_id", pa.string()), *PIXEL_FEATURES,
+                                      pa.field("pixels_error", pa.string()),
+                                      pa.field("pixels_error_message", pa.string()),
+                                      pa.field("input_digest", pa.string()),
+                                      pa.field("event_timestamp", pa.timestamp("ns", tz="UTC"))])
+#: pandas dtypes of the ``W/features/pixels/`` dataset, in column order.
+PIXELS_DTYPES: dict[str, str] = pandas_dtypes(PIXELS_SCHEMA)
 #: empty pandas frame with the dataset's columns and dtypes (``map_partitions(meta=PIXELS_META)``).
-PIXELS_META: pd.DataFrame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in PIXELS_DTYPES.items()})
+PIXELS_META: pd.DataFrame = empty_frame(PIXELS_SCHEMA)
 
 WORK_LONG_SIDE = 1280   # large originals are DCT-scaled by 4 or 8 while the long side stays >= this
 EDGE_THRESHOLD = 40.0   # |dx| + |dy| (central differences, luma levels) above which a pixel is an edge

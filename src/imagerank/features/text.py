@@ -15,7 +15,6 @@ Two halves:
 from __future__ import annotations
 
 import html
-import json
 import re
 
 import numpy as np
@@ -24,6 +23,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.utils.validation import check_is_fitted
+
+from imagerank.catalog.fields import meta_object, tag_names
 
 TEXT_COLUMN = "text"
 TEXT_COUNT_COLUMNS = ["text_chars", "text_tokens", "description_sentences", "tag_words"]
@@ -51,33 +52,11 @@ def clean_text(raw: object) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def _tag_names(raw: object) -> list[str]:
-    if not isinstance(raw, str) or not raw:
-        return []
-    try:
-        tags = json.loads(raw)
-    except ValueError:
-        return []
-    if not isinstance(tags, list):
-        return []
-    return [str(t.get("name", "")) if isinstance(t, dict) else str(t) for t in tags]
-
-
-def _description(raw: object) -> str:
-    if not isinstance(raw, str) or not raw:
-        return ""
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        return ""
-    return str(meta.get("description") or "") if isinstance(meta, dict) else ""
-
-
 def text_documents(catalog: pd.DataFrame) -> pd.DataFrame:
     """Partition function: image_id, the cleaned document (title | description | tags) and its counts."""
     titles = [clean_text(t) for t in catalog["title"]]
-    descriptions = [clean_text(_description(m)) for m in catalog["meta_data"]]
-    tags = [[clean_text(t) for t in _tag_names(raw)] for raw in catalog["tags"]]
+    descriptions = [clean_text(str(meta_object(m).get("description") or "")) for m in catalog["meta_data"]]
+    tags = [[clean_text(t) for t in tag_names(raw)] for raw in catalog["tags"]]
     docs = [" | ".join(part for part in (title, desc, " ; ".join(t for t in tag if t)) if part)
             for title, desc, tag in zip(titles, descriptions, tags)]
     out = pd.DataFrame({

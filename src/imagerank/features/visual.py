@@ -36,6 +36,10 @@ from math import comb
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+from imagerank.schemas import empty_frame
+from imagerank.settings import PAGERANK
 
 DEFAULT_THRESHOLD = 10
 DEFAULT_BANDS = 8
@@ -45,15 +49,17 @@ GUARANTEED_DISTANCE = 6  # a resized, re-encoded copy; every index ``index_for``
 DEFAULT_MEAN_BUCKET = 64
 KEY_SHIFT = 40  # combination id above, concatenated substring values (at most 40 bits) below
 
-VISUAL_META = pd.DataFrame({
-    "image_id": pd.Series(dtype="string"),
-    "has_phash": pd.Series(dtype="bool"),
-    "dup_neighbors": pd.Series(dtype="int64"),
-    "dup_cluster_size": pd.Series(dtype="int64"),
-    "dup_hosts": pd.Series(dtype="int64"),
-    "dup_providers": pd.Series(dtype="int64"),
-    "visualrank": pd.Series(dtype="float64"),
-})
+#: One row per catalog image; ``W/features/visual/`` adds the run's event time.
+VISUAL_SCHEMA = pa.schema([
+    pa.field("image_id", pa.string()),
+    pa.field("has_phash", pa.bool_(), nullable=False),
+    pa.field("dup_neighbors", pa.int64(), nullable=False),
+    pa.field("dup_cluster_size", pa.int64(), nullable=False),
+    pa.field("dup_hosts", pa.int64(), nullable=False),
+    pa.field("dup_providers", pa.int64(), nullable=False),
+    pa.field("visualrank", pa.float64()),
+])
+VISUAL_META = empty_frame(VISUAL_SCHEMA)
 BAND_META = pd.DataFrame({"band_key": pd.Series(dtype="int64"), "node_id": pd.Series(dtype="int64"),
                           "phash": pd.Series(dtype="int64")})
 PAIRS_META = pd.DataFrame({"a": pd.Series(dtype="int64"), "b": pd.Series(dtype="int64"),
@@ -339,7 +345,7 @@ PAIR_NODES_META = pd.DataFrame({"node_id": pd.Series(dtype="int64"), "component"
                                 "visualrank": pd.Series(dtype="float64")})
 
 
-def isolated_visualrank(n: int, n_paired: int, damping: float = 0.85) -> float:
+def isolated_visualrank(n: int, n_paired: int, damping: float = PAGERANK.damping) -> float:
     """VisualRank (mean-1 scale) of an image without near-duplicates among ``n`` images of which ``n_paired``
     have one: the isolated images are dangling nodes; their mass returns uniformly, so each holds
     ``s = (1 - d) / (n - d * n_isolated)`` (times n)."""
@@ -348,7 +354,7 @@ def isolated_visualrank(n: int, n_paired: int, damping: float = 0.85) -> float:
 
 
 def pair_graph_ranks(n: int, a: np.ndarray, b: np.ndarray, distance: np.ndarray,
-                     threshold: int = DEFAULT_THRESHOLD, damping: float = 0.85) -> pd.DataFrame:
+                     threshold: int = DEFAULT_THRESHOLD, damping: float = PAGERANK.damping) -> pd.DataFrame:
     """Component, degree and VisualRank of the images that have a near-duplicate (``PAIR_NODES_META``), from
     the verified pairs only (memory grows with the pairs, not with the ``n`` images).
 
@@ -378,7 +384,7 @@ def pair_graph_ranks(n: int, a: np.ndarray, b: np.ndarray, distance: np.ndarray,
 
 
 def cluster_and_rank(n: int, a: np.ndarray, b: np.ndarray, distance: np.ndarray,
-                     threshold: int = DEFAULT_THRESHOLD, damping: float = 0.85):
+                     threshold: int = DEFAULT_THRESHOLD, damping: float = PAGERANK.damping):
     """Connected components and VisualRank of the near-duplicate graph on nodes 0..n-1, as whole arrays
     (small graphs, tests; the stage uses ``pair_graph_ranks``).
 

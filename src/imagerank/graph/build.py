@@ -30,6 +30,7 @@ import pandas as pd
 
 from imagerank.graph.pagerank import (PageRankResult, map_node_slices, pagerank, pagerank_blocked,
                                       transition_matrix)
+from imagerank.settings import PAGERANK
 from imagerank.urls import host_of, registered_domain
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def _page_rows(part: pd.DataFrame, lo: int, scores, in_deg, out_deg) -> pd.DataF
     return out
 
 
-def page_graph(edges, *, damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200, client=None,
+def page_graph(edges, *, damping: float = PAGERANK.damping, tol: float = PAGERANK.tol, max_iter: int = PAGERANK.max_iter, client=None,
                blocked: bool | None = None):
     """Page PageRank from the edge dataset (a Dask frame): (pages Dask frame, PageRankResult, counts).
     ``blocked``: PageRank on the workers (``_rank``); each id partition then receives only its slice."""
@@ -194,7 +195,7 @@ def host_edge_frame(part: pd.DataFrame) -> pd.DataFrame:
     return out.drop_duplicates()
 
 
-def host_graph(edges, *, damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200, client=None,
+def host_graph(edges, *, damping: float = PAGERANK.damping, tol: float = PAGERANK.tol, max_iter: int = PAGERANK.max_iter, client=None,
                blocked: bool | None = None):
     """Host PageRank with the link-farm rule (module docstring): (hosts Dask frame, PageRankResult, counts)."""
     import dask.dataframe as dd
@@ -266,7 +267,7 @@ __all__ = ["assign_ids", "page_graph", "host_graph", "host_edge_frame", "PAGES_M
            "PageRankResult"]
 
 
-def pages_frame(edges: pd.DataFrame, *, damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200
+def pages_frame(edges: pd.DataFrame, *, damping: float = PAGERANK.damping, tol: float = PAGERANK.tol, max_iter: int = PAGERANK.max_iter
                 ) -> tuple[pd.DataFrame, PageRankResult]:
     """The page graph of a small pandas edge frame, in-process (tests, demo): (PAGES_META frame, result)."""
     links = edges.loc[edges["kind"] == "link", ["src_url", "dst_url"]]

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from imagerank.settings import PAGERANK
+
 log = logging.getLogger(__name__)
 
 
@@ -75,8 +77,8 @@ def transition_matrix(src: np.ndarray, dst: np.ndarray, n: int, weights: np.ndar
     return m, dangling
 
 
-def pagerank(src, dst, n: int | None = None, *, damping: float = 0.85, tol: float = 1e-10,
-             max_iter: int = 200, personalization: np.ndarray | None = None, dangling: str = "personalization",
+def pagerank(src, dst, n: int | None = None, *, damping: float = PAGERANK.damping, tol: float = PAGERANK.tol,
+             max_iter: int = PAGERANK.max_iter, personalization: np.ndarray | None = None, dangling: str = "personalization",
              weights: np.ndarray | None = None, x0: np.ndarray | None = None,
              matrix: tuple[sp.csr_matrix, np.ndarray] | None = None, progress=None) -> PageRankResult:
     """PageRank of nodes ``0..n-1`` over edges ``src[i] -> dst[i]``.
@@ -313,7 +315,7 @@ def _error_sum(*steps) -> float:
 CHECK_LAG = 4  # iterations queued ahead of the convergence check: the driver never waits on a round trip
 
 
-def pagerank_blocked(client, edges, n: int, *, damping: float = 0.85, tol: float = 1e-10, max_iter: int = 200,
+def pagerank_blocked(client, edges, n: int, *, damping: float = PAGERANK.damping, tol: float = PAGERANK.tol, max_iter: int = PAGERANK.max_iter,
                      personalization: np.ndarray | None = None, dangling: str = "personalization",
                      n_blocks: int | None = None, src: str = "src", dst: str = "dst", weight: str | None = None,
                      progress=None) -> BlockedPageRankResult:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from imagerank.io import atomic_path
 from imagerank.reporting import analysis, data, html, plots
+from imagerank.settings import STANDARDIZATION_PERCENTILE
 
 ANCHORS = [("Khosla et al. 2014 (content-only)", 0.31, 0.40), ("SVR baseline (content-only)", 0.22, 0.52)]
 SECTIONS = ["summary", "distributions", "standardization", "evaluation", "importance", "popularity-authority",
@@ -141,8 +142,8 @@ def _standardization(workdir: Path, run: dict) -> str:
         observed = observed.merge(providers, on="image_id", how="left")
     config = popularity.get("config") or popularity.get("standardization") or {}
     metric_names = (config.get("metrics") if isinstance(config, dict) else None) or {}
-    uri = plots.standardization_curves(constants, observed, metric_names)
-    r = config.get("percentile", 0.85) if isinstance(config, dict) else 0.85
+    r = config.get("percentile", STANDARDIZATION_PERCENTILE) if isinstance(config, dict) else STANDARDIZATION_PERCENTILE
+    uri = plots.standardization_curves(constants, observed, metric_names, r)
     rows = [(p, c.get("metric") or metric_names.get(p, ""), c.get("n_observed"), c.get("percentile_value"),
              c.get("constant")) for p, c in constants.items()]
     return (f'<p class="lead">Raw metrics are not comparable across providers; each provider\'s metric x becomes '

@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from imagerank.settings import STANDARDIZATION_PERCENTILE  # noqa: E402
+
 PALETTE = ["#2f6db3", "#e07b39", "#3a9a5b", "#c44e52", "#8172b2", "#937860", "#da8bc3", "#8c8c8c",
            "#ccb974", "#64b5cd"]
 STYLE = {
@@ -78,8 +80,10 @@ def score_distributions(frame: pd.DataFrame, providers: list[str]) -> str:
 
 
 @_styled
-def standardization_curves(constants: dict, observed: pd.DataFrame, metric_names: dict) -> str:
-    """p(x) = x / (x + C) per provider on a log metric axis, with V marked and the observed values as a rug."""
+def standardization_curves(constants: dict, observed: pd.DataFrame, metric_names: dict,
+                           percentile: float = STANDARDIZATION_PERCENTILE) -> str:
+    """p(x) = x / (x + C) per provider on a log metric axis, with V marked (at the run's ``percentile``)
+    and the observed values as a rug."""
     names = list(constants)
     palette = colors(names)
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -108,8 +112,9 @@ def standardization_curves(constants: dict, observed: pd.DataFrame, metric_names
         if len(values):
             sample = values.sample(min(len(values), 400), random_state=0).to_numpy()
             ax.plot(sample, np.full(len(sample), -0.03 - 0.035 * i), "|", color=palette[provider], ms=7, alpha=0.5)
-    ax.axhline(0.85, color="#6b7280", lw=0.8, ls="--")
-    ax.text(x[-1], 0.82, "p(V) = r = 0.85 ", color="#6b7280", fontsize=8, ha="right", va="top")
+    ax.axhline(percentile, color="#6b7280", lw=0.8, ls="--")
+    ax.text(x[-1], percentile - 0.03, f"p(V) = r = {percentile:g} ", color="#6b7280", fontsize=8, ha="right",
+            va="top")
     ax.set_xscale("log")
     ax.set_ylim(-0.04 - 0.035 * len(names), 1.02)
     ax.set_xlabel("raw provider metric x (count: views, global usages, downloads; log scale)")

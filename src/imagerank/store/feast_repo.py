@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-SCORE_FEATURES = ["popularity", "authority", "popularity_source", "authority_source", "model_version"]
+from imagerank.scoring import SCORE_FEATURES  # noqa: E402,F401  (one list, derived from SCORES_SCHEMA)
 SCORES_VIEW = "image_scores"
 
 
