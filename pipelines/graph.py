@@ -462,7 +462,7 @@ def run_linkgraph(client: Client, workdir: str | Path, paths: list[str], *, rank
 
 def _harmonic_on_workers(client: Client, src, dst, n: int, out_degree, max_exact_sources: int, samples: int,
                          block: int) -> tuple[np.ndarray, dict]:
-    """Harmonic centrality: BFS from blocks of source domains on the workers, summed on the driver."""
+    """Harmonic centrality: BFS from blocks of source domains on the workers, summed on the driver in block order."""
     from imagerank.graph import linkgraph as LG
 
     t0 = time.perf_counter()
@@ -473,7 +473,7 @@ def _harmonic_on_workers(client: Client, src, dst, n: int, out_degree, max_exact
     futures = client.map(LG.harmonic_block, [a_shared] * len(blocks), blocks, pure=False)
     total = np.zeros(n, dtype=np.float64)
     bar = _bar(len(futures), "linkgraph: harmonic centrality")
-    for fut in as_completed(futures):
+    for fut in futures:  # summed in block order: the same floats every run, whichever worker finishes first
         total += fut.result()
         bar.update(1)
     bar.close()
