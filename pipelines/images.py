@@ -164,15 +164,18 @@ def write_listing(source: ImageSource, fs, path: str, rows_per_file: int = LISTI
     total, in_file, part, writer, handle = 0, 0, 0, None, None
     try:
         for batch in source.listing():
-            if writer is None or in_file >= rows_per_file:
-                if writer is not None:
-                    writer.close()
-                    handle.close()
-                handle = fs.open(f"{path}/part.{part}.parquet", "wb")
-                writer, in_file, part = pq.ParquetWriter(handle, LISTING_SCHEMA), 0, part + 1
-            writer.write_table(batch)
-            in_file += batch.num_rows
-            total += batch.num_rows
+            while batch.num_rows:
+                if writer is None or in_file >= rows_per_file:
+                    if writer is not None:
+                        writer.close()
+                        handle.close()
+                    handle = fs.open(f"{path}/part.{part}.parquet", "wb")
+                    writer, in_file, part = pq.ParquetWriter(handle, LISTING_SCHEMA), 0, part + 1
+                piece = batch.slice(0, rows_per_file - in_file)
+                writer.write_table(piece)
+                in_file += piece.num_rows
+                total += piece.num_rows
+                batch = batch.slice(piece.num_rows)
         if writer is None:
             handle = fs.open(f"{path}/part.0.parquet", "wb")
             writer = pq.ParquetWriter(handle, LISTING_SCHEMA)

@@ -238,7 +238,8 @@ class ImageSource:
         for info in infos:
             if info.get("type", "file") != "file":
                 continue
-            paths.append(info["name"])
+            name = info["name"]
+            paths.append(name.lstrip("/") if not root.startswith("/") else name)  # memory:// names start with /
             sizes.append(info.get("size"))
             versions.append(_version(info))
             if len(paths) >= batch_rows:
