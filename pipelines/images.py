@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 SCHEMAS = {"pixels": PIXELS_SCHEMA, "exif": EXIF_SCHEMA}
 COLUMNS = {"pixels": PIXELS_COLUMNS, "exif": EXIF_COLUMNS}
 #: listing entries per Parquet file of the temporary listing (one file is broadcast to every task)
-LISTING_ROWS_PER_FILE = 2_000_000
+LISTING_ROWS_PER_FILE = 1_000_000
 #: the type of text columns here, as ``dd.read_parquet`` gives them (join keys of one type on both sides)
 KEY_DTYPE = pd.StringDtype("pyarrow")
 
@@ -88,7 +88,7 @@ def run_image_features(client, workdir: str, images: str, families: Iterable[str
     if not storage.exists(catalog_path):
         raise FileNotFoundError(f"{catalog_path} does not exist: run `imagerank ingest` first")
     pieces = catalog_pieces(catalog_path)
-    names = set(pq.read_schema(_open(catalog_path, pieces[0][0])).names) if pieces else {"image_id", "meta_data"}
+    names = _catalog_columns(catalog_path, pieces[0][0]) if pieces else {"image_id", "meta_data"}
     missing = set(source.fields) - names
     if missing:
         raise ValueError(f"the image template uses {sorted(missing)}, not catalog columns")
@@ -262,9 +262,10 @@ def _to_pandas(table: pa.Table, columns: list[str]) -> pd.DataFrame:
     return frame.astype({c: KEY_DTYPE for c in columns})
 
 
-def _open(catalog_path: str, relative: str):
+def _catalog_columns(catalog_path: str, relative: str) -> set[str]:
     fs, root = storage.filesystem(catalog_path)
-    return fs.open(f"{root.rstrip('/')}/{relative}", "rb")
+    with fs.open(f"{root.rstrip('/')}/{relative}", "rb") as handle:
+        return set(pq.read_schema(handle).names)
 
 
 def _with_previous(catalog: dd.DataFrame, targets: dict[str, str]) -> dd.DataFrame:

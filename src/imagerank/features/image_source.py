@@ -224,16 +224,13 @@ class ImageSource:
         """Every file under the root, as tables of :data:`LISTING_SCHEMA` of up to ``batch_rows`` rows.
 
         On s3 the listing is streamed page by page (bounded memory whatever the number of objects);
-        elsewhere it comes from one ``fs.find`` of the root. A root that does not exist lists nothing.
+        elsewhere folder by folder (``fs.walk``). A root that does not exist lists nothing.
         """
         root = self.root.rstrip("/") or self.root
         if self.protocol == "s3" and hasattr(self.fs, "_iterdir"):
             infos: Iterator[dict] = self._s3_infos(root)
         else:
-            try:
-                infos = iter(self.fs.find(root, detail=True).values())
-            except FileNotFoundError:
-                infos = iter(())
+            infos = self._walked_infos(root)
         paths, sizes, versions = [], [], []
         for info in infos:
             if info.get("type", "file") != "file":
@@ -247,6 +244,13 @@ class ImageSource:
                 paths, sizes, versions = [], [], []
         if paths:
             yield pa.Table.from_arrays([paths, sizes, versions], schema=LISTING_SCHEMA)
+
+    def _walked_infos(self, root: str) -> Iterator[dict]:
+        try:
+            for _, _, files in self.fs.walk(root, detail=True):
+                yield from files.values()
+        except FileNotFoundError:
+            return
 
     def _s3_infos(self, root: str, page: int = 10_000) -> Iterator[dict]:
         """Object infos under ``root`` from s3fs's paged listing, ``page`` objects per round trip to the loop."""
