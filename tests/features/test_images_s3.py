@@ -154,3 +154,25 @@ def test_an_unchanged_image_is_not_read_again_after_a_catalog_change(s3_client, 
     for family in ("pixels", "exif"):
         pd.testing.assert_frame_equal(incremental[family].drop(columns="event_timestamp"),
                                       recomputed[family].drop(columns="event_timestamp"))
+
+
+def test_storage_options_reach_the_source(s3_endpoint, images, monkeypatch):
+    """``--storage-options`` (kept in IMAGERANK_STORAGE_OPTIONS for the workers) is how an endpoint given on
+    the command line reaches the image source; without it and without AWS_ENDPOINT_URL, no server is found."""
+    import fsspec
+
+    from imagerank.features.image_source import ImageError, ImageSource
+    from imagerank.storage import set_storage_options
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("IMAGERANK_STORAGE_OPTIONS", "{}")
+    fsspec.AbstractFileSystem.clear_instance_cache()  # a cached client would still know the endpoint
+    row = {"image_id": "cam000"}
+    set_storage_options({"endpoint_url": s3_endpoint})
+    assert ImageSource(f"s3://imagerank/{PREFIX}/{{image_id}}.jpg").read(row, 10**7) == images["files"]["cam000"]
+    set_storage_options({"endpoint_url": "http://127.0.0.1:9", "config_kwargs": {"retries": {"max_attempts": 1}}})
+    fsspec.AbstractFileSystem.clear_instance_cache()
+    with pytest.raises(ImageError) as err:
+        ImageSource(f"s3://imagerank/{PREFIX}/{{image_id}}.jpg").read(row, 10**7)
+    assert err.value.code == "read_error"
+    fsspec.AbstractFileSystem.clear_instance_cache()

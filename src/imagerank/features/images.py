@@ -12,7 +12,7 @@ Error codes (columns ``pixels_error`` / ``exif_error``; null means the row is go
 
 ==================  ==========================================================================================
 ``path_escape``     the path built from catalog values leaves the image root (``..``, absolute, symlink)
-``missing``         no file at the path
+``missing``         no file at the path (with a listing: not in it, and no request is made)
 ``read_error``      the file exists but could not be read (permissions, network, ...)
 ``too_large``       more bytes than ``max_bytes``
 ``empty``           zero-byte file
