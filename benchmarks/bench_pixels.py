@@ -171,7 +171,7 @@ def dask_runs(workdir: Path, folder: Path, n_files: int, rows: int) -> dict[str,
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit="2GiB",
                           dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
             # a small run first: the workers' imports and first-task costs stay outside the timing
-            run_image_features(client, warm, template, rows_per_partition=None, progress=False, reuse=False)
+            run_image_features(client, warm, template, images_per_task=None, progress=False, reuse=False)
             if label == "1 worker, N":  # the same partition in a worker task and in this process (best of 3)
                 part = bench_catalog(min(n_rows, 300), n_files)
                 out["partition CPU ms/img in a worker task"] = 1e3 * min(
@@ -179,7 +179,7 @@ def dask_runs(workdir: Path, folder: Path, n_files: int, rows: int) -> dict[str,
                 out["partition CPU ms/img in this process"] = 1e3 * min(partition_cpu(part, template) for _ in range(3))
             cpu_before = client.run(_cpu_seconds)
             start = time.perf_counter()
-            counts = run_image_features(client, w, template, rows_per_partition=None,  # the 16 files
+            counts = run_image_features(client, w, template, images_per_task=None,  # the 16 files
                                         progress=False, reuse=False)
             elapsed = time.perf_counter() - start
             cpu = sum(client.run(_cpu_seconds).values()) - sum(cpu_before.values())

@@ -1,15 +1,24 @@
 """Dask stage: image bytes -> ``W/features/pixels/`` and ``W/features/exif/``.
 
-Reads ``W/catalog/`` lazily, maps :func:`imagerank.features.images.image_features` over its partitions
-on the workers (each worker streams one image at a time from the image source), and writes the two
-families. When both are asked for, every image is fetched and decoded once: the two Parquet writes are
-computed together from the same partition results, each into a temporary sibling renamed into place
-only when both have finished (``imagerank.io.atomic_path``, the same mechanism as ``write_ddf``).
+Planned for a catalog of hundreds of millions of rows whose images sit in an object store:
 
-Incremental: the previous run's rows of each family are joined onto the catalog by ``image_id``, and a
-row whose image bytes (and, for EXIF, ``meta_data``) hash the same as before is copied, not decoded
-(see *Reuse* in :mod:`imagerank.features.images`). An unchanged catalog costs one read and one hash
-per image.
+1. **List** the image store once (the template's root prefix, streamed page by page into a temporary
+   Parquet listing under the work directory): existence, size and version (ETag) of every image.
+2. **Size tasks by work**: ``ceil(listed images / images_per_task)`` tasks (at least ``rows / max_rows_per_task``
+   so that no task holds too many catalog rows), each reading its own contiguous slice of ``W/catalog/``
+   row groups (no shuffle, no task depending on another's read).
+3. **Join** the listing (by path) and the previous run's rows (by ``image_id``) onto each slice: a listing
+   or previous dataset of one file is broadcast to every task; larger ones are hash-joined.
+4. **Fetch and decode** in :func:`imagerank.features.images.image_features`: rows the listing settles
+   (not listed, too large, unchanged since the last run) cost no request; the rest are fetched many per call,
+   bounded by the ``fetch_bytes`` limit per task.
+5. **Write** both families from the same partition results into a few large files (adjacent tasks'
+   results concatenated, ``rows_per_file`` rows each), each dataset into a temporary sibling renamed into
+   place only when both have finished (``imagerank.io.atomic_path``; a URL work directory is written in
+   place).
+
+Incremental: a row whose image is listed with the same path, size and version as before (and, for EXIF,
+the same ``meta_data``) is copied without reading the image (see *Reuse* in :mod:`imagerank.features.images`).
 """
 
 from __future__ import annotations
@@ -17,17 +26,21 @@ from __future__ import annotations
 import logging
 import math
 import string
-from contextlib import ExitStack
-from pathlib import Path
-from typing import Any, Iterable
+import uuid
+from contextlib import ExitStack, contextmanager
+from typing import Any, Iterable, Iterator
 
 import dask
 import dask.dataframe as dd
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from imagerank.features.images import (EXIF_COLUMNS, FAMILIES, IMAGE_FEATURES_META, PIXELS_COLUMNS, PREVIOUS,
-                                       ImageLimits, ImageSource, family_frame, image_features)
+from imagerank import storage
 from imagerank.features.exif import EXIF_SCHEMA
+from imagerank.features.image_source import LISTING_SCHEMA
+from imagerank.features.images import (EXIF_COLUMNS, FAMILIES, IMAGE_FEATURES_META, LISTED_PATH, PIXELS_COLUMNS,
+                                       PREVIOUS, ImageError, ImageLimits, ImageSource, family_frame, image_features)
 from imagerank.features.pixels import PIXELS_SCHEMA
 from imagerank.io import atomic_path
 
@@ -35,24 +48,31 @@ log = logging.getLogger(__name__)
 
 SCHEMAS = {"pixels": PIXELS_SCHEMA, "exif": EXIF_SCHEMA}
 COLUMNS = {"pixels": PIXELS_COLUMNS, "exif": EXIF_COLUMNS}
+#: listing entries per Parquet file of the temporary listing (one file is broadcast to every task)
+LISTING_ROWS_PER_FILE = 1_000_000
+#: the type of text columns here, as ``dd.read_parquet`` gives them (join keys of one type on both sides)
+KEY_DTYPE = pd.StringDtype("pyarrow")
 
 
-def run_image_features(client, workdir: str | Path, images: str, families: Iterable[str] = FAMILIES, *,
-                       rows_per_partition: int | None = 2_000, progress: bool = True,
-                       storage_options: dict | None = None, event_timestamp: Any = None,
-                       reuse: bool = True, **limits: Any) -> dict[str, Any]:
-    """Compute the pixel and/or EXIF features of every ``W/catalog/`` row; return counts.
+def run_image_features(client, workdir: str, images: str, families: Iterable[str] = FAMILIES, *,
+                       images_per_task: int | None = 5_000, max_rows_per_task: int = 250_000,
+                       rows_per_file: int = 250_000, progress: bool = True, storage_options: dict | None = None,
+                       event_timestamp: Any = None, reuse: bool = True, **limits: Any) -> dict[str, Any]:
+    """Compute the pixel and/or EXIF features of every ``W/catalog/`` row; return counts per family.
 
-    ``images`` is a folder or a template (see :class:`~imagerank.features.images.ImageSource`);
+    ``images`` is a folder or a template (see :class:`~imagerank.features.image_source.ImageSource`);
     ``limits`` are :class:`~imagerank.features.images.ImageLimits` fields (``max_bytes``,
-    ``max_pixels``, ``timeout_s``, ``allow_remote``). ``rows_per_partition`` splits the catalog into
-    tasks of about that many images (load balancing and progress granularity; None keeps the
-    catalog's partitions). ``client`` is a ``distributed.Client`` (None: the current default
-    scheduler). ``event_timestamp`` (the run's time) is written on every computed row; default: now.
-    ``reuse=False`` recomputes every row instead of reusing unchanged ones. Unknown ``limits`` keys are
-    an error.
+    ``max_pixels``, ``timeout_s``, ``allow_remote``, ``fetch_bytes``). ``images_per_task`` is the
+    number of listed images one task fetches and decodes (None: one task per catalog file);
+    ``max_rows_per_task`` bounds the catalog rows of a task; ``rows_per_file`` sizes the output files.
+    ``client`` is a ``distributed.Client`` (None: the current default scheduler). ``event_timestamp``
+    (the run's time) is written on every computed row; default: now. ``reuse=False`` recomputes every row
+    instead of reusing unchanged ones. Unknown ``limits`` keys are an error.
+
+    Each family's counts: ``rows``, ``ok``, ``errors`` (rows per error code), ``reused``, ``fetched``
+    (images requested from the store), ``listed`` (images in the listing), ``tasks``, ``files``, ``path``.
     """
-    workdir = Path(workdir)
+    workdir = storage.absolute(workdir)
     families = tuple(f for f in FAMILIES if f in set(families))
     if not families:
         raise ValueError(f"families must be some of {FAMILIES}")
@@ -64,35 +84,46 @@ def run_image_features(client, workdir: str | Path, images: str, families: Itera
         event_timestamp = pd.Timestamp.now(tz="UTC")  # one time for the whole run, not per partition
     source = ImageSource(images, allow_remote=limit.allow_remote, storage_options=storage_options or {})
 
-    catalog_path = workdir / "catalog"
-    if not catalog_path.exists():
+    catalog_path = storage.join(workdir, "catalog")
+    if not storage.exists(catalog_path):
         raise FileNotFoundError(f"{catalog_path} does not exist: run `imagerank ingest` first")
-    needed = {"image_id", "meta_data", *source.fields}
-    catalog = dd.read_parquet(str(catalog_path))
-    missing = needed - set(catalog.columns) - {"meta_data"}
+    pieces = catalog_pieces(catalog_path)
+    names = _catalog_columns(catalog_path, pieces[0][0]) if pieces else {"image_id", "meta_data"}
+    missing = set(source.fields) - names
     if missing:
         raise ValueError(f"the image template uses {sorted(missing)}, not catalog columns")
-    catalog = catalog[[c for c in catalog.columns if c in needed]]
-    if "meta_data" not in catalog.columns:
-        catalog = catalog.assign(meta_data=None)
-    targets = {family: workdir / "features" / family for family in families}
-    npartitions = (max(1, math.ceil(_row_count(catalog_path) / rows_per_partition)) if rows_per_partition
-                   else catalog.npartitions)
-    if reuse:
-        catalog = _with_previous(catalog, targets, npartitions)
-    if npartitions > catalog.npartitions:
-        # hash-spread, not split: the pieces of one split read all stay on the worker that read it
-        catalog = catalog.shuffle(on="image_id", npartitions=npartitions)
-    elif npartitions < catalog.npartitions:
-        catalog = catalog.repartition(npartitions=npartitions)
+    columns = sorted({"image_id", "meta_data", *source.fields} & names)
+    targets = {family: storage.join(workdir, "features", family) for family in families}
 
-    features = catalog.map_partitions(image_features, source, families, limit, event_timestamp,
-                                      meta=IMAGE_FEATURES_META, align_dataframes=False)
-    outcomes = features[[c for f in families for c in (f"{f}_error", f"{f}_reused")]].map_partitions(
-        _outcome_counts, families, meta=ERROR_COUNTS_META)
-    frames = {f: features.map_partitions(family_frame, f, meta=family_frame(IMAGE_FEATURES_META, f))
-              for f in families}
-    totals = _write_together(client, frames, targets, outcomes, show=progress)
+    with _listing(source, storage.join(workdir, "features", f".image-listing-{uuid.uuid4().hex[:8]}")) as listed:
+        location, n_listed = listed
+        n_rows = sum(rows for _, _, rows in pieces)
+        if images_per_task:
+            n_tasks = max(1, math.ceil(n_listed / images_per_task), math.ceil(n_rows / max_rows_per_task))
+        else:
+            n_tasks = max(1, len({f for f, _, _ in pieces}))
+        slices = plan_slices(pieces, n_tasks)
+        catalog = dd.from_map(read_catalog_slice, slices, catalog_path=catalog_path, columns=columns,
+                              meta=_catalog_meta(columns), divisions=[None] * (len(slices) + 1),
+                              label="catalog-slice", enforce_metadata=False)
+        catalog = catalog.map_partitions(with_image_paths, source, meta=with_image_paths(_catalog_meta(columns), source))
+        if location is not None:
+            listing = dd.read_parquet(location, storage_options=storage.storage_options(location))
+            listing = listing.astype({LISTED_PATH: KEY_DTYPE, "image.version": KEY_DTYPE})
+            catalog = catalog.merge(listing, on=LISTED_PATH, how="left", npartitions=catalog.npartitions)
+        if reuse:
+            catalog = _with_previous(catalog, targets)
+
+        features = catalog.map_partitions(image_features, source, families, limit, event_timestamp,
+                                          meta=IMAGE_FEATURES_META, align_dataframes=False)
+        n_files = max(1, math.ceil(n_rows / rows_per_file))
+        if features.npartitions > n_files:  # adjacent tasks' results into one file: no shuffle
+            features = features.repartition(npartitions=n_files)
+        outcomes = features[[c for f in families for c in (f"{f}_error", f"{f}_reused")] + ["image_fetched"]
+                            ].map_partitions(_outcome_counts, families, meta=ERROR_COUNTS_META)
+        frames = {f: features.map_partitions(family_frame, f, meta=family_frame(IMAGE_FEATURES_META, f))
+                  for f in families}
+        totals = _write_together(client, frames, targets, outcomes, show=progress)
     counts: dict[str, Any] = {}
     for family in families:
         of_family = totals[totals["family"] == family]
@@ -100,55 +131,187 @@ def run_image_features(client, workdir: str | Path, images: str, families: Itera
         counts[family] = {"rows": int(by_code.sum()), "ok": int(by_code.get("ok", 0)),
                           "errors": {str(k): int(v) for k, v in by_code.items() if k != "ok"},
                           "reused": int(of_family.loc[of_family["reused"], "n"].sum()),
-                          "path": str(targets[family])}
+                          "fetched": int(of_family["fetched"].sum()), "listed": n_listed,
+                          "tasks": len(slices), "files": features.npartitions, "path": str(targets[family])}
     return counts
 
 
-def _with_previous(catalog: dd.DataFrame, targets: dict[str, Path], npartitions: int) -> dd.DataFrame:
+# --- the listing ---------------------------------------------------------------------------------------------
+
+@contextmanager
+def _listing(source: ImageSource, location: str) -> Iterator[tuple[str | None, int]]:
+    """``(location, entries)`` of the image store's listing written as Parquet under ``location`` (removed
+    afterwards); ``(None, 0)`` when the template has no listable root (``/`` or a placeholder in the bucket):
+    every row's image is then fetched."""
+    if source.root in ("", "/"):
+        yield None, 0
+        return
+    fs, path = storage.filesystem(location)
+    try:
+        n = write_listing(source, fs, path)
+        yield location, n
+    finally:
+        try:
+            fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+
+
+def write_listing(source: ImageSource, fs, path: str, rows_per_file: int = LISTING_ROWS_PER_FILE) -> int:
+    """Stream ``source.listing()`` into Parquet files of up to ``rows_per_file`` entries under ``path``
+    (one empty file when nothing is listed); return the number of entries. Bounded memory: one batch."""
+    fs.makedirs(path, exist_ok=True)
+    total, in_file, part, writer, handle = 0, 0, 0, None, None
+    try:
+        for batch in source.listing():
+            while batch.num_rows:
+                if writer is None or in_file >= rows_per_file:
+                    if writer is not None:
+                        writer.close()
+                        handle.close()
+                    handle = fs.open(f"{path}/part.{part}.parquet", "wb")
+                    writer, in_file, part = pq.ParquetWriter(handle, LISTING_SCHEMA), 0, part + 1
+                piece = batch.slice(0, rows_per_file - in_file)
+                writer.write_table(piece)
+                in_file += piece.num_rows
+                total += piece.num_rows
+                batch = batch.slice(piece.num_rows)
+        if writer is None:
+            handle = fs.open(f"{path}/part.0.parquet", "wb")
+            writer = pq.ParquetWriter(handle, LISTING_SCHEMA)
+            writer.write_table(LISTING_SCHEMA.empty_table())
+    finally:
+        if writer is not None:
+            writer.close()
+            handle.close()
+    return total
+
+
+def with_image_paths(catalog: pd.DataFrame, source: ImageSource) -> pd.DataFrame:
+    """The partition with ``image.path``: its image's path in the store (the listing's key), or null when
+    the catalog values make no safe path (the partition function reports ``path_escape`` for those)."""
+    fields = [c for c in source.fields if c in catalog.columns]
+    paths = []
+    for row in catalog[fields].to_dict("records") if len(catalog) else []:
+        try:
+            paths.append(source.path_for(row))
+        except ImageError:
+            paths.append(None)
+    return catalog.assign(**{LISTED_PATH: pd.Series(paths, index=catalog.index, dtype=KEY_DTYPE)})
+
+
+# --- the catalog in slices -----------------------------------------------------------------------------------
+
+def catalog_pieces(catalog_path: str) -> list[tuple[str, int, int]]:
+    """``(file, row group, rows)`` of every row group of a Parquet dataset, from the footers (no data read)."""
+    fs, root = storage.filesystem(catalog_path)
+    files = sorted(p for p in fs.find(root) if p.endswith(".parquet"))
+    pieces = []
+    for file in files:
+        with fs.open(file, "rb") as handle:
+            meta = pq.ParquetFile(handle).metadata
+        relative = file[len(root.rstrip("/")) + 1:]
+        pieces.extend((relative, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups))
+    return pieces
+
+
+def plan_slices(pieces: list[tuple[str, int, int]], n_tasks: int) -> list[list[tuple[str, int, int, int]]]:
+    """Contiguous runs of catalog rows, ``n_tasks`` of them as even as the row counts allow: each a list of
+    ``(file, row group, start, stop)``. A task reads only its own row groups."""
+    total = sum(rows for _, _, rows in pieces)
+    n_tasks = max(1, min(n_tasks, total))
+    bounds = [round(total * k / n_tasks) for k in range(n_tasks + 1)]
+    slices: list[list[tuple[str, int, int, int]]] = [[] for _ in range(n_tasks)]
+    offset, task = 0, 0
+    for file, group, rows in pieces:
+        start = 0
+        while start < rows:
+            while bounds[task + 1] <= offset + start and task < n_tasks - 1:
+                task += 1
+            stop = min(rows, bounds[task + 1] - offset) if task < n_tasks - 1 else rows
+            slices[task].append((file, group, start, stop))
+            start = stop
+        offset += rows
+    return [s for s in slices if s] or [[]]
+
+
+def read_catalog_slice(pieces: list[tuple[str, int, int, int]], catalog_path: str, columns: list[str]) -> pd.DataFrame:
+    """The catalog rows of one slice (the needed columns only)."""
+    fs, root = storage.filesystem(catalog_path)
+    tables = []
+    for file, group, start, stop in pieces:
+        with fs.open(f"{root.rstrip('/')}/{file}", "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            present = [c for c in columns if c in parquet.schema_arrow.names]
+            table = parquet.read_row_group(group, columns=present).slice(start, stop - start)
+        for name in columns:
+            if name not in table.column_names:
+                table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+        tables.append(table.select(columns))
+    if not tables:
+        return _catalog_meta(columns)
+    return _to_pandas(pa.concat_tables(tables, promote_options="permissive"), columns)
+
+
+def _catalog_meta(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=KEY_DTYPE) for c in columns})
+
+
+def _to_pandas(table: pa.Table, columns: list[str]) -> pd.DataFrame:
+    frame = table.to_pandas()
+    return frame.astype({c: KEY_DTYPE for c in columns})
+
+
+def _catalog_columns(catalog_path: str, relative: str) -> set[str]:
+    fs, root = storage.filesystem(catalog_path)
+    with fs.open(f"{root.rstrip('/')}/{relative}", "rb") as handle:
+        return set(pq.read_schema(handle).names)
+
+
+def _with_previous(catalog: dd.DataFrame, targets: dict[str, str]) -> dd.DataFrame:
     """The catalog with each family's previous rows joined on as ``previous.<family>.<column>``
-    (families without a previous dataset, or one written before digests existed, are left out), in
-    ``npartitions`` hash partitions when there is something to join."""
+    (families without a previous dataset, or one written before digests existed, are left out)."""
     for family, path in targets.items():
-        if not path.exists():
+        if not storage.exists(path):
             continue
-        previous = dd.read_parquet(str(path))
+        previous = dd.read_parquet(path, storage_options=storage.storage_options(path))
         if "input_digest" not in previous.columns:
             continue
         columns = [c for c in COLUMNS[family] if c != "image_id"]
-        previous = previous[["image_id", *columns]].rename(columns={c: f"{PREVIOUS}{family}.{c}" for c in columns})
-        catalog = catalog.merge(previous, on="image_id", how="left", npartitions=npartitions)
+        previous = previous[["image_id", *columns]].astype({"image_id": KEY_DTYPE}).rename(columns={c: f"{PREVIOUS}{family}.{c}" for c in columns})
+        catalog = catalog.astype({"image_id": KEY_DTYPE}).merge(previous, on="image_id", how="left",
+                                                                npartitions=catalog.npartitions)
     return catalog
 
 
 ERROR_COUNTS_META = pd.DataFrame({"family": pd.Series(dtype="string"), "code": pd.Series(dtype="string"),
-                                  "reused": pd.Series(dtype="bool"), "n": pd.Series(dtype="int64")})
+                                  "reused": pd.Series(dtype="bool"), "n": pd.Series(dtype="int64"),
+                                  "fetched": pd.Series(dtype="int64")})
 
 
 def _outcome_counts(outcomes: pd.DataFrame, families: tuple[str, ...]) -> pd.DataFrame:
-    """Rows per (family, error code, reused) of one partition; ``ok`` for rows without an error."""
+    """Rows (``n``) and fetched images per (family, error code, reused) of one partition; ``ok`` for rows
+    without an error."""
     parts = []
     for family in families:
         keys = pd.DataFrame({"code": outcomes[f"{family}_error"].astype("string").fillna("ok"),
-                             "reused": outcomes[f"{family}_reused"].fillna(False).astype(bool)})
-        counted = keys.groupby(["code", "reused"], observed=True).size().rename("n").reset_index()
+                             "reused": outcomes[f"{family}_reused"].fillna(False).astype(bool),
+                             "fetched": outcomes["image_fetched"].fillna(False).astype("int64")})
+        counted = (keys.groupby(["code", "reused"], observed=True)["fetched"].agg(["size", "sum"])
+                   .rename(columns={"size": "n", "sum": "fetched"}).reset_index())
         parts.append(counted.assign(family=family)[list(ERROR_COUNTS_META.columns)])
     return pd.concat(parts, ignore_index=True).astype(ERROR_COUNTS_META.dtypes.to_dict())
 
 
-def _row_count(path: Path) -> int:
-    """Rows of a Parquet dataset from its footers (no data read)."""
-    import pyarrow.dataset as ds
-
-    return int(ds.dataset(str(path), format="parquet").count_rows())
-
-
-def _write_together(client, frames: dict[str, dd.DataFrame], targets: dict[str, Path],
+def _write_together(client, frames: dict[str, dd.DataFrame], targets: dict[str, str],
                     errors: dd.DataFrame, show: bool = True) -> pd.DataFrame:
     """Write frames that share one graph and compute their error counts in a single pass over the
-    images; each dataset goes to a temporary sibling renamed into place only when all succeeded."""
+    images; each local dataset goes to a temporary sibling renamed into place only when all succeeded."""
     with ExitStack() as stack:
-        tmp = {f: stack.enter_context(atomic_path(targets[f])) for f in frames}
-        writes = [frames[f].to_parquet(str(tmp[f]), write_index=False, schema=SCHEMAS[f], compute=False)
+        tmp = {f: targets[f] if storage.is_url(targets[f]) else str(stack.enter_context(atomic_path(targets[f])))
+               for f in frames}
+        writes = [frames[f].to_parquet(tmp[f], write_index=False, schema=SCHEMAS[f], compute=False,
+                                       storage_options=storage.storage_options(tmp[f]), overwrite=storage.is_url(tmp[f]))
                   for f in frames]
         if client is None:
             *_, totals = dask.compute(*writes, errors)

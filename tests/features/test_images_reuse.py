@@ -90,13 +90,13 @@ def test_stage_reuses_and_equals_a_full_run(tmp_path, folder, dask_client):
     ids = ["i0", "i1", "i2", "broken", "absent"]
     write_frame(catalog(ids), workdir / "catalog")
     template = f"{folder}/{{image_id}}.jpg"
-    first = run_image_features(dask_client, workdir, template, rows_per_partition=2, progress=False,
+    first = run_image_features(dask_client, workdir, template, images_per_task=2, progress=False,
                                event_timestamp=T1)
     assert first["pixels"]["reused"] == 0 and first["exif"]["reused"] == 0
 
     (folder / "i2.jpg").write_bytes(jpeg(22))
     write_frame(catalog(ids + ["i3"]), workdir / "catalog")
-    second = run_image_features(dask_client, workdir, template, rows_per_partition=2, progress=False,
+    second = run_image_features(dask_client, workdir, template, images_per_task=2, progress=False,
                                 event_timestamp=T2)
     assert second["pixels"]["rows"] == 6 and second["pixels"]["reused"] == 3  # i0, i1, broken
     assert second["exif"]["reused"] == 3 and second["pixels"]["errors"] == first["pixels"]["errors"]

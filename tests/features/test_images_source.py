@@ -130,7 +130,7 @@ def test_stage_on_local_cluster(tmp_path, folder, dask_client):
 
     run_time = pd.Timestamp("2024-05-06T07:08:09Z")
     counts = run_image_features(dask_client, workdir, f"{folder}/{{provider}}/{{image_id}}.jpg",
-                                rows_per_partition=4, progress=False, timeout_s=30, event_timestamp=run_time)
+                                images_per_task=4, progress=False, timeout_s=30, event_timestamp=run_time)
     pixels = pd.read_parquet(workdir / "features" / "pixels")
     exif = pd.read_parquet(workdir / "features" / "exif")
     assert list(pixels.columns) == PIXELS_COLUMNS and list(exif.columns) == EXIF_COLUMNS
@@ -148,6 +148,6 @@ def test_stage_on_local_cluster(tmp_path, folder, dask_client):
     with pytest.raises(TypeError, match="unknown image limits"):
         run_image_features(dask_client, workdir, str(folder), max_bites=10)
     only_exif = run_image_features(dask_client, workdir, f"{folder}/{{provider}}/{{image_id}}.jpg",
-                                   families=("exif",), rows_per_partition=None, progress=False)
+                                   families=("exif",), images_per_task=None, progress=False)
     assert set(only_exif) == {"exif"} and only_exif["exif"]["rows"] == 12
     assert not any(p.name.startswith(".") for p in (workdir / "features").iterdir())  # no temporaries left

@@ -1,25 +1,18 @@
 """Image bytes for catalog rows, and the partition function that turns them into pixel + EXIF features.
 
-Image source (``--images``). One of
-
-- a plain local folder ``/data/images`` meaning ``/data/images/{image_id}.jpg``;
-- a template with ``{column}`` placeholders filled from the catalog row, local or any fsspec URL:
-  ``/data/{provider}/{image_id}.jpg``, ``file:///data/{image_id}.jpg``, ``s3://bucket/{image_id}.jpg``,
-  ``gs://...``; any catalog column can be used (``image_id``, ``provider``, ``filetype``, ...).
-
-Bytes are read on the Dask workers, one image at a time (nothing holds more than one image's bytes per
-worker thread). ``http(s)``/``ftp`` templates are refused unless ``allow_remote=True``: nothing is
-fetched from arbitrary web URLs by default. The *root* of a template is its fixed part up to the last
-``/`` before the first placeholder; a path built from catalog values must stay under it: values that
-are empty, contain NUL or ``\\``, or make the normalized path leave the root (``..``, absolute values)
-are refused with ``path_escape``, and for local files the real path (symlinks resolved) must stay under
-the real root too.
+Where the bytes come from (templates, root confinement, the listing, concurrent fetches) is
+:mod:`imagerank.features.image_source`. A partition either carries the listing's columns (``image.path``,
+``image.size``, ``image.version``, joined on by the pipeline) or not. With them, a row whose image is not
+listed is ``missing`` without a request, a listed size over ``max_bytes`` is ``too_large`` without one, an
+unchanged image (same path, size and version as the previous run's row) is reused without being read,
+and the rest are fetched many per call, up to ``fetch_bytes`` of listed sizes at a time. Without them
+(a direct call), every row's image is fetched, ``fetch_bytes // max_bytes`` (at least one) per call.
 
 Error codes (columns ``pixels_error`` / ``exif_error``; null means the row is good):
 
 ==================  ==========================================================================================
 ``path_escape``     the path built from catalog values leaves the image root (``..``, absolute, symlink)
-``missing``         no file at the path
+``missing``         no file at the path (with a listing: not in it, and no request is made)
 ``read_error``      the file exists but could not be read (permissions, network, ...)
 ``too_large``       more bytes than ``max_bytes``
 ``empty``           zero-byte file
@@ -32,8 +25,9 @@ Error codes (columns ``pixels_error`` / ``exif_error``; null means the row is go
 ``internal_error``  an unexpected exception (a bug): the message holds it
 ==================  ==========================================================================================
 
-Reuse. Every row records ``input_digest``: a digest of what its family is computed from (the image
-bytes; for EXIF also the catalog's ``meta_data``) and of the extractor version. When the partition
+Reuse. Every row records ``input_digest``: a digest of what its family is computed from (the image —
+its listed path, size and version when the partition carries the listing, else its bytes; for EXIF
+also the catalog's ``meta_data``) and of the extractor version. When the partition
 carries the previous run's rows (columns ``previous.<family>.<column>``, joined on by the pipeline),
 a row whose digest is unchanged is copied instead of decoded, keeping its ``event_timestamp`` so that
 ``feast materialize-incremental`` does not push it again. Only rows that were good, or failed for a
@@ -45,14 +39,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import posixpath
 import re
-import string
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
 import pandas as pd
@@ -61,6 +52,8 @@ from PIL import Image, UnidentifiedImageError
 
 from imagerank.features import exif as exif_mod
 from imagerank.features import pixels as pixels_mod
+from imagerank.features.image_source import (LOCAL_PROTOCOLS, REMOTE_WEB_PROTOCOLS, ImageError,  # noqa: F401
+                                             ImageSource)
 from imagerank.features.exif import EXIF_DTYPES, EXIF_FEATURE_NAMES, EXIF_META, EXIF_SCHEMA
 from imagerank.features.pixels import PIXEL_FEATURE_NAMES, PIXELS_DTYPES, PIXELS_META, PIXELS_SCHEMA
 
@@ -71,8 +64,8 @@ EXTRACTOR_VERSIONS = {"pixels": "pixels/1", "exif": "exif/1"}
 #: errors that depend only on the bytes: such a row is as reusable as a good one
 BYTES_ERRORS = frozenset({"empty", "not_image", "truncated", "decode_error", "exif_malformed"})
 PREVIOUS = "previous."  # prefix of the previous run's columns joined onto a catalog partition
-REMOTE_WEB_PROTOCOLS = {"http", "https", "ftp", "ftps", "sftp", "ssh"}
-LOCAL_PROTOCOLS = {"file", "local"}
+#: the listing's columns joined onto a catalog partition (see :data:`image_source.LISTING_SCHEMA`)
+LISTED_PATH, LISTED_SIZE, LISTED_VERSION = "image.path", "image.size", "image.version"
 
 #: columns of the frame :func:`image_features` returns: both families side by side
 IMAGE_FEATURES_DTYPES: dict[str, str] = {
@@ -84,12 +77,13 @@ IMAGE_FEATURES_DTYPES: dict[str, str] = {
     "event_timestamp": "datetime64[ns, UTC]",
     "pixels_reused": "boolean",
     "exif_reused": "boolean",
+    "image_fetched": "boolean",  # the image was requested from the store in this run (counted by the stage)
 }
 IMAGE_FEATURES_META = pd.DataFrame({c: pd.Series(dtype=t) for c, t in IMAGE_FEATURES_DTYPES.items()})
 PIXELS_COLUMNS = list(PIXELS_DTYPES)
 EXIF_COLUMNS = list(EXIF_DTYPES)
 
-__all__ = ["ImageLimits", "ImageSource", "image_features", "pixel_features", "exif_features",
+__all__ = ["ImageLimits", "ImageSource", "ImageError", "image_features", "pixel_features", "exif_features",
            "family_frame", "split_families", "input_digests", "analyse_bytes", "PIXELS_SCHEMA", "PIXELS_META", "EXIF_SCHEMA", "EXIF_META",
            "IMAGE_FEATURES_META", "PIXELS_COLUMNS", "EXIF_COLUMNS"]
 
@@ -102,120 +96,12 @@ class ImageLimits:
     max_pixels: int = 100_000_000          # header width * height above this is refused before decoding
     timeout_s: float = 20.0                # per-image budget, checked between fetch / open / EXIF / decode
     allow_remote: bool = False             # allow http(s)/ftp templates
+    fetch_bytes: int = 64 * 1024 * 1024    # listed bytes one task fetches in one concurrent call
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "ImageLimits":
         known = {k: v for k, v in kwargs.items() if k in cls.__dataclass_fields__ and v is not None}
         return cls(**known)
-
-
-class ImageError(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-# --- the source -------------------------------------------------------------------------------------
-
-@dataclass
-class ImageSource:
-    """Where the bytes of a catalog row's image live (picklable: shipped to the workers as is)."""
-
-    template: str
-    allow_remote: bool = False
-    storage_options: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        template = str(self.template)
-        if "{" not in template:  # a plain folder
-            template = template.rstrip("/") + "/{image_id}.jpg"
-        protocol, _, rest = template.partition("://")
-        if not _:
-            protocol, rest = "file", template
-        protocol = protocol.lower()
-        if protocol in REMOTE_WEB_PROTOCOLS and not self.allow_remote:
-            raise ValueError(f"refusing to fetch images over {protocol}:// (pass allow_remote=True to allow)")
-        self.protocol = "file" if protocol in LOCAL_PROTOCOLS else protocol
-        if self.protocol == "file":
-            cut = rest.index("{")
-            folder, slash, partial = rest[:cut].rpartition("/")
-            folder = os.path.abspath(os.path.expanduser(folder or "/")) if slash else os.getcwd()
-            rest = folder.rstrip("/") + "/" + partial + rest[cut:]
-        self.path_template = rest
-        self.fields = sorted({re.split(r"[.\[]", f)[0] for _, f, _, _ in string.Formatter().parse(rest) if f})
-        prefix = rest[: rest.index("{")]
-        self.root = prefix[: prefix.rfind("/")] if "/" in prefix else ""
-        if self.protocol == "file":
-            self.root = self.root or "/"
-            self._real_root = os.path.realpath(self.root)
-        self._fs = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_fs"] = None
-        return state
-
-    @property
-    def fs(self):
-        if self._fs is None:
-            import fsspec
-
-            self._fs = fsspec.filesystem(self.protocol, **self.storage_options)
-        return self._fs
-
-    def path_for(self, row: dict[str, Any]) -> str:
-        """The path (without protocol) of a row's image, or ImageError(``path_escape``)."""
-        values = {}
-        for name in self.fields:
-            value = row.get(name)
-            if value is None or (isinstance(value, float) and value != value):
-                raise ImageError("path_escape", f"catalog field {name!r} is empty")
-            text = str(value)
-            if not text or "\x00" in text or "\\" in text or text in (".", ".."):
-                raise ImageError("path_escape", f"catalog field {name!r} = {text[:80]!r} is not a safe path part")
-            values[name] = text
-        try:
-            path = self.path_template.format_map(values)
-        except (KeyError, ValueError, IndexError, AttributeError) as exc:
-            raise ImageError("path_escape", f"cannot fill template: {exc}") from None
-        norm = posixpath.normpath(path) if self.protocol != "file" else os.path.normpath(path)
-        root = self.root.rstrip("/")
-        if self.protocol == "file":
-            if os.path.commonpath([norm, self.root]) != self.root:
-                raise ImageError("path_escape", f"{norm[:200]} is outside the image root {self.root}")
-        elif root and not norm.startswith(root + "/"):
-            raise ImageError("path_escape", f"{norm[:200]} is outside the image root {root}")
-        elif not root and (norm.startswith("/") or norm.startswith("..")):
-            raise ImageError("path_escape", f"{norm[:200]} leaves the bucket")
-        return norm
-
-    def read(self, row: dict[str, Any], max_bytes: int) -> bytes:
-        """The image bytes of one catalog row; ImageError on any failure."""
-        path = self.path_for(row)
-        try:
-            if self.protocol == "file":
-                real = os.path.realpath(path)
-                if os.path.commonpath([real, self._real_root]) != self._real_root:
-                    raise ImageError("path_escape", f"{path[:200]} resolves outside the image root")
-                with open(real, "rb") as fh:
-                    size = os.fstat(fh.fileno()).st_size
-                    if size > max_bytes:
-                        raise ImageError("too_large", f"{size} bytes > max_bytes {max_bytes}")
-                    data = fh.read(size + 1)  # read(max_bytes + 1) would allocate max_bytes (~150 us)
-            else:
-                with self.fs.open(path, "rb") as fh:
-                    data = fh.read(max_bytes + 1)
-        except ImageError:
-            raise
-        except FileNotFoundError:
-            raise ImageError("missing", f"no image at {self.protocol}://{path}"[:300]) from None
-        except IsADirectoryError:
-            raise ImageError("missing", f"{path[:200]} is a directory") from None
-        except Exception as exc:  # noqa: BLE001 - permissions, network, bucket errors ...
-            raise ImageError("read_error", f"{type(exc).__name__}: {exc}"[:500]) from None
-        if len(data) > max_bytes:
-            raise ImageError("too_large", f"more than max_bytes {max_bytes} bytes")
-        return data
 
 
 # --- one image -----------------------------------------------------------------------------------------
@@ -228,7 +114,17 @@ def _message(exc: BaseException) -> str:
 def input_digests(data: bytes, meta_data: Any = None) -> dict[str, str]:
     """Each family's ``input_digest``: pixels come from the bytes alone, EXIF from the bytes and the
     catalog's ``meta_data`` (resized copies carry their facts there); both include the extractor version."""
-    content = hashlib.blake2b(data, digest_size=16).digest()
+    return _digests(hashlib.blake2b(data, digest_size=16).digest(), meta_data)
+
+
+def listed_digests(url: str, size: int, version: str, meta_data: Any = None) -> dict[str, str]:
+    """Each family's ``input_digest`` from the listing (no bytes read): the image's URL, listed size and
+    version (ETag / modification time) stand for its content."""
+    key = f"listed\0{url}\0{size}\0{version}".encode("utf-8", "surrogatepass")
+    return _digests(hashlib.blake2b(key, digest_size=16).digest(), meta_data)
+
+
+def _digests(content: bytes, meta_data: Any) -> dict[str, str]:
     missing = meta_data is None or meta_data is pd.NA or (isinstance(meta_data, float) and meta_data != meta_data)
     meta = meta_data if isinstance(meta_data, str) else ("" if missing else repr(meta_data))
     extra = {"pixels": b"", "exif": meta.encode("utf-8", "surrogatepass")}
@@ -353,12 +249,13 @@ def image_features(catalog: pd.DataFrame, images: ImageSource | str, families: I
     """Pixel and EXIF features of every row of a catalog partition (pure; never raises on bad data).
 
     ``catalog`` needs ``image_id`` and ``meta_data`` (JSON text) plus the columns the image template
-    uses, and may carry the previous run's rows as ``previous.<family>.<column>`` (see *Reuse* above).
+    uses, and may carry the previous run's rows as ``previous.<family>.<column>`` (see *Reuse* above)
+    and the listing's ``image.size`` / ``image.version`` (see above: no request for what the listing settles).
     Returns one row per input row, in order, with the columns of :data:`IMAGE_FEATURES_META`:
     ``image_id``, the pixel features + ``pixels_error(_message)`` + ``pixels_input_digest``, the EXIF
     features + ``exif_error(_message)`` + ``exif_input_digest``, ``event_timestamp`` (the given run
-    time, else now, UTC; a row whose families were all reused keeps its previous time), and
-    ``pixels_reused`` / ``exif_reused``. :func:`family_frame` gives a family's dataset.
+    time, else now, UTC; a row whose families were all reused keeps its previous time),
+    ``pixels_reused`` / ``exif_reused``, and ``image_fetched`` (its image was requested). :func:`family_frame` gives a family's dataset.
     """
     if isinstance(limits, dict):
         limits = ImageLimits.from_kwargs(**limits)
@@ -370,7 +267,7 @@ def image_features(catalog: pd.DataFrame, images: ImageSource | str, families: I
     previous = _previous_rows(catalog, families)
     pixels_mod.reuse_pillow_blocks()
     with _quiet_and_single_threaded():
-        rows = _rows(records, previous, source, families, limits)
+        rows = _rows(records, previous, source, families, limits, listed=LISTED_SIZE in catalog.columns)
     return _frame(catalog, rows, event_timestamp)
 
 
@@ -406,45 +303,100 @@ def _quiet_and_single_threaded():
 
 
 def _rows(records: list[dict], previous: list[dict], source: ImageSource, families: tuple[str, ...],
-          limits: ImageLimits) -> list[tuple[dict, dict, Any]]:
-    """``(pixels_row, exif_row, event_timestamp or None)`` per record; each image is read once and
-    decoded only when a family cannot be reused."""
-    out = []
-    for row, before in zip(records, previous):
-        deadline = time.monotonic() + limits.timeout_s
-        stamp = None
+          limits: ImageLimits, listed: bool) -> list[tuple[dict, dict, Any, bool]]:
+    """``(pixels_row, exif_row, event_timestamp or None, fetched)`` per record.
+
+    First every row is settled that needs no request: a path that leaves the root, an image the listing
+    does not have (``listed``), a listed size over ``max_bytes``, a listed image whose every family is
+    reusable. The others are fetched in batches (see :func:`_fetch_batches`), each image analysed once
+    and decoded only for the families that cannot be reused.
+    """
+    out: list[tuple[dict, dict, Any, bool] | None] = [None] * len(records)
+    todo: list[tuple[int, str, int | None, dict | None]] = []  # (row, path, listed size, listed digests)
+    for i, (row, before) in enumerate(zip(records, previous)):
         try:
-            data = source.read(row, limits.max_bytes)
+            path = source.path_for(row)
         except ImageError as err:
-            pix, ex = pixels_mod.empty_pixel_row(), exif_mod.empty_exif_row()
-            if "pixels" in families:
-                pix["pixels_error"], pix["pixels_error_message"] = err.code, err.message
-            if "exif" in families:
-                ex["exif_error"], ex["exif_error_message"] = err.code, err.message
-                ex = exif_mod.merge_exif(ex, exif_mod.catalog_facts(row.get("meta_data")))
-        except Exception as exc:  # noqa: BLE001
-            pix, ex = pixels_mod.empty_pixel_row(), exif_mod.empty_exif_row()
-            pix["pixels_error"] = ex["exif_error"] = "internal_error"
-            pix["pixels_error_message"] = ex["exif_error_message"] = _message(exc)
+            out[i] = (*_failed(row, families, err.code, err.message), None, False)
+            continue
+        if not listed:
+            todo.append((i, path, None, None))
+            continue
+        size, version = row.get(LISTED_SIZE), row.get(LISTED_VERSION)
+        if _missing(size):
+            out[i] = (*_failed(row, families, "missing", f"no image at {source.protocol}://{path}"[:300]
+                               + " (not in the listing)"), None, False)
+        elif int(size) > limits.max_bytes:
+            out[i] = (*_failed(row, families, "too_large", f"{int(size)} bytes > max_bytes {limits.max_bytes}"),
+                      None, False)
+        elif _missing(version):  # the store gives no version: only the bytes can tell a change
+            todo.append((i, path, int(size), None))
         else:
-            if time.monotonic() > deadline:
-                pix, ex = pixels_mod.empty_pixel_row(), exif_mod.empty_exif_row()
-                pix["pixels_error"] = ex["exif_error"] = "timeout"
-                pix["pixels_error_message"] = ex["exif_error_message"] = "time budget used reading the bytes"
+            digests = listed_digests(f"{source.protocol}://{path}", int(size), str(version), row.get("meta_data"))
+            if all(_reusable(before.get(f), digests[f], f) for f in families):
+                out[i] = (*_reuse_or_analyse(b"", row.get("meta_data"), before, families, limits, digests), False)
+            elif int(size) == 0:
+                out[i] = (*_reuse_or_analyse(b"", row.get("meta_data"), before, families, limits, digests), False)
             else:
-                pix, ex, stamp = _analyse_or_reuse(data, row.get("meta_data"), before, families, limits, deadline)
-            del data
+                todo.append((i, path, int(size), digests))
+    for batch, fetched in _fetch_batches(source, todo, limits):
+        for (i, _path, _size, digests), data in zip(batch, fetched):
+            row = records[i]
+            if isinstance(data, ImageError):
+                out[i] = (*_failed(row, families, data.code, data.message), None, True)
+                continue
+            try:
+                out[i] = (*_reuse_or_analyse(data, row.get("meta_data"), previous[i], families, limits, digests), True)
+            except Exception as exc:  # noqa: BLE001 - a bug: keep the row, say what happened
+                out[i] = (*_failed(row, families, "internal_error", _message(exc), facts=False), None, True)
+    for i, (pix, ex, stamp, fetched) in enumerate(out):
         if "pixels" not in families:
             pix = pixels_mod.empty_pixel_row()
         if "exif" not in families:
             ex = exif_mod.empty_exif_row()
-        out.append((pix, ex, stamp))
+        out[i] = (pix, ex, stamp, fetched)
     return out
 
 
-def _analyse_or_reuse(data: bytes, meta_data: Any, before: dict, families: tuple[str, ...],
-                      limits: ImageLimits, deadline: float) -> tuple[dict, dict, Any]:
-    digests = input_digests(data, meta_data)
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _failed(row: dict, families: tuple[str, ...], code: str, message: str, facts: bool = True) -> tuple[dict, dict]:
+    """The rows of an image that could not be had: the error on each family; EXIF keeps the catalog's facts."""
+    pix, ex = pixels_mod.empty_pixel_row(), exif_mod.empty_exif_row()
+    if "pixels" in families:
+        pix["pixels_error"], pix["pixels_error_message"] = code, message
+    if "exif" in families:
+        ex["exif_error"], ex["exif_error_message"] = code, message
+        if facts:
+            ex = exif_mod.merge_exif(ex, exif_mod.catalog_facts(row.get("meta_data")))
+    return pix, ex
+
+
+def _fetch_batches(source: ImageSource, todo: list[tuple[int, str, int | None, dict | None]],
+                   limits: ImageLimits) -> Iterable[tuple[list, list[bytes | ImageError]]]:
+    """``todo`` in batches of at most ``fetch_bytes`` listed bytes (an unlisted image counts ``max_bytes``;
+    a batch holds at least one image), each fetched in one call; the bytes of one batch at a time."""
+    batch: list = []
+    held = 0
+    for item in todo:
+        size = item[2] if item[2] is not None else limits.max_bytes
+        if batch and held + size > limits.fetch_bytes:
+            yield batch, source.fetch([b[1] for b in batch], limits.max_bytes)
+            batch, held = [], 0
+        batch.append(item)
+        held += size
+    if batch:
+        yield batch, source.fetch([b[1] for b in batch], limits.max_bytes)
+
+
+def _reuse_or_analyse(data: bytes, meta_data: Any, before: dict, families: tuple[str, ...], limits: ImageLimits,
+                      digests: dict | None = None) -> tuple[dict, dict, Any]:
+    """A family whose previous row has the same ``input_digest`` is copied, the others are computed from
+    ``data``. ``digests`` (from the listing) default to the digests of ``data``."""
+    deadline = time.monotonic() + limits.timeout_s
+    digests = digests or input_digests(data, meta_data)
     reused = {f: dict(before[f], reused=True) for f in families if _reusable(before.get(f), digests[f], f)}
     todo = [f for f in families if f not in reused]
     pix, ex = (analyse_bytes(data, meta_data, todo, limits, deadline) if todo
@@ -463,13 +415,14 @@ _ROW_SCHEMA = pa.schema([pa.field("image_id", pa.string()),
                          *(EXIF_SCHEMA.field(c) for c in EXIF_FEATURE_NAMES + ["exif_error", "exif_error_message"]),
                          pa.field("exif_input_digest", pa.string()),
                          PIXELS_SCHEMA.field("event_timestamp"),
-                         pa.field("pixels_reused", pa.bool_()), pa.field("exif_reused", pa.bool_())])
+                         pa.field("pixels_reused", pa.bool_()), pa.field("exif_reused", pa.bool_()),
+                         pa.field("image_fetched", pa.bool_())])
 
 
-def _frame(catalog: pd.DataFrame, rows: list[tuple[dict, dict, Any]], event_timestamp: Any = None) -> pd.DataFrame:
+def _frame(catalog: pd.DataFrame, rows: list[tuple[dict, dict, Any, bool]], event_timestamp: Any = None) -> pd.DataFrame:
     """Rows -> the typed frame of :data:`IMAGE_FEATURES_META` (one pyarrow conversion, no per-cell pandas)."""
     n = len(rows)
-    pix_rows, exif_rows, stamps = zip(*rows) if n else ((), (), ())
+    pix_rows, exif_rows, stamps, fetched = zip(*rows) if n else ((), (), (), ())
     ids = pa.array(catalog["image_id"].astype(str).tolist() if n else [], type=pa.string())
     columns: list = [ids]
     for family, family_rows, names in (("pixels", pix_rows, PIXEL_FEATURE_NAMES),
@@ -482,6 +435,7 @@ def _frame(catalog: pd.DataFrame, rows: list[tuple[dict, dict, Any]], event_time
     columns.append(pa.array([now if s is None else s for s in stamps], type=_ROW_SCHEMA.field("event_timestamp").type))
     for family_rows in (pix_rows, exif_rows):
         columns.append(pa.array([r.get("reused", False) for r in family_rows], type=pa.bool_()))
+    columns.append(pa.array(list(fetched), type=pa.bool_()))
     table = pa.Table.from_arrays(columns, schema=_ROW_SCHEMA)
     result = table.to_pandas(types_mapper=_ARROW_TO_PANDAS.get)
     result.index = catalog.index
