@@ -61,7 +61,7 @@ def run_image_features(client, workdir: str, images: str, families: Iterable[str
     """Compute the pixel and/or EXIF features of every ``W/catalog/`` row; return counts per family.
 
     ``images`` is a folder or a template (see :class:`~imagerank.features.image_source.ImageSource`);
-    ``limits`` are :class:`~imagerank.features.images.ImageLimits` fields (``max_bytes``,
+    ``limits`` are :class:`~imagerank.settings.ImageLimits` fields (``max_bytes``,
     ``max_pixels``, ``timeout_s``, ``allow_remote``, ``fetch_bytes``). ``images_per_task`` is the
     number of listed images one task fetches and decodes (None: one task per catalog file);
     ``max_rows_per_task`` bounds the catalog rows of a task; ``rows_per_file`` sizes the output files.

@@ -62,6 +62,7 @@ class ImageLimits:
     max_pixels: int = 100_000_000          # header width * height above this is refused before decoding
     timeout_s: float = 20.0                # per-image budget, checked between fetch / open / EXIF / decode
     allow_remote: bool = False             # allow http(s)/ftp templates
+    fetch_bytes: int = 64 * 1024 * 1024    # listed bytes one task fetches in one concurrent call
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "ImageLimits":
@@ -77,4 +78,4 @@ class ImageLimits:
     def problems(self) -> list[str]:
         """What is out of range (a run refuses to start on any; a zero budget is for tests only)."""
         return [f"image limit {name} must be positive, not {getattr(self, name)!r}"
-                for name in ("max_bytes", "max_pixels", "timeout_s") if not getattr(self, name) > 0]
+                for name in ("max_bytes", "max_pixels", "timeout_s", "fetch_bytes") if not getattr(self, name) > 0]

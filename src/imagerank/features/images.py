@@ -43,7 +43,7 @@ import re
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Iterable
 
 import pandas as pd
@@ -56,6 +56,7 @@ from imagerank.features.image_source import (LOCAL_PROTOCOLS, REMOTE_WEB_PROTOCO
                                              ImageSource)
 from imagerank.features.exif import EXIF_DTYPES, EXIF_FEATURE_NAMES, EXIF_META, EXIF_SCHEMA
 from imagerank.features.pixels import PIXEL_FEATURE_NAMES, PIXELS_DTYPES, PIXELS_META, PIXELS_SCHEMA
+from imagerank.settings import ImageLimits
 
 FAMILIES = ("pixels", "exif")
 #: part of every ``input_digest``: bump a family's version when its features change meaning, and the
@@ -86,22 +87,6 @@ EXIF_COLUMNS = list(EXIF_DTYPES)
 __all__ = ["ImageLimits", "ImageSource", "ImageError", "image_features", "pixel_features", "exif_features",
            "family_frame", "split_families", "input_digests", "analyse_bytes", "PIXELS_SCHEMA", "PIXELS_META", "EXIF_SCHEMA", "EXIF_META",
            "IMAGE_FEATURES_META", "PIXELS_COLUMNS", "EXIF_COLUMNS"]
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Bounds that protect a run from hostile or broken files."""
-
-    max_bytes: int = 50 * 1024 * 1024      # larger files are refused (``too_large``) without reading on
-    max_pixels: int = 100_000_000          # header width * height above this is refused before decoding
-    timeout_s: float = 20.0                # per-image budget, checked between fetch / open / EXIF / decode
-    allow_remote: bool = False             # allow http(s)/ftp templates
-    fetch_bytes: int = 64 * 1024 * 1024    # listed bytes one task fetches in one concurrent call
-
-    @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> "ImageLimits":
-        known = {k: v for k, v in kwargs.items() if k in cls.__dataclass_fields__ and v is not None}
-        return cls(**known)
 
 
 # --- one image -----------------------------------------------------------------------------------------
