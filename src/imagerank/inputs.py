@@ -26,9 +26,15 @@ def absolute_location(location: str | Path) -> str:
 def check_catalog(locations: list[str | Path]) -> list[str]:
     """Catalog files or folders made absolute, once each exists and is of a known format."""
     from imagerank.catalog.ingest import check_catalog_files, expand_catalog_paths
+    from imagerank.catalog.postgres import TableError, check_table, is_postgres_url
 
     absolute = [absolute_location(c) for c in locations]
-    check_catalog_files(expand_catalog_paths(absolute))
+    try:  # PostgreSQL tables (postgresql://...?table=image): reachable, with the table, key and identifier
+        tables = [check_table(c) for c in absolute if is_postgres_url(c)]
+    except TableError as exc:
+        raise InputError(str(exc)) from None
+    if len(tables) < len(absolute) or not absolute:
+        check_catalog_files(expand_catalog_paths([c for c in absolute if not is_postgres_url(c)]))
     return absolute
 
 
