@@ -49,7 +49,10 @@ def read_dask(sqlalchemy_url: str, partitions: int) -> int:
     import dask
     import dask.dataframe as dd
 
-    frame = dd.read_sql_table("image", sqlalchemy_url, index_col="id", columns=NATIVE, npartitions=partitions)
+    # object columns: dtypes inferred from the first rows break on later NULLs (an integer width, then NULL)
+    meta = pd.DataFrame({c: pd.Series(dtype=object) for c in NATIVE}, index=pd.Index([], dtype="int64", name="id"))
+    frame = dd.read_sql_table("image", sqlalchemy_url, index_col="id", columns=NATIVE, npartitions=partitions,
+                              meta=meta)
     with dask.config.set(scheduler="synchronous"):
         return sum(len(part) for part in dask.compute(*frame.to_delayed()))
 

@@ -18,6 +18,7 @@ def read(path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+@pytest.mark.slow
 def test_the_table_gives_the_same_catalog_and_rejects_as_the_csv(tmp_path, dask_client, sample_table, sample_catalog):
     from_table = run_ingest(dask_client, [sample_table], tmp_path / "pg", rows_per_partition=1000)
     from_csv = run_ingest(dask_client, [str(sample_catalog)], tmp_path / "csv", rows_per_partition=1000)
@@ -34,6 +35,7 @@ def test_the_table_gives_the_same_catalog_and_rejects_as_the_csv(tmp_path, dask_
         read(tmp_path / "csv" / "rejects")[columns].sort_values("source_row"))
 
 
+@pytest.mark.slow
 def test_jsonb_reaches_the_catalog_as_the_files_json(tmp_path, dask_client, sample_table, sample_catalog):
     run_ingest(dask_client, [sample_table], tmp_path, rows_per_partition=1000)
     catalog = read(tmp_path / "catalog").set_index("image_id")
@@ -82,6 +84,7 @@ def table_with_bad_rows(postgres, sample_catalog) -> tuple[str, dict[int, str], 
     return postgres.url("image_bad"), expected, copy
 
 
+@pytest.mark.slow
 def test_malformed_rows_become_rejects_with_their_reason_and_key(tmp_path, dask_client, table_with_bad_rows):
     url, expected, duplicate = table_with_bad_rows
     counts = run_ingest(dask_client, [url], tmp_path, rows_per_partition=1000)
@@ -120,6 +123,7 @@ def test_ranges_cover_the_table_and_read_one_snapshot(postgres, table_with_bad_r
         connection.commit()
 
 
+@pytest.mark.slow
 def test_the_password_never_appears_in_outputs_or_errors(tmp_path, dask_client, postgres, sample_table):
     counts = run_ingest(dask_client, [sample_table], tmp_path, rows_per_partition=1000)
     assert PASSWORD in sample_table and PASSWORD not in json.dumps(counts)
