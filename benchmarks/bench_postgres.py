@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             if count != rows:
                 raise RuntimeError(f"{name} read {count} rows of {rows}")
             results[name] = seconds
+            print(f"  {name}: {seconds:.3f} s", file=sys.stderr, flush=True)
     reference = results["dask read_sql_table (native)"]
     print(f"{'method':<30} {'median s':>9} {'rows/s':>10} {'x dask':>7}")
     for name, seconds in results.items():

@@ -8,7 +8,7 @@ import uuid
 import pandas as pd
 import pytest
 
-from imagerank.catalog.postgres import TableError, TableSource, check_table, masked, planned_tables
+from imagerank.catalog.postgres import TableError, TableRange, TableSource, check_table, masked, planned_tables
 from imagerank.inputs import InputError, check_catalog
 from imagerank.store.postgres_server import PASSWORD, load_image_table
 from pipelines.ingest import run_ingest
@@ -151,3 +151,14 @@ def test_a_table_without_an_integer_key_is_refused_before_any_work(postgres):
         check_catalog([postgres.url("image_textkey")])
     with pytest.raises(TableError, match="plain SQL names"):
         TableSource.parse(postgres.url("image; DROP TABLE image"))
+
+
+def test_names_and_reprs_mask_the_password():
+    url = "postgresql://reader:s3cret@db.example.org:5432/openverse?table=public.image&sslmode=require"
+    source = TableSource.parse(url)
+    assert source.name == "postgresql://reader:***@db.example.org:5432/openverse?table=public.image&sslmode=require"
+    assert source.connection_url == "postgresql://reader:s3cret@db.example.org:5432/openverse?sslmode=require"
+    assert (source.table, source.key) == ("public.image", "id")
+    part = TableRange(source, ("identifier",), 0, 0, 1, 10)
+    assert "s3cret" not in repr(source) + repr(part) + str(part)  # Dask logs a failed task's arguments
+    assert masked("postgresql://reader@db/openverse?table=image") == "postgresql://reader@db/openverse?table=image"

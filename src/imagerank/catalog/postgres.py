@@ -45,9 +45,10 @@ def is_postgres_url(location) -> bool:
     return str(location).split("://", 1)[0].lower() in SCHEMES and "://" in str(location)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TableSource:
-    """A parsed ``postgresql://...?table=T[&key=id]`` location."""
+    """A parsed ``postgresql://...?table=T[&key=id]`` location; its repr (in Dask's logs of a failed task's
+    arguments, for one) shows the masked name only."""
 
     connection_url: str  # libpq URL without imagerank's parameters (holds the password: never print it)
     table: str
@@ -69,6 +70,9 @@ class TableSource:
         rest = urlencode([(k, v) for k, v in params if k not in ("table", "key")])
         connection = urlunsplit(("postgresql", parts.netloc, parts.path, rest, ""))
         return cls(connection, table, key, masked(location))
+
+    def __repr__(self) -> str:
+        return f"TableSource({self.name!r})"
 
 
 def masked(location: str) -> str:
