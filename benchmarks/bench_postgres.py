@@ -9,7 +9,8 @@ table as N id ranges (bounds from one min/max query) into pandas frames, one par
 process (the Dask job runs one such task per range on its workers): wall time per read, median over R repeats.
 "native" reads each column in the driver's own type (jsonb parsed to Python objects by psycopg; JSON text from
 ADBC and ConnectorX); "text" casts every column to text in the query (what the ingest validates: the same text
-a CSV export of the table holds). Prints a table and ends with one JSON line (rows/s and ratios to Dask).
+a CSV export of the table holds). "imagerank reader" is the project's own (ADBC, text, every range in one
+exported snapshot), followed by validate_rows on its rows: the work each ingest task does next. Prints a table and ends with one JSON line (rows/s and ratios to Dask).
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ def read_connectorx(url: str, ranges, query) -> int:
     return sum(len(cx.read_sql(url, query(lo, hi), return_type="arrow").to_pandas()) for lo, hi in ranges)
 
 
+def read_imagerank(url: str, partitions: int, rows: int) -> list:
+    """The project's reader as the ingest runs it: planned ranges of one exported snapshot, text frames."""
+    from imagerank.catalog.postgres import planned_tables, table_batches
+
+    with planned_tables([f"{url}?table=image"], rows_per_task=-(-rows // partitions)) as (plan,):
+        return [frame for part in plan.ranges for frame in table_batches(part)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
@@ -104,21 +113,29 @@ def main(argv: list[str] | None = None) -> int:
             "connectorx (native)": lambda: read_connectorx(url, ranges, native),
             "adbc (text)": lambda: read_adbc(url, ranges, text),
             "connectorx (text)": lambda: read_connectorx(url, ranges, text),
+            "imagerank reader (adbc text, snapshot)": lambda: read_imagerank(url, args.partitions, rows),
         }
         results = {}
         for name, fn in methods.items():
             seconds, count = timed(fn, repeats)
+            if isinstance(count, list):  # the project's reader returns its frames: validate them next
+                from imagerank.catalog.ingest import validate_rows
+
+                frames, count = count, sum(len(f) for f in count)
+                validate_s, _ = timed(lambda: [validate_rows(f) for f in frames], repeats)
             if count != rows:
                 raise RuntimeError(f"{name} read {count} rows of {rows}")
             results[name] = seconds
             print(f"  {name}: {seconds:.3f} s", file=sys.stderr, flush=True)
     reference = results["dask read_sql_table (native)"]
-    print(f"{'method':<30} {'median s':>9} {'rows/s':>10} {'x dask':>7}")
+    print(f"{'method':<40} {'median s':>9} {'rows/s':>10} {'x dask':>7}")
     for name, seconds in results.items():
-        print(f"{name:<30} {seconds:>9.3f} {rows / seconds:>10,.0f} {reference / seconds:>7.2f}")
+        print(f"{name:<40} {seconds:>9.3f} {rows / seconds:>10,.0f} {reference / seconds:>7.2f}")
+    print(f"{'(next step) validate_rows on those rows':<40} {validate_s:>9.3f} {rows / validate_s:>10,.0f}")
     figures = {"benchmark": "postgres_read", "rows": rows, "partitions": args.partitions, "repeats": repeats,
                "rows_per_s": {k: round(rows / v) for k, v in results.items()},
-               "ratio_to_dask_read_sql_table": {k: round(reference / v, 2) for k, v in results.items()}}
+               "ratio_to_dask_read_sql_table": {k: round(reference / v, 2) for k, v in results.items()},
+               "validate_rows_per_s": round(rows / validate_s)}
     print(json.dumps(figures))
     return 0
 
