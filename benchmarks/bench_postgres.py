@@ -10,7 +10,8 @@ process (the Dask job runs one such task per range on its workers): wall time pe
 "native" reads each column in the driver's own type (jsonb parsed to Python objects by psycopg; JSON text from
 ADBC and ConnectorX); "text" casts every column to text in the query (what the ingest validates: the same text
 a CSV export of the table holds). "imagerank reader" is the project's own (ADBC, text, every range in one
-exported snapshot), followed by validate_rows on its rows: the work each ingest task does next. Prints a table and ends with one JSON line (rows/s and ratios to Dask).
+exported snapshot), followed by validate_rows on its rows: the work each ingest task does next. Prints a table
+and ends with one JSON line (rows/s and ratios to Dask).
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ def run_inputs(options: RecalculateOptions) -> dict:
     """
     files = expand_catalog_paths([absolute_location(c) for c in options.catalog if not is_postgres_url(c)])
     tables = [table_fingerprint(c) for c in options.catalog if is_postgres_url(c)]  # password masked
-    inputs = {"catalog": [file_fingerprint(f) for f in files] + tables, "crawl": [_fingerprint(f) for f in options.crawl],
+    inputs = {"catalog": [file_fingerprint(f) for f in files] + tables,
+              "crawl": [_fingerprint(f) for f in options.crawl],
               "ranks": [_fingerprint(f) for f in options.ranks],
               "images": absolute_location(options.images) if options.images else options.images}
     if options.linkgraph:  # only when given: runs without it keep their keys

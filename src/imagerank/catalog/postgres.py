@@ -267,8 +267,8 @@ def table_fingerprint(location: str) -> dict:
     source = TableSource.parse(location)
     with _connect(source) as connection:
         _checked_columns(connection, source)
-        low, high, rows = connection.execute(
-            f"SELECT min({quote(source.key)}), max({quote(source.key)}), count(*) FROM {quote(source.table)}").fetchone()
+        key, table = quote(source.key), quote(source.table)
+        low, high, rows = connection.execute(f"SELECT min({key}), max({key}), count(*) FROM {table}").fetchone()
         changes = connection.execute(
             "SELECT n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_all_tables WHERE relid = %s::regclass",
             (quote(source.table),)).fetchone()
