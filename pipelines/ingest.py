@@ -27,6 +27,7 @@ from distributed import Client
 from imagerank.catalog.ingest import (BLOCK_BYTES, Block, check_catalog_files, expand_catalog_paths, good_rows,
                                       mark_duplicates, plan_file, raw_batches, reason_kind, rejected_rows,
                                       validate_rows)
+from imagerank.catalog.postgres import check_rows_read, is_postgres_url, masked, planned_tables
 from imagerank.catalog.schema import CATALOG_SCHEMA, REJECTS_SCHEMA, empty_frame
 from imagerank.cluster import progress_bar
 from imagerank.io import atomic_path
@@ -42,20 +43,24 @@ def run_ingest(client: Client, catalog_files: list[str], workdir: str | Path, *,
     ``block_bytes`` sizes the byte ranges plain text is split into; ``rows_per_partition`` the
     de-duplicated partitions (the largest piece of data one task holds after the shuffle).
     """
-    files = expand_catalog_paths([str(f) for f in catalog_files])
-    check_catalog_files(files)
+    tables = [str(c) for c in catalog_files if is_postgres_url(c)]  # postgresql://...?table=image
+    files = expand_catalog_paths([str(f) for f in catalog_files if not is_postgres_url(f)])
+    if files or not tables:
+        check_catalog_files(files)
     workdir = Path(workdir)
     staging = workdir / f".ingest-staging-{uuid.uuid4().hex[:8]}"
     try:
-        with atomic_path(workdir / "rejects") as rejects_dir, atomic_path(workdir / "catalog") as catalog_dir:
+        with atomic_path(workdir / "rejects") as rejects_dir, atomic_path(workdir / "catalog") as catalog_dir, \
+                planned_tables(tables, len(files)) as table_plans:
             rejects_dir.mkdir(parents=True)
             catalog_dir.mkdir(parents=True)
             staging.mkdir(parents=True)
             plans = _run(client, [dask.delayed(plan_file)(f, i, block_bytes) for i, f in enumerate(files)],
                          "ingest: plan blocks")
-            blocks = [block for plan in plans for block in plan]
+            blocks = [block for plan in plans for block in plan] + [r for plan in table_plans for r in plan.ranges]
             read = _run(client, [dask.delayed(ingest_block)(b, str(staging), str(rejects_dir)) for b in blocks],
                         "ingest: read + validate")
+            check_rows_read(table_plans, blocks, read)  # rows counted from each table = rows read from it
             n_good = sum(r["good_rows"] for r in read)
             dedup = _deduplicate(client, staging, n_good, rows_per_partition, catalog_dir, rejects_dir)
             if not any(rejects_dir.glob("*.parquet")):
@@ -73,8 +78,8 @@ def run_ingest(client: Client, catalog_files: list[str], workdir: str | Path, *,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {"input_rows": n_input, "catalog_rows": n_catalog, "rejected_rows": n_rejected,
-            "rejects_by_reason": {str(k): int(v) for k, v in sorted(by_reason.items())}, "files": files,
-            "blocks": len(blocks)}
+            "rejects_by_reason": {str(k): int(v) for k, v in sorted(by_reason.items())},
+            "files": files + [masked(t) for t in tables], "blocks": len(blocks)}
 
 
 def _deduplicate(client: Client, staging: Path, n_good: int, rows_per_partition: int, catalog_dir: Path,

@@ -16,6 +16,7 @@ import pandas as pd
 
 from imagerank import __version__
 from imagerank.catalog.ingest import expand_catalog_paths
+from imagerank.catalog.postgres import is_postgres_url, table_fingerprint
 from imagerank.cluster import dask_client
 from imagerank.features.metadata import RELATIVE_TO_RUN
 from imagerank.features.registry import load_features
@@ -88,8 +89,10 @@ def run_inputs(options: RecalculateOptions) -> dict:
     Local paths are recorded absolute, so the manifest (and the report's thumbnails, read through the
     image template) stays valid from any directory; URLs are recorded as given and not fingerprinted.
     """
-    files = expand_catalog_paths([absolute_location(c) for c in options.catalog])
-    inputs = {"catalog": [file_fingerprint(f) for f in files], "crawl": [_fingerprint(f) for f in options.crawl],
+    files = expand_catalog_paths([absolute_location(c) for c in options.catalog if not is_postgres_url(c)])
+    tables = [table_fingerprint(c) for c in options.catalog if is_postgres_url(c)]  # password masked
+    inputs = {"catalog": [file_fingerprint(f) for f in files] + tables,
+              "crawl": [_fingerprint(f) for f in options.crawl],
               "ranks": [_fingerprint(f) for f in options.ranks],
               "images": absolute_location(options.images) if options.images else options.images}
     if options.linkgraph:  # only when given: runs without it keep their keys

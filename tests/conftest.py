@@ -45,3 +45,27 @@ def s3_endpoint():
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server (Debian's binaries) on a free port for the session; a missing installation
+    fails the tests that need it (``make system-deps`` installs it), never skips them."""
+    from imagerank.store.postgres_server import PostgresUnavailable, postgres_server
+
+    try:
+        with postgres_server() as server:
+            yield server
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def sample_table(postgres, sample_catalog) -> str:
+    """The real 1,899-row catalog sample in an Openverse-shaped ``image`` table (jsonb meta_data and tags, integer
+    key id in file order); returns its ``--catalog`` URL."""
+    from imagerank.store.postgres_server import load_image_table
+
+    with postgres.connect() as connection:
+        assert load_image_table(connection, sample_catalog, "image") == 1899
+    return postgres.url("image")

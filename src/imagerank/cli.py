@@ -150,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=STORAGE_EPILOG)
     p.add_argument("--catalog", nargs="+", required=True, metavar="FILE",
                    help="catalog files, directories or URL prefixes of them (s3://bucket/export/): Openverse image "
-                        "rows as .csv, .tsv (optionally .gz) or .parquet")
+                        "rows as .csv, .tsv (optionally .gz) or .parquet; or the table itself: "
+                        "'postgresql://USER[:PASS]@HOST:PORT/DB?table=image' (read in parallel on the workers, in "
+                        "ranges of its integer key id; &key=NAME for another)")
     _workdir(p)
     p.add_argument("--images", metavar="TEMPLATE",
                    help="image bytes: a local folder of {image_id}.jpg or an fsspec URL template such as s3://bucket/{image_id}.jpg")
@@ -236,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="popularity's share of the boost in weighted mode, in [0, 1] (default 0.5)")
     _workdir(p)
     _feature_repo(p)
+
+    p = sub.add_parser("export", help="upsert W/scores into a PostgreSQL table for the API's database",
+                       description="Upsert every row of W/scores (identifier, popularity, authority, popularity_source, "
+                                   "authority_source, model_version, event_timestamp) into a PostgreSQL table, "
+                                   "created when missing (identifier uuid primary key). Each partition is written by "
+                                   "a task on the Dask workers: COPY into a temporary table, then INSERT ... ON "
+                                   "CONFLICT (identifier) DO UPDATE where a value changed. Idempotent: exporting the "
+                                   "same scores again changes nothing. Rows of images no longer scored are kept.")
+    _workdir(p)
+    p.add_argument("--to", required=True, metavar="URL",
+                   help="target table: 'postgresql://USER[:PASS]@HOST:PORT/DB?table=image_popularity' (the password "
+                        "is never printed)")
+    _scheduler(p)
 
     p = sub.add_parser("runs", help="list past runs of a work directory")
     _workdir(p)
@@ -473,6 +488,18 @@ def cmd_lookup(args) -> int:
     return 0 if all(r["found"] for r in rows) else 1
 
 
+def cmd_export(args) -> int:
+    from imagerank.catalog.postgres import TableSource
+    from imagerank.cluster import dask_client
+    from pipelines.export import run_export
+
+    TableSource.parse(args.to)  # a malformed URL fails before a cluster starts
+    require_dataset(args.workdir, "scores", "run `imagerank recalculate` (or `imagerank score`) first")
+    with dask_client(args.scheduler) as client:
+        print(json.dumps(run_export(client, args.workdir, args.to), indent=2))
+    return 0
+
+
 def cmd_runs(args) -> int:
     if not Path(args.workdir).is_dir():
         raise FileNotFoundError(f"no work directory {args.workdir}")
@@ -542,7 +569,7 @@ def cmd_demo(args) -> int:
 
 COMMANDS = {
     "recalculate": cmd_recalculate, "ingest": cmd_ingest, "features": cmd_features, "graph": cmd_graph, "train": cmd_train,
-    "score": cmd_score, "materialize": cmd_materialize, "lookup": cmd_lookup, "runs": cmd_runs,
+    "score": cmd_score, "materialize": cmd_materialize, "lookup": cmd_lookup, "runs": cmd_runs, "export": cmd_export,
     "report": cmd_report, "explain": cmd_explain, "demo": cmd_demo,
 }
 

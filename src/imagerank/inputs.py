@@ -39,16 +39,24 @@ def _unreachable(kind: str, location: str, exc: Exception) -> InputError:
 
 def check_catalog(locations: list[str | Path]) -> list[str]:
     """Catalog files, directories or URL prefixes made absolute, once each file exists, is readable and of a
-    known format."""
+    known format; PostgreSQL tables (``postgresql://...?table=image``) once reachable, with the table, its key
+    and ``identifier``."""
     from imagerank.catalog.ingest import CatalogError, check_catalog_files, expand_catalog_paths
+    from imagerank.catalog.postgres import TableError, check_table, is_postgres_url
 
     absolute = [absolute_location(c) for c in locations]
     try:
-        check_catalog_files(expand_catalog_paths(absolute))
-    except CatalogError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - an object store's errors (credentials, endpoint) as one line
-        raise _unreachable("catalog", ", ".join(absolute), exc) from None
+        tables = [check_table(c) for c in absolute if is_postgres_url(c)]
+    except TableError as exc:
+        raise InputError(str(exc)) from None
+    files = [c for c in absolute if not is_postgres_url(c)]
+    if len(tables) < len(absolute) or not absolute:
+        try:
+            check_catalog_files(expand_catalog_paths(files))
+        except CatalogError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an object store's errors (credentials, endpoint) as one line
+            raise _unreachable("catalog", ", ".join(files), exc) from None
     return absolute
 
 

@@ -268,6 +268,10 @@ def raw_batches(block: Block) -> Iterator[pd.DataFrame]:
     """
     if block.kind == "unreadable":
         yield _file_reject(block, block.reason)
+    elif block.kind == "postgres":  # a key range of a PostgreSQL table (imagerank.catalog.postgres)
+        from imagerank.catalog.postgres import table_batches
+
+        yield from table_batches(block)
     elif block.kind == "parquet":
         yield from _parquet_batches(block)
     else:
