@@ -45,3 +45,16 @@ def s3_endpoint():
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def redis_srv():
+    """A real redis-server for the session; a missing binary fails the test with the command that installs it."""
+    from imagerank.store.redis_server import RedisServerUnavailable, start_redis_server
+
+    try:
+        server = start_redis_server()
+    except RedisServerUnavailable as e:
+        pytest.fail(f"redis-server is not installed: run `make system-deps` ({e})", pytrace=False)
+    yield server
+    server.stop()
