@@ -85,8 +85,8 @@ def test_a_failed_write_removes_its_version_and_keeps_the_old_one(workdir):
     before = versions(workdir, "scores")
     with pytest.raises(RuntimeError, match="boom"):
         with datasets.publishing(workdir, "scores") as version:
-            fs, path = storage.filesystem(version)
-            fs.pipe_file(f"{path}/part.0.parquet", b"half a file")
+            with storage.open_file(storage.join(version, "part.0.parquet"), "wb") as out:
+                out.write(b"half a file")
             raise RuntimeError("boom")
     assert versions(workdir, "scores") == before
     assert datasets.read_frame(workdir, "scores")["value"].tolist() == [1, 2]
@@ -176,3 +176,15 @@ def test_catalog_locations_and_schemas():
         datasets.schema(name)  # every reference resolves
     with pytest.raises(KeyError, match="no dataset named"):
         datasets.location("/w", "nope")
+
+
+def test_an_ingest_removes_the_staging_left_by_a_killed_one(workdir):
+    from pipelines.ingest import STAGING_PREFIX, remove_stale_staging
+
+    with storage.open_file(storage.join(workdir, f"{STAGING_PREFIX}dead", "part.000000-000000.parquet"), "wb") as out:
+        out.write(b"rows of a killed ingest")
+    datasets.write_frame(frame(1), workdir, "catalog")
+    assert len(remove_stale_staging(workdir)) == 1
+    fs, root = storage.filesystem(workdir)
+    assert not fs.glob(f"{root}/{STAGING_PREFIX}*")
+    assert datasets.read_frame(workdir, "catalog")["value"].tolist() == [1, 2]  # datasets untouched
