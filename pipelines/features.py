@@ -4,33 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dask.dataframe as dd
 import pandas as pd
 from distributed import Client
 
 from imagerank.cluster import persist
 from imagerank.features.domains import DOMAIN_META, domain_features, rank_scores, read_ranks, with_link_authority
 from imagerank.features.metadata import METADATA_META, metadata_features
-from imagerank.io import keep_unchanged_timestamps, stamped, stamped_meta, with_timestamp, write_ddf, write_frame
+from imagerank import datasets
+from imagerank.io import keep_unchanged_timestamps, stamped, stamped_meta, with_timestamp
 from imagerank.popularity import StandardizationConfig, provider_constants, raw_metrics, standardize
 
 
 
 
 def run_metadata_features(client: Client, workdir: str | Path, now: pd.Timestamp) -> int:
-    workdir = Path(workdir)
-    catalog = dd.read_parquet(workdir / "catalog")
+    catalog = datasets.read_ddf(workdir, "catalog")
     features = catalog.map_partitions(metadata_features, now, meta=METADATA_META)
     features = persist(client, stamped(features, now), "features: metadata")
-    write_ddf(features, workdir / "features" / "metadata")
+    datasets.write_ddf(features, workdir, "metadata")
     return int(features.map_partitions(len).sum().compute())
 
 
 def run_popularity_labels(client: Client, workdir: str | Path, config: StandardizationConfig,
                           now: pd.Timestamp) -> dict:
     """Raw provider metrics -> per-provider constants (exact percentile_disc) -> standardized popularity."""
-    workdir = Path(workdir)
-    catalog = dd.read_parquet(workdir / "catalog", columns=["image_id", "provider", "meta_data"])
+    catalog = datasets.read_ddf(workdir, "catalog", columns=["image_id", "provider", "meta_data"])
     meta = raw_metrics(catalog._meta, config)
     metrics = persist(client, catalog.map_partitions(raw_metrics, config, meta=meta), "features: popularity metrics")
     observed = metrics.dropna(subset=["metric_value"])
@@ -41,16 +39,15 @@ def run_popularity_labels(client: Client, workdir: str | Path, config: Standardi
         return with_timestamp(part.assign(observed_popularity=standardize(part, constants)), now)
 
     labels = metrics.map_partitions(label, meta=stamped_meta(meta.assign(observed_popularity=pd.Series(dtype="float64"))))
-    labels = keep_unchanged_timestamps(labels, workdir / "features" / "popularity")
-    write_ddf(persist(client, labels, "features: popularity labels"), workdir / "features" / "popularity")
+    labels = keep_unchanged_timestamps(labels, datasets.location(workdir, "popularity"))
+    datasets.write_ddf(persist(client, labels, "features: popularity labels"), workdir, "popularity")
     return {"config": config.to_dict(), "constants": {p: vars(c) for p, c in constants.items()}}
 
 
 def run_domain_features(client: Client, workdir: str | Path, ranks_files: list[str], now: pd.Timestamp) -> dict:
     """Stream the ranks files for the catalog's landing hosts/domains, then join per image and per domain."""
-    workdir = Path(workdir)
-    metadata = dd.read_parquet(workdir / "features" / "metadata",
-                               columns=["image_id", "provider", "landing_host", "landing_domain"])
+    metadata = datasets.read_ddf(workdir, "metadata",
+                                 columns=["image_id", "provider", "landing_host", "landing_domain"])
     hosts = set(metadata["landing_host"].dropna().unique().compute())
     domains = set(metadata["landing_domain"].dropna().unique().compute())
     ranks = client.gather([client.submit(read_ranks, str(path), hosts | domains, pure=False) for path in ranks_files])
@@ -59,12 +56,13 @@ def run_domain_features(client: Client, workdir: str | Path, ranks_files: list[s
     own = own_host_ranks(workdir, hosts)
     if own is not None:  # ranks from our own crawl's host graph, when a crawl was processed
         per_image = per_image.merge(own, on="landing_host", how="left")
-    graph_domains = workdir / "graph" / "domains"  # --linkgraph: the landing domain's link authority
-    per_image = with_link_authority(per_image, dd.read_parquet(graph_domains) if graph_domains.is_dir() else None)
-    per_image = keep_unchanged_timestamps(stamped(per_image, now), workdir / "features" / "domains")
+    # --linkgraph: the landing domain's link authority
+    graph_domains = datasets.read_ddf(workdir, "graph_domains") if datasets.exists(workdir, "graph_domains") else None
+    per_image = with_link_authority(per_image, graph_domains)
+    per_image = keep_unchanged_timestamps(stamped(per_image, now), datasets.location(workdir, "domains"))
     per_image = persist(client, per_image, "features: domains")
-    write_ddf(per_image, workdir / "features" / "domains")
-    write_frame(domain_stats(workdir, domain_scores, now), workdir / "features" / "domain_stats")
+    datasets.write_ddf(per_image, workdir, "domains")
+    datasets.write_frame(domain_stats(workdir, domain_scores, now), workdir, "domain_stats")
     return {"ranks_files": [str(p) for p in ranks_files],
             "ranked_rows": {str(p): r.rows for p, r in zip(ranks_files, ranks)},
             "skipped_rank_lines": {str(p): getattr(r, "skipped", 0) for p, r in zip(ranks_files, ranks)},
@@ -73,22 +71,21 @@ def run_domain_features(client: Client, workdir: str | Path, ranks_files: list[s
             "images_with_link_authority": int(per_image["domain_link_pagerank"].notnull().sum().compute())}
 
 
-def own_host_ranks(workdir: Path, hosts: set[str]) -> pd.DataFrame | None:
+def own_host_ranks(workdir: str | Path, hosts: set[str]) -> pd.DataFrame | None:
     """PageRank and distinct linking domains of the catalog's landing hosts in ``W/graph/hosts/``."""
-    path = workdir / "graph" / "hosts"
-    if not path.is_dir():
+    if not datasets.exists(workdir, "graph_hosts"):
         return None
-    graph = dd.read_parquet(path, columns=["host", "pagerank", "in_domains"])
+    graph = datasets.read_ddf(workdir, "graph_hosts", columns=["host", "pagerank", "in_domains"])
     graph = graph[graph["host"].isin(list(hosts))].compute()
     return pd.DataFrame({"landing_host": graph["host"].astype("string"),
                          "host_graph_pagerank": graph["pagerank"].astype("float64"),
                          "host_graph_in_domains": graph["in_domains"].astype("float64")})
 
 
-def domain_stats(workdir: Path, domain_scores: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+def domain_stats(workdir: str | Path, domain_scores: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     """Per landing domain: images, providers, share with an observed popularity metric, and rank score."""
-    metadata = dd.read_parquet(workdir / "features" / "metadata", columns=["image_id", "provider", "landing_domain"])
-    labels = dd.read_parquet(workdir / "features" / "popularity", columns=["image_id", "observed_popularity"])
+    metadata = datasets.read_ddf(workdir, "metadata", columns=["image_id", "provider", "landing_domain"])
+    labels = datasets.read_ddf(workdir, "popularity", columns=["image_id", "observed_popularity"])
     both = metadata.merge(labels, on="image_id", how="left")
     both["observed"] = both["observed_popularity"].notnull().astype("int64")
     per_provider = both.groupby(["landing_domain", "provider"]).agg(

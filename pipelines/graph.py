@@ -27,7 +27,9 @@ from distributed import Client, as_completed
 from imagerank.cluster import persist, show_progress
 from imagerank.graph import build
 from imagerank.graph import warc as W
-from imagerank.io import atomic_path, keep_unchanged_timestamps, stamped, write_ddf, write_frame, write_json
+from imagerank import datasets, storage
+from imagerank.io import keep_unchanged_timestamps, stamped
+from imagerank.io import write_json
 from imagerank.runs import file_fingerprint
 from imagerank.settings import PAGERANK
 
@@ -49,9 +51,10 @@ def part_name(path: str) -> str | None:
 
 
 def extract_to_parquet(path: str, out_dir: str, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Worker task: edges of one crawl file into ``out_dir/<name>``; returns (rejects, counts)."""
-    out = Path(out_dir) / name
-    with pq.ParquetWriter(out, EDGES_SCHEMA) as writer:
+    """Worker task: edges of one crawl file into ``out_dir/<name>`` (a local path or URL: the worker writes
+    its own part, nothing passes through the driver); returns (rejects, counts)."""
+    with storage.open_file(storage.join(out_dir, name), "wb") as out, \
+            pq.ParquetWriter(out, EDGES_SCHEMA) as writer:
         def sink(frame: pd.DataFrame) -> None:
             writer.write_table(pa.Table.from_pandas(frame, schema=EDGES_SCHEMA, preserve_index=False))
         rejects, counts = W.extract_file_chunked(path, sink)
@@ -61,7 +64,6 @@ def extract_to_parquet(path: str, out_dir: str, name: str) -> tuple[pd.DataFrame
 def run_extract(client: Client, workdir: str | Path, crawl_files: list[str], *, reuse: bool = True) -> dict:
     """``imagerank graph extract``: every crawl file -> ``W/graph/edges/``, ``W/graph/rejects/``,
     ``W/graph/extract_counts/``; files extracted by an earlier run are reused unless ``reuse=False``."""
-    workdir = Path(workdir)
     files = list(dict.fromkeys(str(f) for f in crawl_files))
     names = {f: part_name(f) or f"part.unreadable-{i:05d}.parquet" for i, f in enumerate(files)}
     previous = _previous_extraction(workdir) if reuse else {}
@@ -69,11 +71,11 @@ def run_extract(client: Client, workdir: str | Path, crawl_files: list[str], *, 
     rejects = [previous[names[f]][0] for f in reused]
     counts = [previous[names[f]][1] for f in reused]
     t0 = time.perf_counter()
-    with atomic_path(workdir / "graph" / "edges") as tmp:
-        tmp.mkdir(parents=True)
+    edges_now = datasets.current(workdir, "graph_edges")
+    with datasets.publishing(workdir, "graph_edges") as tmp:
         for f in reused:
-            _link_or_copy(workdir / "graph" / "edges" / names[f], tmp / names[f])
-        futures = [client.submit(extract_to_parquet, f, str(tmp), names[f], pure=False)
+            _link_or_copy(storage.join(edges_now, names[f]), storage.join(tmp, names[f]))
+        futures = [client.submit(extract_to_parquet, f, tmp, names[f], pure=False)
                    for f in files if f not in reused]
         bar = _bar(len(futures), "graph: extract links")
         for fut in as_completed(futures):
@@ -82,11 +84,12 @@ def run_extract(client: Client, workdir: str | Path, crawl_files: list[str], *, 
             counts.append(c)
             bar.update(1)
         bar.close()
-        write_json({names[f]: f for f in files if not names[f].startswith("part.unreadable-")}, tmp / "_parts.json")
+        write_json({names[f]: f for f in files if not names[f].startswith("part.unreadable-")},
+                   storage.join(tmp, "_parts.json"))
     rej = pd.concat(rejects, ignore_index=True) if rejects else W.REJECTS_META.copy()
     cnt = pd.concat(counts, ignore_index=True) if counts else W.COUNTS_META.copy()
-    write_frame(rej, workdir / "graph" / "rejects")
-    write_frame(cnt, workdir / "graph" / "extract_counts")
+    datasets.write_frame(rej, workdir, "graph_rejects")
+    datasets.write_frame(cnt, workdir, "graph_extract_counts")
     totals = cnt.groupby("counter")["count"].sum()
     summary = {
         "crawl_files": len(files),
@@ -105,44 +108,46 @@ def run_extract(client: Client, workdir: str | Path, crawl_files: list[str], *, 
     return summary
 
 
-def _previous_extraction(workdir: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+def _previous_extraction(workdir: str | Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """Part name -> (rejects, counts) of every crawl file the current ``W/graph/edges/`` holds."""
-    index = workdir / "graph" / "edges" / "_parts.json"
-    if not index.exists() or not (workdir / "graph" / "extract_counts").is_dir():
+    edges = datasets.current(workdir, "graph_edges")
+    if edges is None or not storage.exists(storage.join(edges, "_parts.json")) \
+            or not datasets.exists(workdir, "graph_extract_counts"):
         return {}
-    parts = json.loads(index.read_text())
-    rejects = pd.read_parquet(workdir / "graph" / "rejects") if (workdir / "graph" / "rejects").is_dir() else W.REJECTS_META
-    counts = pd.read_parquet(workdir / "graph" / "extract_counts")
+    parts = json.loads(storage.read_text(storage.join(edges, "_parts.json")))
+    rejects = datasets.read_frame(workdir, "graph_rejects") if datasets.exists(workdir, "graph_rejects") \
+        else W.REJECTS_META
+    counts = datasets.read_frame(workdir, "graph_extract_counts")
     return {name: (rejects[rejects["source_file"] == path].astype(W.REJECTS_META.dtypes.to_dict()),
                    counts[counts["source_file"] == path].astype(W.COUNTS_META.dtypes.to_dict()))
-            for name, path in parts.items() if (workdir / "graph" / "edges" / name).exists()}
+            for name, path in parts.items() if storage.exists(storage.join(edges, name))}
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        import shutil
-
-        shutil.copyfile(source, target)
+def _link_or_copy(source: str, target: str) -> None:
+    """A part reused from the previous version: a hard link on local disk, a server-side copy on object storage."""
+    if not storage.is_url(target):
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass
+    fs, source_path = storage.filesystem(source)
+    fs.copy(source_path, storage.filesystem(target)[1])
 
 
 def run_graph(client: Client, workdir: str | Path, crawl_files: list[str] | None = None, *,
               damping: float = PAGERANK.damping, tol: float = PAGERANK.tol, max_iter: int = PAGERANK.max_iter,
               extract: bool = True) -> dict:
     """Extract (when ``crawl_files``) -> ``W/graph/edges/`` -> page and host PageRank; returns counts."""
-    workdir = Path(workdir)
     counts: dict = {}
     if extract and crawl_files:
         counts.update(run_extract(client, workdir, crawl_files))
-    edges = dd.read_parquet(str(workdir / "graph" / "edges"))
+    edges = datasets.read_ddf(workdir, "graph_edges")
     edges = persist(client, edges, "graph: load edges")
     pages, pres, pc = build.page_graph(edges, damping=damping, tol=tol, max_iter=max_iter, client=client)
-    write_ddf(pages, workdir / "graph" / "pages", schema=pa.Schema.from_pandas(build.PAGES_META,
-                                                                                preserve_index=False))
+    datasets.write_ddf(pages, workdir, "graph_pages", schema=datasets.schema("graph_pages"))
     hosts, hres, hc = build.host_graph(edges, damping=damping, tol=tol, max_iter=max_iter, client=client)
-    write_ddf(hosts, workdir / "graph" / "hosts", schema=pa.Schema.from_pandas(build.HOSTS_META,
-                                                                                preserve_index=False))
+    datasets.write_ddf(hosts, workdir, "graph_hosts", schema=datasets.schema("graph_hosts"))
     counts.update(pc)
     counts.update(hc)
     counts.update({
@@ -151,7 +156,7 @@ def run_graph(client: Client, workdir: str | Path, crawl_files: list[str] | None
         "host_pagerank_iterations": hres.iterations, "host_pagerank_converged": bool(hres.converged),
         "host_pagerank_l1_change": hres.error, "damping": damping, "tol": tol,
     })
-    write_json(counts, workdir / "graph" / "summary.json")
+    datasets.write_json(counts, workdir, "graph_summary")
     return counts
 
 
@@ -160,11 +165,9 @@ def run_link_features(client: Client, workdir: str | Path, *, damping: float = P
     """``W/catalog/`` + ``W/graph/{edges,pages}`` -> ``W/features/links/`` (one row per catalog image)."""
     from imagerank.features import links as L
 
-    workdir = Path(workdir)
-    catalog = dd.read_parquet(str(workdir / "catalog"), columns=["image_id", "url", "thumbnail",
-                                                                 "foreign_landing_url"])
-    edges = dd.read_parquet(str(workdir / "graph" / "edges"))
-    pages = dd.read_parquet(str(workdir / "graph" / "pages"), columns=["url", "pagerank", "in_links"])
+    catalog = datasets.read_ddf(workdir, "catalog", columns=["image_id", "url", "thumbnail", "foreign_landing_url"])
+    edges = datasets.read_ddf(workdir, "graph_edges")
+    pages = datasets.read_ddf(workdir, "graph_pages", columns=["url", "pagerank", "in_links"])
     n_pages = int(pages.map_partitions(len).sum().compute())
     nparts = max(1, edges.npartitions)
     img = edges.map_partitions(L.image_edge_keys, meta=L.IMAGE_EDGES_META)
@@ -195,14 +198,14 @@ def run_link_features(client: Client, workdir: str | Path, *, damping: float = P
     frame = catalog[["image_id"]].merge(evidence, on="image_id", how="left").merge(lp, on="image_id", how="left")
     feats = frame.map_partitions(L.finalize_link_features, n_pages, meta=L.LINKS_META)
     feats = persist(client, feats, "links: features")
-    links_path = workdir / "features" / "links"
-    write_ddf(persist(client, keep_unchanged_timestamps(stamped(feats, event_timestamp), links_path), "links: stamp"),
-              links_path)
+    links_path = datasets.location(workdir, "links")
+    datasets.write_ddf(persist(client, keep_unchanged_timestamps(stamped(feats, event_timestamp), links_path),
+                               "links: stamp"), workdir, "links")
     summary = feats[["has_link_evidence", "landing_crawled"]].sum().compute()
     n = int(feats.map_partitions(len).sum().compute())
     out = {"link_feature_rows": n, "images_with_link_evidence": int(summary["has_link_evidence"]),
            "images_with_crawled_landing": int(summary["landing_crawled"]), "n_pages": n_pages}
-    write_json(out, workdir / "features" / "links_summary.json")
+    datasets.write_json(out, workdir, "links_summary")
     return out
 
 
@@ -254,9 +257,8 @@ def run_visual_features(client: Client, workdir: str | Path, *, threshold: int |
 
     threshold = V.DEFAULT_THRESHOLD if threshold is None else threshold
     max_bucket = max_bucket or V.DEFAULT_MAX_BUCKET
-    workdir = Path(workdir)
-    catalog = dd.read_parquet(str(workdir / "catalog"), columns=["image_id", "provider", "foreign_landing_url"])
-    pixels = dd.read_parquet(str(workdir / "features" / "pixels"), columns=["image_id", "phash"])
+    catalog = datasets.read_ddf(workdir, "catalog", columns=["image_id", "provider", "foreign_landing_url"])
+    pixels = datasets.read_ddf(workdir, "pixels", columns=["image_id", "phash"])
     pixels = pixels.dropna(subset=["phash"]).drop_duplicates(subset=["image_id"])
     imgs = pixels.merge(catalog, on="image_id", how="inner")
     ids, n = build.assign_ids(imgs[["image_id"]], "image_id")
@@ -291,15 +293,15 @@ def run_visual_features(client: Client, workdir: str | Path, *, threshold: int |
         V.unpaired_filled, isolated, meta=V.ROWS_META)
     frame = catalog[["image_id"]].merge(rows, on="image_id", how="left")
     feats = persist(client, frame.map_partitions(V.finalize_visual, meta=V.VISUAL_META), "visual: features")
-    visual_path = workdir / "features" / "visual"
-    write_ddf(persist(client, keep_unchanged_timestamps(stamped(feats, event_timestamp), visual_path), "visual: stamp"),
-              visual_path)
+    visual_path = datasets.location(workdir, "visual")
+    datasets.write_ddf(persist(client, keep_unchanged_timestamps(stamped(feats, event_timestamp), visual_path),
+                               "visual: stamp"), workdir, "visual")
     out = {"visual_rows": int(feats.map_partitions(len).sum().compute()), "images_with_phash": n,
            "near_duplicate_pairs": int(len(pairs)), "images_with_near_duplicates": n_paired,
            **skipped, "errors": {k: v for k, v in skipped.items() if v},
            "threshold": threshold, "max_bucket": max_bucket, **index.describe(),
            "recall_at_threshold": index.recall(threshold)}
-    write_json(out, workdir / "features" / "visual_summary.json")
+    datasets.write_json(out, workdir, "visual_summary")
     return out
 
 
@@ -403,7 +405,6 @@ def run_linkgraph(client: Client, workdir: str | Path, paths: list[str], *, rank
     from imagerank.graph.pagerank import map_node_slices, pagerank
 
     LG.edge_weight(np.ones(1), weighting)  # refuse an unknown weighting before any work
-    workdir = Path(workdir)
     t0 = time.perf_counter()
     good, links, rejects, counts = linkgraph_edges(client, paths)
     rejects = persist(client, rejects, "linkgraph: rejects")
@@ -433,10 +434,8 @@ def run_linkgraph(client: Client, workdir: str | Path, paths: list[str], *, rank
                LG.position_score(res.scores), LG.position_score(harmonic)]
     domains = map_node_slices(ids, _linkgraph_domain_rows, vectors, LINKGRAPH_DOMAINS_META, client=client)
     domains = persist(client, domains, "linkgraph: domain rows")
-    write_ddf(domains, workdir / "graph" / "domains",
-              schema=pa.Schema.from_pandas(LINKGRAPH_DOMAINS_META, preserve_index=False))
-    write_ddf(rejects, workdir / "graph" / "linkgraph_rejects",
-              schema=pa.Schema.from_pandas(LINKGRAPH_REJECTS_META, preserve_index=False))
+    datasets.write_ddf(domains, workdir, "graph_domains", schema=datasets.schema("graph_domains"))
+    datasets.write_ddf(rejects, workdir, "linkgraph_rejects", schema=datasets.schema("linkgraph_rejects"))
     rejected = rejects.groupby(["level", "reason"]).agg(rows=("input_rows", "sum"), entries=("row", "count")).compute()
     n_self = self_links.shape[0].compute()
     summary = {
@@ -455,7 +454,7 @@ def run_linkgraph(client: Client, workdir: str | Path, paths: list[str], *, rank
     summary["input_rows"] = summary["accepted_rows"] + summary["rejected_rows"]
     if ranks_files:
         summary["ranks_agreement"] = linkgraph_ranks_agreement(client, workdir, list(ranks_files))
-    write_json(summary, workdir / "graph" / "domains_summary.json")
+    datasets.write_json(summary, workdir, "linkgraph_summary")
     log.info("linkgraph: %s", summary)
     return summary
 
@@ -490,8 +489,8 @@ def linkgraph_ranks_agreement(client: Client, workdir: str | Path, ranks_files: 
     from imagerank.features.domains import read_ranks
     from imagerank.graph.linkgraph import ranks_agreement
 
-    domains = dd.read_parquet(str(Path(workdir) / "graph" / "domains"),
-                              columns=["domain", "pagerank", "harmonic_centrality", "in_domains"]).compute()
+    domains = datasets.read_ddf(workdir, "graph_domains",
+                                columns=["domain", "pagerank", "harmonic_centrality", "in_domains"]).compute()
     names = set(domains["domain"].dropna().astype(str))
     # one object, not one future per name (scatter splits a bare set)
     [wanted] = client.scatter([frozenset(names | {f"www.{d}" for d in names})], broadcast=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import sys
 import uuid
 from collections import Counter
@@ -30,7 +29,7 @@ from imagerank.catalog.ingest import (BLOCK_BYTES, Block, check_catalog_files, e
 from imagerank.catalog.postgres import check_rows_read, is_postgres_url, masked, planned_tables
 from imagerank.catalog.schema import CATALOG_SCHEMA, REJECTS_SCHEMA, empty_frame
 from imagerank.cluster import progress_bar
-from imagerank.io import atomic_path
+from imagerank import datasets, io, storage
 
 ROWS_PER_PARTITION = 250_000  # rows per de-duplicated catalog partition (and file)
 STAGED_PARTITION_BYTES = 64 << 20  # validated rows read back for the shuffle in partitions of about this size
@@ -47,24 +46,24 @@ def run_ingest(client: Client, catalog_files: list[str], workdir: str | Path, *,
     files = expand_catalog_paths([str(f) for f in catalog_files if not is_postgres_url(f)])
     if files or not tables:
         check_catalog_files(files)
-    workdir = Path(workdir)
-    staging = workdir / f".ingest-staging-{uuid.uuid4().hex[:8]}"
+    remove_stale_staging(workdir)
+    staging = storage.join(storage.absolute(workdir), f"{STAGING_PREFIX}{uuid.uuid4().hex[:8]}")
     try:
-        with atomic_path(workdir / "rejects") as rejects_dir, atomic_path(workdir / "catalog") as catalog_dir, \
+        with datasets.publishing(workdir, "rejects") as rejects_dir, \
+                datasets.publishing(workdir, "catalog") as catalog_dir, \
                 planned_tables(tables, len(files)) as table_plans:
-            rejects_dir.mkdir(parents=True)
-            catalog_dir.mkdir(parents=True)
-            staging.mkdir(parents=True)
+            storage.filesystem(staging)[0].makedirs(storage.filesystem(staging)[1], exist_ok=True)
             plans = _run(client, [dask.delayed(plan_file)(f, i, block_bytes) for i, f in enumerate(files)],
                          "ingest: plan blocks")
             blocks = [block for plan in plans for block in plan] + [r for plan in table_plans for r in plan.ranges]
-            read = _run(client, [dask.delayed(ingest_block)(b, str(staging), str(rejects_dir)) for b in blocks],
+            read = _run(client, [dask.delayed(ingest_block)(b, staging, rejects_dir) for b in blocks],
                         "ingest: read + validate")
             check_rows_read(table_plans, blocks, read)  # rows counted from each table = rows read from it
             n_good = sum(r["good_rows"] for r in read)
             dedup = _deduplicate(client, staging, n_good, rows_per_partition, catalog_dir, rejects_dir)
-            if not any(rejects_dir.glob("*.parquet")):
-                write_parquet(empty_frame(REJECTS_SCHEMA), rejects_dir / "part.empty.parquet", REJECTS_SCHEMA)
+            if not parquet_files(rejects_dir):
+                write_parquet(empty_frame(REJECTS_SCHEMA), storage.join(rejects_dir, "part.empty.parquet"),
+                              REJECTS_SCHEMA)
             by_reason = Counter()
             for counts in read + dedup:
                 by_reason.update(counts["rejects_by_reason"])
@@ -76,22 +75,35 @@ def run_ingest(client: Client, catalog_files: list[str], workdir: str | Path, *,
                 raise RuntimeError(f"ingest lost rows: {n_input} read, {n_catalog} catalog + {n_rejected} rejects "
                                    f"written ({n_staged} of {n_good} validated rows staged)")
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        io._remove(staging)
     return {"input_rows": n_input, "catalog_rows": n_catalog, "rejected_rows": n_rejected,
             "rejects_by_reason": {str(k): int(v) for k, v in sorted(by_reason.items())},
             "files": files + [masked(t) for t in tables], "blocks": len(blocks)}
 
 
-def _deduplicate(client: Client, staging: Path, n_good: int, rows_per_partition: int, catalog_dir: Path,
-                 rejects_dir: Path) -> list[dict]:
+STAGING_PREFIX = ".ingest-staging-"
+
+
+def remove_stale_staging(workdir: str | Path) -> list[str]:
+    """Staging datasets left by a killed ingest (never read: only the run that made one reads it)."""
+    fs, path = storage.filesystem(storage.absolute(workdir))
+    stale = fs.glob(f"{path.rstrip('/')}/{STAGING_PREFIX}*") if fs.isdir(path) else []
+    for found in stale:
+        fs.rm(found, recursive=True)
+    return stale
+
+
+def _deduplicate(client: Client, staging: str, n_good: int, rows_per_partition: int, catalog_dir: str,
+                 rejects_dir: str) -> list[dict]:
     """Shuffle the staged rows on image_id and write each partition's winners and superseded rows."""
     if n_good == 0:
-        write_parquet(empty_frame(CATALOG_SCHEMA), catalog_dir / "part.000000.parquet", CATALOG_SCHEMA)
+        write_parquet(empty_frame(CATALOG_SCHEMA), storage.join(catalog_dir, "part.000000.parquet"), CATALOG_SCHEMA)
         return []
-    good = dd.read_parquet(str(staging), split_row_groups="infer", blocksize=STAGED_PARTITION_BYTES)
+    good = dd.read_parquet(staging, split_row_groups="infer", blocksize=STAGED_PARTITION_BYTES,
+                           storage_options=storage.storage_options(staging) or None)
     partitions = max(1, math.ceil(n_good / rows_per_partition))
     shuffled = good.shuffle(on="image_id", npartitions=partitions)
-    tasks = [dask.delayed(write_deduplicated)(part, i, str(catalog_dir), str(rejects_dir))
+    tasks = [dask.delayed(write_deduplicated)(part, i, catalog_dir, rejects_dir)
              for i, part in enumerate(shuffled.to_delayed())]
     return _run(client, tasks, "ingest: de-duplicate")
 
@@ -112,8 +124,8 @@ def ingest_block(block: Block, staging_dir: str, rejects_dir: str) -> dict:
     """Validate one block batch by batch: good rows to the staging dataset, rejects to ``rejects/``."""
     name = f"{block.file_index:06d}-{block.block_index:06d}"
     counts = {"good_rows": 0, "rejected_rows": 0, "rejects_by_reason": Counter()}
-    with BatchWriter(Path(staging_dir) / f"part.{name}.parquet", CATALOG_SCHEMA) as good_out, \
-            BatchWriter(Path(rejects_dir) / f"part.ingest-{name}.parquet", REJECTS_SCHEMA) as rejects_out:
+    with BatchWriter(storage.join(staging_dir, f"part.{name}.parquet"), CATALOG_SCHEMA) as good_out, \
+            BatchWriter(storage.join(rejects_dir, f"part.ingest-{name}.parquet"), REJECTS_SCHEMA) as rejects_out:
         for raw in raw_batches(block):
             checked = validate_rows(raw)
             good, bad = good_rows(checked), rejected_rows(checked)
@@ -129,27 +141,34 @@ def ingest_block(block: Block, staging_dir: str, rejects_dir: str) -> dict:
 def write_deduplicated(rows: pd.DataFrame, index: int, catalog_dir: str, rejects_dir: str) -> dict:
     """One shuffled partition (every row of its image_ids): winners to ``catalog/``, the rest to ``rejects/``."""
     marked = mark_duplicates(rows)
-    write_parquet(good_rows(marked), Path(catalog_dir) / f"part.{index:06d}.parquet", CATALOG_SCHEMA)
+    write_parquet(good_rows(marked), storage.join(catalog_dir, f"part.{index:06d}.parquet"), CATALOG_SCHEMA)
     superseded = rejected_rows(marked)
     if len(superseded):
-        write_parquet(superseded, Path(rejects_dir) / f"part.duplicates-{index:06d}.parquet", REJECTS_SCHEMA)
+        write_parquet(superseded, storage.join(rejects_dir, f"part.duplicates-{index:06d}.parquet"), REJECTS_SCHEMA)
     return {"rejects_by_reason": dict(Counter(superseded["reason"].map(reason_kind)))}
 
 
 class BatchWriter:
-    """A Parquet file written one batch (row group) at a time; created only if a batch has rows, and
-    moved into place only when complete (a retried task overwrites, never half-writes)."""
+    """A Parquet file written one batch (row group) at a time; created only if a batch has rows.
 
-    def __init__(self, path: Path, schema: pa.Schema):
-        self.path, self.schema, self.writer = Path(path), schema, None
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    Locally the file is moved into place only when complete; on object storage the object appears only
+    when its upload completes. Either way a retried task overwrites, and the file sits in an unpublished
+    version until the whole ingest succeeds.
+    """
+
+    def __init__(self, path: str | Path, schema: pa.Schema):
+        self.path, self.schema, self.writer, self.handle = str(path), schema, None, None
+        self.remote = storage.is_url(self.path)
+        self.tmp = self.path if self.remote else str(Path(self.path).with_name(
+            f".{Path(self.path).name}.tmp-{uuid.uuid4().hex[:8]}"))
 
     def write(self, frame: pd.DataFrame) -> None:
         if not len(frame):
             return
         table = pa.Table.from_pandas(frame[self.schema.names], schema=self.schema, preserve_index=False)
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, table.schema)
+            self.handle = storage.open_file(self.tmp, "wb")
+            self.writer = pq.ParquetWriter(self.handle, table.schema)
         self.writer.write_table(table)
 
     def __enter__(self):
@@ -158,20 +177,32 @@ class BatchWriter:
     def __exit__(self, kind, *_):
         if self.writer is not None:
             self.writer.close()
-            if kind is None:
+            self.handle.close()
+            if self.remote:
+                if kind is not None:
+                    io._remove(self.tmp)
+            elif kind is None:
                 os.replace(self.tmp, self.path)
             else:
-                self.tmp.unlink(missing_ok=True)
+                Path(self.tmp).unlink(missing_ok=True)
         return False
 
 
-def write_parquet(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
+def write_parquet(frame: pd.DataFrame, path: str | Path, schema: pa.Schema) -> None:
     with BatchWriter(path, schema) as out:
         out.write(frame)
-    if not path.exists():  # no rows: still a file, so that the dataset has a schema
-        pq.write_table(pa.Table.from_pandas(empty_frame(schema), schema=schema, preserve_index=False), path)
+    if not storage.exists(path):  # no rows: still a file, so that the dataset has a schema
+        fs, inner = storage.filesystem(path)
+        pq.write_table(pa.Table.from_pandas(empty_frame(schema), schema=schema, preserve_index=False), inner,
+                       filesystem=fs)
 
 
-def parquet_rows(directory: Path) -> int:
+def parquet_files(directory: str | Path) -> list[str]:
+    fs, path = storage.filesystem(directory)
+    return sorted(fs.glob(f"{path.rstrip('/')}/*.parquet"))
+
+
+def parquet_rows(directory: str | Path) -> int:
     """Rows of a Parquet dataset directory, from its files' footers (no data is read)."""
-    return sum(pq.read_metadata(path).num_rows for path in Path(directory).glob("*.parquet"))
+    fs, _ = storage.filesystem(directory)
+    return sum(pq.read_metadata(path, filesystem=fs).num_rows for path in parquet_files(directory))

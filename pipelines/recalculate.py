@@ -6,6 +6,7 @@ the reconciliation (every input row scored or rejected, every score in [0, 1]) a
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -14,13 +15,13 @@ from pathlib import Path
 import dask.dataframe as dd
 import pandas as pd
 
-from imagerank import __version__
+from imagerank import __version__, datasets, storage
 from imagerank.catalog.ingest import expand_catalog_paths
 from imagerank.catalog.postgres import is_postgres_url, table_fingerprint
 from imagerank.cluster import dask_client
 from imagerank.features.metadata import RELATIVE_TO_RUN
 from imagerank.features.registry import load_features
-from imagerank.io import row_digest, write_json
+from imagerank.io import RUN_ID_ENV, row_digest
 from imagerank.inputs import InputError, absolute_location, check_run_inputs
 from imagerank.runs import RunState, file_fingerprint, last_finished_run, package_versions, run_key, workdir_lock
 from imagerank.popularity import StandardizationConfig
@@ -40,7 +41,7 @@ class ReconciliationError(RuntimeError):
 @dataclass
 class RecalculateOptions:
     catalog: list[str]
-    workdir: Path
+    workdir: str | Path  # a local path or a URL prefix (s3://bucket/w)
     images: str | None = None
     crawl: list[str] = field(default_factory=list)
     ranks: list[str] = field(default_factory=list)
@@ -112,8 +113,8 @@ def checked_options(options: RecalculateOptions) -> RecalculateOptions:
     Runs before anything is written: a mistyped path or parameter leaves no work directory, lock or cluster
     behind (see :mod:`imagerank.inputs`).
     """
-    workdir = Path(options.workdir)
-    if workdir.exists() and not workdir.is_dir():
+    workdir = storage.absolute(options.workdir)
+    if not storage.is_url(workdir) and os.path.exists(workdir) and not os.path.isdir(workdir):
         raise InputError(f"work directory {workdir} exists and is not a directory")
     inputs = check_run_inputs(options.catalog, options.crawl, options.ranks, options.images,
                               options.image_limits.allow_remote, options.linkgraph)
@@ -124,7 +125,7 @@ def checked_options(options: RecalculateOptions) -> RecalculateOptions:
         raise InputError(f"the standardization percentile must lie strictly between 0 and 1, not {percentile!r}")
     if options.retrain not in RETRAIN_POLICIES:
         raise InputError(f"retrain must be one of {', '.join(RETRAIN_POLICIES)}, not {options.retrain!r}")
-    return replace(options, **inputs)
+    return replace(options, workdir=workdir, **inputs)
 
 
 def run_parameters(options: RecalculateOptions) -> dict:
@@ -135,13 +136,13 @@ def run_parameters(options: RecalculateOptions) -> dict:
 def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
     """Run (or resume) the whole process on a work directory; returns the run manifest."""
     options = checked_options(options)
-    workdir = Path(options.workdir)
+    workdir = options.workdir
     with workdir_lock(workdir):
         inputs, parameters = run_inputs(options), run_parameters(options)
         key = run_key(inputs, parameters)
         last = last_finished_run(workdir)
         forced = options.force or (options.images and not options.reuse_images)
-        if last and last.get("key") == key and not forced and (workdir / "scores").is_dir():
+        if last and last.get("key") == key and not forced and datasets.exists(workdir, "scores"):
             if not quiet:
                 print(f"[imagerank] inputs and parameters unchanged since run {last['run_id']}: nothing to do "
                       "(--force recalculates anyway; image bytes changed under the same catalog need it)",
@@ -151,12 +152,25 @@ def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
         state = RunState.start(workdir, now.strftime("%Y%m%dT%H%M%SZ"), now.isoformat(), key)
         if state.resumed and not quiet:
             print(f"[imagerank] resuming run {state.run_id} after its interruption", file=sys.stderr)
-        manifest = _run_stages(options, workdir, state, pd.Timestamp(state.event_timestamp), quiet)
+        previous_run = os.environ.get(RUN_ID_ENV)
+        os.environ[RUN_ID_ENV] = state.run_id  # every version this run publishes carries its id (and workers')
+        try:
+            manifest = _run_stages(options, workdir, state, pd.Timestamp(state.event_timestamp), quiet)
+        finally:
+            if previous_run is None:
+                os.environ.pop(RUN_ID_ENV, None)
+            else:
+                os.environ[RUN_ID_ENV] = previous_run
         manifest.update(key=key, inputs=inputs, parameters=parameters, packages=package_versions(),
                         resumed=state.resumed)
-        write_json(manifest, workdir / "runs" / f"{state.run_id}.json")
+        datasets.write_json(manifest, workdir, "runs", f"{state.run_id}.json")
         state.finish()
-        if options.report:
+        if options.report and storage.is_url(workdir):
+            manifest["report"] = None
+            if not quiet:
+                print("[imagerank] no report: the report reads a local work directory (run `imagerank report` "
+                      "on a local copy)", file=sys.stderr)
+        elif options.report:
             from imagerank.report import write_report
 
             manifest["report"] = str(write_report(workdir))
@@ -165,10 +179,11 @@ def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
         return manifest
 
 
-def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now: pd.Timestamp, quiet: bool) -> dict:
+def _run_stages(options: RecalculateOptions, workdir: str, state: RunState, now: pd.Timestamp, quiet: bool) -> dict:
     run_id = state.run_id
     stage = Stages(state, quiet)
-    manifest: dict = {"run_id": run_id, "event_timestamp": now.isoformat(), "workdir": str(workdir.resolve())}
+    manifest: dict = {"run_id": run_id, "event_timestamp": now.isoformat(),
+                      "workdir": workdir if storage.is_url(workdir) else str(Path(workdir).resolve())}
     with dask_client(options.scheduler) as client:
         manifest["ingest"] = stage("ingest", run_ingest, client, options.catalog, workdir)
         manifest["features"] = {"metadata_rows": stage("features: metadata", run_metadata_features, client, workdir, now)}
@@ -201,14 +216,15 @@ def _run_stages(options: RecalculateOptions, workdir: Path, state: RunState, now
     return manifest
 
 
-def train_or_reuse(client, workdir: Path, run_id: str, policy: str) -> dict:
+def train_or_reuse(client, workdir: str | Path, run_id: str, policy: str) -> dict:
     """Train a new model version, or keep the last one when the policy allows and nothing it learnt from changed."""
     if policy not in RETRAIN_POLICIES:
         raise ValueError(f"--retrain must be one of {', '.join(RETRAIN_POLICIES)}, not {policy!r}")
     fingerprint = training_fingerprint(workdir)
     last = last_finished_run(workdir)
     previous = (last or {}).get("models", {})
-    previous_ok = bool(previous.get("model_version")) and (workdir / "models" / previous["model_version"] / "metrics.json").is_file()
+    previous_ok = bool(previous.get("model_version")) and datasets.exists(
+        workdir, "models", previous["model_version"], "metrics.json")
     if policy == "never" and not previous_ok:
         raise FileNotFoundError("--retrain never, but no earlier model version exists in this work directory")
     if previous_ok and (policy == "never" or (policy == "auto" and previous.get("training_fingerprint") == fingerprint)):
@@ -216,7 +232,7 @@ def train_or_reuse(client, workdir: Path, run_id: str, policy: str) -> dict:
     return {**run_train(client, workdir, run_id), "reused": False, "training_fingerprint": fingerprint}
 
 
-def training_fingerprint(workdir: Path) -> str:
+def training_fingerprint(workdir: str | Path) -> str:
     """Order-independent digest of every row a model learns from (labelled or with link evidence), all features.
 
     Ages are left out: they advance with the clock every run, which alone does not call for a new model.
@@ -237,11 +253,11 @@ def training_fingerprint(workdir: Path) -> str:
     return f"{int(count)}:{int(total)}:{','.join(columns)}"
 
 
-def reconcile(workdir: Path, ingest_counts: dict) -> dict:
+def reconcile(workdir: str | Path, ingest_counts: dict) -> dict:
     """input rows = catalog + rejects; catalog rows = score rows (same ids); both numbers within [0, 1]."""
-    catalog_ids = dd.read_parquet(workdir / "catalog", columns=["image_id"])["image_id"]
-    scores = dd.read_parquet(workdir / "scores", columns=["image_id", "popularity", "authority"])
-    rejects = dd.read_parquet(workdir / "rejects", columns=["reason"])
+    catalog_ids = datasets.read_ddf(workdir, "catalog", columns=["image_id"])["image_id"]
+    scores = datasets.read_ddf(workdir, "scores", columns=["image_id", "popularity", "authority"])
+    rejects = datasets.read_ddf(workdir, "rejects", columns=["reason"])
     n_catalog, n_rejects, n_scores = (int(x) for x in dd.compute(catalog_ids.size, rejects.shape[0], scores.shape[0]))
     joined = catalog_ids.to_frame().merge(scores[["image_id"]].assign(scored=1), on="image_id", how="left")
     unscored = int(joined["scored"].isnull().sum().compute())

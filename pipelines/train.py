@@ -8,6 +8,8 @@ that does not call :func:`run_text_features` in its features stage still trains 
 from __future__ import annotations
 
 import json
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -18,7 +20,8 @@ from imagerank.cluster import persist
 from imagerank.features.registry import (IMAGE_FAMILIES, PROVIDER_PROXIES, family_columns, load_features,
                                          model_feature_columns)
 from imagerank.features.text import TEXT_META, text_documents
-from imagerank.io import atomic_path, stamped, write_ddf
+from imagerank import datasets, storage
+from imagerank.io import stamped
 from imagerank.models.popularity_model import evidence_columns, headline_of, train_popularity
 from imagerank.models.train import TargetConfig, save_model, train_authority, write_model_card
 from imagerank.settings import event_time
@@ -27,23 +30,20 @@ MAX_TRAINING_ROWS = 2_000_000  # authority: a uniform sample beyond this (the en
 #: Popularity: a uniform sample of each provider's labelled rows beyond this (every candidate is
 #: cross-validated on it, so training and evaluation stay bounded whatever the catalog's size).
 MAX_ROWS_PER_PROVIDER = 100_000
-TEXT_DATASET = "features/text"
 
 
 def run_text_features(client: Client, workdir: str | Path, now: pd.Timestamp | None = None) -> int:
     """``W/features/text/``: image_id, the cleaned document and its counts, one row per catalog image."""
-    workdir = Path(workdir)
-    catalog = dd.read_parquet(workdir / "catalog", columns=["image_id", "title", "meta_data", "tags"])
+    catalog = datasets.read_ddf(workdir, "catalog", columns=["image_id", "title", "meta_data", "tags"])
     text = persist(client, stamped(catalog.map_partitions(text_documents, meta=TEXT_META), now), "features: text")
-    write_ddf(text, workdir / TEXT_DATASET)
+    datasets.write_ddf(text, workdir, "text")
     return int(text.map_partitions(len).sum().compute())
 
 
 def run_train(client: Client, workdir: str | Path, model_version: str, *, random_state: int = 0,
               target: TargetConfig = TargetConfig()) -> dict:
     """Train on a worker (single-threaded BLAS/OpenMP there, so boosting does not oversubscribe cores)."""
-    workdir = Path(workdir)
-    if not (workdir / TEXT_DATASET).is_dir() and (workdir / "catalog").is_dir():
+    if not datasets.exists(workdir, "text") and datasets.exists(workdir, "catalog"):
         run_text_features(client, workdir, event_time())
     features = load_features(workdir)
     columns = model_feature_columns(features)
@@ -58,21 +58,40 @@ def run_train(client: Client, workdir: str | Path, model_version: str, *, random
     authority = client.submit(train_authority, evidence, columns, random_state=random_state, ablations=ablations,
                               pure=False)
     models = {"popularity": popularity.result(), "authority": authority.result()}
-    directory = workdir / "models" / model_version
-    entries = {name: save_model(m, directory) for name, m in models.items() if m.estimator is not None}
-    for name, model in models.items():
-        if getattr(model, "held_out", None) is not None:  # for the report's observed-vs-predicted plot
-            with atomic_path(directory / f"oof_{name}.parquet") as tmp:
-                model.held_out.to_parquet(tmp, index=False)
+    directory = datasets.location(workdir, "models", model_version)
     untrained = {name: m.metrics for name, m in models.items() if m.estimator is None}
     extra = {"popularity_authority_correlation": "computed by the report from W/scores/ per provider"}
-    linkgraph = workdir / "graph" / "domains_summary.json"
-    if linkgraph.is_file():  # the --linkgraph domain graph the authority features were joined from
-        summary = json.loads(linkgraph.read_text())
+    if datasets.exists(workdir, "linkgraph_summary"):  # the --linkgraph domain graph the authority features used
+        summary = datasets.read_json(workdir, "linkgraph_summary")
         extra["domain_link_authority"] = {k: summary.get(k) for k in (
             "linkgraph", "domains", "domain_edges", "weighting", "pagerank_iterations", "ranks_agreement")}
-    write_model_card(directory, entries, model_version, untrained, extra=extra)
+    with model_directory(directory) as local:
+        entries = {name: save_model(m, local) for name, m in models.items() if m.estimator is not None}
+        for name, model in models.items():
+            if getattr(model, "held_out", None) is not None:  # for the report's observed-vs-predicted plot
+                model.held_out.to_parquet(local / f"oof_{name}.parquet", index=False)
+        write_model_card(local, entries, model_version, untrained, extra=extra)
     return {"model_version": model_version, "directory": str(directory), "models": entries, "untrained": untrained}
+
+
+@contextmanager
+def model_directory(directory: str):
+    """A local directory to write a model version into (models.train writes local files).
+
+    For a local work directory it is the version's own directory, and ``metrics.json``, written last, is
+    what makes the version loadable. For a URL it is a temporary directory uploaded on success, its
+    ``metrics.json`` last (one PUT: the version's commit record), then removed.
+    """
+    if not storage.is_url(directory):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        yield Path(directory)
+        return
+    fs, path = storage.filesystem(directory)
+    with tempfile.TemporaryDirectory(prefix="imagerank-models-") as local:
+        yield Path(local)
+        files = sorted(Path(local).iterdir(), key=lambda p: p.name == "metrics.json")
+        for file in files:
+            fs.put_file(str(file), f"{path}/{file.name}")
 
 
 def _labelled_rows(features: dd.DataFrame, random_state: int) -> pd.DataFrame:
@@ -99,17 +118,25 @@ def provider_evidence(features: dd.DataFrame, columns: list[str]) -> pd.DataFram
     return means.reset_index()
 
 
-def previous_headline(workdir: Path, model_version: str) -> dict | None:
+def previous_headline(workdir: str | Path, model_version: str) -> dict | None:
     """The headline figures of the newest other model version in W/models/ (a baseline row), if any."""
-    cards = [p for p in (workdir / "models").glob("*/metrics.json") if p.parent.name != model_version]
-    for path in sorted(cards, key=lambda p: p.stat().st_mtime, reverse=True):
+    base = datasets.location(workdir, "models")
+    fs, path = storage.filesystem(base)
+    cards = [p for p in fs.glob(f"{path}/*/metrics.json") if p.rsplit("/", 2)[-2] != model_version]
+    for card in sorted(cards, key=lambda p: _modified(fs, p), reverse=True):
         try:
-            headline = headline_of(json.loads(path.read_text()))
+            headline = headline_of(json.loads(fs.cat_file(card)))
         except ValueError:
             continue
         if headline:
             return headline
     return None
+
+
+def _modified(fs, path: str) -> float:
+    info = fs.info(path)
+    value = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)
 
 
 def _link_evidence_rows(features: dd.DataFrame, random_state: int) -> pd.DataFrame:

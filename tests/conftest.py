@@ -69,3 +69,16 @@ def sample_table(postgres, sample_catalog) -> str:
     with postgres.connect() as connection:
         assert load_image_table(connection, sample_catalog, "image") == 1899
     return postgres.url("image")
+
+
+@pytest.fixture(scope="session")
+def redis_srv():
+    """A real redis-server for the session; a missing binary fails the test with the command that installs it."""
+    from imagerank.store.redis_server import RedisServerUnavailable, start_redis_server
+
+    try:
+        server = start_redis_server()
+    except RedisServerUnavailable as e:
+        pytest.fail(f"redis-server is not installed: run `make system-deps` ({e})", pytrace=False)
+    yield server
+    server.stop()

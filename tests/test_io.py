@@ -17,7 +17,9 @@ def test_a_failed_write_leaves_the_previous_dataset(tmp_path):
             (tmp / "part.0.parquet").write_text("half")
             raise RuntimeError("killed")
     assert pd.read_parquet(tmp_path / "d")["a"].tolist() == [1]
-    assert [p.name for p in tmp_path.iterdir()] == ["d"]
+    # the dataset (a link to its committed version) and its versions: no temporary left, one version
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".d.v", "d"]
+    assert len(list((tmp_path / ".d.v").iterdir())) == 1
 
 
 def test_unchanged_rows_keep_their_timestamp_and_changed_rows_get_the_new_one(tmp_path):
@@ -47,4 +49,4 @@ def test_dask_cached_properties_cannot_deadlock_across_threads():
     locked = [o for o in gc.get_objects() if isinstance(o, functools.cached_property)
               and getattr(o.func, "__module__", "").startswith("dask")
               and type(getattr(o, "lock", None)).__name__ not in ("_NoLock", "NoneType")]
-    assert not locked
+    assert not locked, [o.func.__module__ + "." + o.func.__qualname__ for o in locked]

@@ -85,9 +85,17 @@ STORAGE_EPILOG = ("Every input (--catalog, --crawl, --ranks, --linkgraph, --imag
                   "of the standard AWS environment); extra options from --storage-options JSON.")
 
 
+def workdir_location(text: str) -> Path | str:
+    """A local work directory as a Path; a URL (s3://bucket/w) kept as text (a Path would mangle its //)."""
+    from imagerank import storage
+
+    return storage.absolute(text) if storage.is_url(text) else Path(text)
+
+
 def _workdir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", "-w", type=Path, default=Path(DEFAULT_WORKDIR),
-                        help=f"work directory holding every stage's Parquet datasets (default ./{DEFAULT_WORKDIR})")
+    parser.add_argument("--workdir", "-w", type=workdir_location, default=Path(DEFAULT_WORKDIR),
+                        help=f"work directory holding every stage's Parquet datasets: a local path or a URL such as "
+                             f"s3://bucket/w (default ./{DEFAULT_WORKDIR})")
 
 
 def _scheduler(parser: argparse.ArgumentParser) -> None:
@@ -357,10 +365,12 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def require_dataset(workdir: Path, name: str, how: str) -> None:
+def require_dataset(workdir: Path | str, name: str, how: str) -> None:
     """A stage's input dataset must exist before a cluster is started for it."""
-    if not (Path(workdir) / name).exists():
-        raise FileNotFoundError(f"{Path(workdir) / name} does not exist: {how}")
+    from imagerank import datasets
+
+    if not datasets.exists(workdir, name):
+        raise FileNotFoundError(f"{datasets.location(workdir, name)} does not exist: {how}")
 
 
 def cmd_features(args) -> int:
@@ -411,7 +421,9 @@ def cmd_graph(args) -> int:
     args.linkgraph = check_files("linkgraph", args.linkgraph, folders=True)
     args.ranks = check_files("ranks", args.ranks)
     # `graph build --linkgraph PATH` alone builds only the domain graph when no crawl edges exist yet
-    crawl_graph = not (args.linkgraph and args.action == "build" and not (Path(args.workdir) / "graph" / "edges").is_dir())
+    from imagerank import datasets
+
+    crawl_graph = not (args.linkgraph and args.action == "build" and not datasets.exists(args.workdir, "graph_edges"))
     result: dict = {}
     with dask_client(args.scheduler) as client:
         if args.action == "extract":
@@ -438,8 +450,12 @@ def cmd_train(args) -> int:
     return 0
 
 
-def latest_model_version(workdir: Path) -> str:
-    versions = sorted(p.name for p in (Path(workdir) / "models").glob("*") if (p / "metrics.json").is_file())
+def latest_model_version(workdir: Path | str) -> str:
+    from imagerank import datasets, storage
+
+    fs, models = storage.filesystem(datasets.location(workdir, "models"))
+    versions = sorted(p.rstrip("/").rsplit("/", 2)[-2] for p in fs.glob(f"{models}/*/metrics.json")) \
+        if fs.isdir(models) else []
     if not versions:
         raise FileNotFoundError(f"no trained models under {workdir}/models: run `imagerank train` first")
     return versions[-1]
@@ -479,7 +495,9 @@ def cmd_lookup(args) -> int:
     ids = read_ids(args)
     if not ids:
         raise ValueError("no image ids given (pass them as arguments or with --file)")
-    if not (Path(args.workdir) / "feast" / "registry.db").exists():
+    from imagerank import datasets
+
+    if not datasets.exists(args.workdir, "feast", "registry.db"):
         raise FileNotFoundError(f"{args.workdir} has no Feast registry: run `imagerank recalculate` or `imagerank materialize` first")
     rows = lookup(args.feature_repo or default_feature_repo(), args.workdir, ids, boost_weight=args.boost_weight,
                   boost_mode=args.boost_mode)
@@ -501,15 +519,18 @@ def cmd_export(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    if not Path(args.workdir).is_dir():
+    from imagerank import datasets, storage
+    from imagerank.runs import finished_runs
+
+    if not storage.isdir(args.workdir):
         raise FileNotFoundError(f"no work directory {args.workdir}")
-    if not (Path(args.workdir) / "runs").is_dir():
+    if not storage.isdir(datasets.location(args.workdir, "runs")):
         raise FileNotFoundError(f"{args.workdir} holds no runs: run `imagerank recalculate --workdir {args.workdir}` first")
-    paths = sorted(p for p in (Path(args.workdir) / "runs").glob("*.json") if p.name != "in-progress.json")
+    paths = finished_runs(args.workdir)
     if not paths:
         print(f"imagerank runs: no finished run in {args.workdir} yet", file=sys.stderr)
     for path in paths:
-        run = json.loads(path.read_text())
+        run = json.loads(storage.read_text(path))
         rec = run.get("reconciliation", {})
         print(f"{run['run_id']}  input={rec.get('input_rows')} scored={rec.get('score_rows')} "
               f"rejected={rec.get('rejected_rows')}  {sum(run.get('timings_s', {}).values()):.1f} s")
@@ -550,7 +571,9 @@ def cmd_demo(args) -> int:
     from imagerank.store.feast_repo import default_feature_repo, lookup
     from pipelines.recalculate import RecalculateOptions, recalculate
 
-    sample = generate(Path(args.workdir) / "demo-input", rows=args.rows)
+    from imagerank import datasets
+
+    sample = generate(datasets.location(args.workdir, "demo_input"), rows=args.rows)
     print(f"generated a sample catalog of {sample['rows']} rows (+ broken rows) in {args.workdir}/demo-input", file=sys.stderr)
     manifest = recalculate(RecalculateOptions(catalog=sample["catalog"], workdir=args.workdir, ranks=sample["ranks"],
                                               images=sample["images"], crawl=sample["crawl"], scheduler=args.scheduler,
@@ -558,7 +581,7 @@ def cmd_demo(args) -> int:
     print(json.dumps({"reconciliation": manifest["reconciliation"], "timings_s": manifest["timings_s"]}, indent=2))
     import pandas as pd
 
-    scores = pd.read_parquet(Path(args.workdir) / "scores")
+    scores = datasets.read_frame(args.workdir, "scores")
     picks = pd.concat([scores.nlargest(2, "popularity"), scores.groupby("popularity_source").head(1)])["image_id"]
     print("\nonline lookups through Feast (imagerank lookup):")
     for row in lookup(default_feature_repo(), args.workdir, list(dict.fromkeys(picks))):

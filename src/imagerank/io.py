@@ -1,7 +1,18 @@
-"""Parquet datasets under the work directory, written so that a killed run never leaves half a dataset.
+"""Datasets of the work directory, published by commit records so a killed run never leaves half a dataset.
 
-Every stage writes to ``<name>.tmp-<random>`` next to its target and renames it into place only when
-the write has finished; the previous version stays readable until that rename.
+Nothing is renamed into place (object stores cannot rename a prefix atomically). A Parquet dataset whose
+logical location is ``<parent>/<name>`` is written as a new *version* under ``<parent>/.<name>.v/<id>/``
+(``<id>``: run id if one is set, time, random suffix) and becomes visible only through its commit record,
+written last and in one atomic step:
+
+- local disk: ``<parent>/<name>`` is a symbolic link to ``.<name>.v/<id>``, swapped with ``os.replace``
+  (plain tools and older readers keep reading ``<parent>/<name>`` as a directory);
+- object storage: ``<parent>/.<name>.v/_current.json`` (``{"version": "<id>"}``), one object PUT.
+
+Readers resolve the record once (:func:`current`) and read that version to the end: a commit during the
+read does not move them. A killed writer leaves only an unreferenced version, which nobody reads.
+Superseded versions are removed after each commit, except the version the commit replaced (a reader that
+resolved the record just before the commit may still be reading it); that one goes at the next commit.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ import os
 import shutil
 import uuid
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -18,47 +30,176 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from imagerank import storage
+
+
+RUN_ID_ENV = "IMAGERANK_RUN_ID"  # set by a recalculation: version prefixes carry the run they belong to
+VERSIONS_SUFFIX = ".v"
+RECORD = "_current.json"
+
+
+def versions_dir(target: str | os.PathLike) -> str:
+    """``<parent>/.<name>.v``: where the versions of the dataset at ``target`` live."""
+    parent, name = _split(target)
+    return storage.join(parent, f".{name}{VERSIONS_SUFFIX}")
+
+
+def _split(target: str | os.PathLike) -> tuple[str, str]:
+    text = storage.absolute(target)
+    if storage.is_url(text):
+        parent, _, name = text.rstrip("/").rpartition("/")
+        return parent, name
+    return os.path.dirname(text), os.path.basename(text)
+
+
+def new_version_id() -> str:
+    """Sortable by time; run-scoped when the run id is known; unique."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    run = os.environ.get(RUN_ID_ENV)
+    return f"{stamp}-{run + '-' if run else ''}{uuid.uuid4().hex[:8]}"
+
+
+def current(target: str | os.PathLike) -> str | None:
+    """The committed version of the dataset at ``target`` (the location to read), or None if never published.
+
+    A plain directory without a record (written before commit records existed, or by hand) is its own version.
+    """
+    target = storage.absolute(target)
+    if storage.is_url(target):
+        record = storage.join(versions_dir(target), RECORD)
+        fs, path = storage.filesystem(record)
+        try:
+            with fs.open(path, "rb") as handle:
+                version = json.loads(handle.read())["version"]
+        except FileNotFoundError:
+            return target if storage.isdir(target) else None
+        return storage.join(versions_dir(target), version)
+    if os.path.islink(target):
+        resolved = os.path.realpath(target)
+        return resolved if os.path.exists(resolved) else None
+    return target if os.path.exists(target) else None
+
+
+def committed_version(target: str | os.PathLike) -> str | None:
+    """The id of the committed version (None for a plain directory or nothing)."""
+    found = current(target)
+    if found is None:
+        return None
+    base = versions_dir(target)
+    inside = found.startswith(storage.join(base, "")) if storage.is_url(found) else \
+        os.path.dirname(found) == os.path.realpath(base)
+    return found.rstrip("/").rsplit("/", 1)[-1] if inside else None
+
+
+@contextmanager
+def publishing(target: str | os.PathLike) -> Iterator[str]:
+    """Yield a fresh version location for ``target``; on success commit it (then clean up), on error remove it."""
+    version_id = new_version_id()
+    version = storage.join(versions_dir(target), version_id)
+    fs, path = storage.filesystem(version)
+    fs.makedirs(path, exist_ok=True)
+    try:
+        yield version
+    except BaseException:
+        _remove(version)
+        raise
+    commit(target, version_id)
+
+
+def commit(target: str | os.PathLike, version_id: str) -> None:
+    """Make ``version_id`` the dataset's visible version in one atomic step, then remove old versions."""
+    target = storage.absolute(target)
+    previous = committed_version(target)
+    if storage.is_url(target):
+        with storage.open_file(storage.join(versions_dir(target), RECORD), "wb") as handle:  # one PUT
+            handle.write(json.dumps({"version": version_id, "committed_at": _now()}).encode())
+    else:
+        parent, name = _split(target)
+        if os.path.isdir(target) and not os.path.islink(target):  # a plain directory from before: keep it as a version
+            os.rename(target, os.path.join(versions_dir(target), f"00000000T000000000000-plain-{uuid.uuid4().hex[:8]}"))
+        link = os.path.join(parent, f".{name}.link-{uuid.uuid4().hex[:8]}")
+        os.symlink(os.path.join(f".{name}{VERSIONS_SUFFIX}", version_id), link)
+        os.replace(link, target)
+    cleanup(target, keep=(version_id, previous))
+
+
+def cleanup(target: str | os.PathLike, keep: tuple[str | None, ...]) -> list[str]:
+    """Remove versions of ``target`` older than every kept one (the committed version and the one it replaced).
+
+    Versions newer than the oldest kept one are left: they may belong to a writer still running.
+    """
+    kept = [k for k in keep if k]
+    if not kept:
+        return []
+    base = versions_dir(target)
+    fs, path = storage.filesystem(base)
+    try:
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+    except FileNotFoundError:
+        return []
+    oldest = min(kept)
+    removed = [n for n in names if n != RECORD and n not in kept and n < oldest]
+    for name in removed:
+        _remove(storage.join(base, name))
+    return removed
+
+
+def _remove(location: str) -> None:
+    fs, path = storage.filesystem(location)
+    try:
+        fs.rm(path, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of ``target``; on success it replaces ``target`` in one rename."""
-    target = Path(target)
+    """Local only: yield a temporary sibling of ``target`` to fill; on success a directory is published as a
+    new version (:func:`commit`), a single file replaces ``target`` with ``os.replace``."""
+    target = storage.local_path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
-        _replace(tmp, target)
+        if tmp.is_dir():
+            version_id = new_version_id()
+            Path(versions_dir(target)).mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, os.path.join(versions_dir(target), version_id))  # not yet visible: no reader sees it
+            commit(target, version_id)
+        else:
+            os.replace(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
 
 
-def _replace(src: Path, target: Path) -> None:
-    if target.is_dir() and not target.is_symlink():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(target, old)
-        os.rename(src, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, target)
+def write_frame(df: pd.DataFrame, target: str | os.PathLike, *, schema: pa.Schema | None = None) -> str:
+    """Write one pandas frame as a single-file Parquet dataset and publish it."""
+    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    with publishing(target) as version:
+        fs, path = storage.filesystem(version)
+        pq.write_table(table, f"{path}/part.0.parquet", filesystem=fs)
+    return current(target)
 
 
-def write_frame(df: pd.DataFrame, target: str | os.PathLike, *, schema: pa.Schema | None = None) -> Path:
-    """Write one pandas frame as a single-file Parquet dataset directory, atomically."""
-    target = Path(target)
-    with atomic_path(target) as tmp:
-        tmp.mkdir(parents=True)
-        table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
-        pq.write_table(table, tmp / "part.0.parquet")
-    return target
+def write_ddf(ddf, target: str | os.PathLike, *, schema=None) -> str:
+    """Write a Dask DataFrame as a Parquet dataset (one file per partition, each worker its own) and publish it."""
+    with publishing(target) as version:
+        ddf.to_parquet(version, write_index=False, schema=schema if schema is not None else "infer",
+                       storage_options=storage.storage_options(version) or None)
+    return current(target)
 
 
-def write_ddf(ddf, target: str | os.PathLike, *, schema=None) -> Path:
-    """Write a Dask DataFrame as a Parquet dataset directory (one file per partition), atomically."""
-    target = Path(target)
-    with atomic_path(target) as tmp:
-        ddf.to_parquet(str(tmp), write_index=False, schema=schema if schema is not None else "infer")
-    return target
+def read_ddf(location: str | os.PathLike, columns: list[str] | None = None, **kwargs):
+    """A Dask DataFrame over a Parquet location (a resolved version, or a dataset whose record is followed)."""
+    import dask.dataframe as dd
+
+    found = current(location) or storage.absolute(location)
+    return dd.read_parquet(found, columns=columns, storage_options=storage.storage_options(found) or None, **kwargs)
 
 
 def with_timestamp(frame: pd.DataFrame, event_timestamp: pd.Timestamp) -> pd.DataFrame:
@@ -91,12 +232,10 @@ def keep_unchanged_timestamps(new, previous_path: str | os.PathLike, *, key: str
     Feast's ``materialize-incremental`` then writes only what changed since the last run, instead of
     every row of a dataset that was recomputed but came out the same.
     """
-    previous_path = Path(previous_path)
-    if not previous_path.is_dir():
+    found = current(previous_path)
+    if found is None:
         return new
-    import dask.dataframe as dd
-
-    previous = dd.read_parquet(previous_path)
+    previous = read_ddf(found)
     values = [c for c in new.columns if c != key and c not in carry and c in previous.columns]
     if not values or not all(c in previous.columns for c in carry):
         return new
@@ -124,14 +263,25 @@ def keep_unchanged_timestamps(new, previous_path: str | os.PathLike, *, key: str
 
 
 def read_frame(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a whole dataset into pandas (for small datasets: models, reports, tests)."""
-    return pd.read_parquet(path, columns=columns)
+    """Read a whole dataset (its committed version) or Parquet file into pandas (small data: models, reports, tests)."""
+    found = current(path) or storage.absolute(path)
+    return pd.read_parquet(found, columns=columns, storage_options=storage.storage_options(found) or None)
 
 
-def write_json(obj, target: str | os.PathLike) -> Path:
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+def write_json(obj, target: str | os.PathLike) -> str:
+    """Write a small JSON document whole or not at all: ``os.replace`` locally, one PUT on object storage."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+    target = storage.absolute(target)
+    if storage.is_url(target):
+        with storage.open_file(target, "wb") as handle:
+            handle.write(text.encode())
+        return target
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(target).with_name(f".{Path(target).name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
     os.replace(tmp, target)
     return target
+
+
+def read_json(location: str | os.PathLike):
+    return json.loads(storage.read_text(location))

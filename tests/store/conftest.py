@@ -1,4 +1,5 @@
-"""Store tests: a session redis-server on 127.0.0.1, temporary Feast repos over synthetic parquet data."""
+"""Store tests: temporary Feast repos over synthetic parquet data (the session redis-server, ``redis_srv``, is
+in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imagerank.store.redis_server import RedisServerUnavailable, start_redis_server
 
 PROJECT = "imagerank_test"
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="session")
-def redis_srv():
-    """A real redis-server for the session; a missing binary fails the test with the command that installs it."""
-    try:
-        server = start_redis_server()
-    except RedisServerUnavailable as e:
-        pytest.fail(f"redis-server is not installed: run `make system-deps` ({e})", pytrace=False)
-    yield server
-    server.stop()
 
 
 def synthetic_frame(n: int, seed: int = 0, *, t0: datetime = T0, versions: int = 2,

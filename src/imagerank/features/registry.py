@@ -7,17 +7,13 @@ from pathlib import Path
 import dask.dataframe as dd
 import pandas as pd
 
-#: family -> dataset under the work directory; ``metadata`` is the base every image has.
-FAMILIES = {
-    "metadata": "features/metadata",
-    "popularity": "features/popularity",
-    "domains": "features/domains",
-    "pixels": "features/pixels",
-    "exif": "features/exif",
-    "links": "features/links",
-    "visual": "features/visual",
-    "text": "features/text",  # the cleaned text document (a string: embedded inside the popularity estimator)
-}
+from imagerank import datasets
+
+#: family -> its dataset's location relative to the work directory (the family is also its name in
+#: ``imagerank.datasets``); ``metadata`` is the base every image has. ``text`` is the cleaned text document
+#: (a string: embedded inside the popularity estimator).
+FAMILY_NAMES = ("metadata", "popularity", "domains", "pixels", "exif", "links", "visual", "text")
+FAMILIES = {name: datasets.relative(name) for name in FAMILY_NAMES}
 #: Columns that are labels, keys or bookkeeping, never model inputs.
 NOT_MODEL_INPUTS = {
     "metric_value", "observed_popularity", "event_timestamp", "link_authority", "has_link_evidence",
@@ -41,27 +37,29 @@ def family_columns(workdir: str | Path, families: tuple[str, ...]) -> list[str]:
     """Columns of the given families' datasets (from their Parquet schemas), without the key."""
     import pyarrow.dataset as ds
 
+    from imagerank import storage
+
     columns: list[str] = []
     for name in families:
-        path = Path(workdir) / FAMILIES[name]
-        if path.is_dir():
-            columns += [c for c in ds.dataset(str(path), format="parquet").schema.names
+        found = datasets.current(workdir, name)
+        if found is not None:
+            fs, path = storage.filesystem(found)
+            columns += [c for c in ds.dataset(path, format="parquet", filesystem=fs).schema.names
                         if c != "image_id" and c not in columns]
     return columns
 
 
 def available_families(workdir: str | Path) -> list[str]:
-    return [name for name, rel in FAMILIES.items() if (Path(workdir) / rel).is_dir()]
+    return [name for name in FAMILIES if datasets.exists(workdir, name)]
 
 
 def load_features(workdir: str | Path) -> dd.DataFrame:
     """Every available family left-joined on image_id onto the metadata features (one row per image)."""
-    workdir = Path(workdir)
-    frame = dd.read_parquet(workdir / FAMILIES["metadata"])
+    frame = datasets.read_ddf(workdir, "metadata")
     for name in available_families(workdir):
         if name == "metadata":
             continue
-        other = dd.read_parquet(workdir / FAMILIES[name])
+        other = datasets.read_ddf(workdir, name)
         keep = ["image_id"] + [c for c in other.columns if c not in frame.columns]
         frame = frame.merge(other[keep], on="image_id", how="left")
     return frame

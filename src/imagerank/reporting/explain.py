@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from imagerank import datasets
 from imagerank.reporting import analysis, data
 
 #: Background rows for the contributions: a fixed uniform sample of the model's labelled rows.
@@ -28,17 +29,17 @@ def explain(workdir: str | Path, image_id: str, *, contributions: bool = True, t
     """The image's scores, their sources, the features that moved its predictions, its domain, links and copies."""
     workdir = Path(workdir)
     image_id = str(image_id).strip()
-    scores = data.read_columns(workdir / "scores", ["image_id", "popularity", "authority", "popularity_source",
+    scores = data.read_columns(Path(datasets.location(workdir, "scores")), ["image_id", "popularity", "authority", "popularity_source",
                                                     "authority_source", "model_version", "event_timestamp"],
                                filters=("image_id", [image_id]))
     if scores.empty:
-        if not (workdir / "scores").is_dir():
+        if not (Path(datasets.location(workdir, "scores"))).is_dir():
             raise FileNotFoundError(f"{workdir}/scores does not exist: run `imagerank recalculate` first")
         raise UnknownImage(f"unknown image_id {image_id!r}: not in {workdir}/scores")
     score = scores.iloc[0].to_dict()
     features = data.feature_rows(workdir, [image_id])
     row = features.iloc[0].to_dict() if not features.empty else {"image_id": image_id}
-    catalog = data.read_columns(workdir / "catalog", ["image_id", "provider", "title", "creator", "foreign_landing_url",
+    catalog = data.read_columns(Path(datasets.location(workdir, "catalog")), ["image_id", "provider", "title", "creator", "foreign_landing_url",
                                                       "url", "license", "created_on"], filters=("image_id", [image_id]))
     out: dict[str, Any] = {
         "image_id": image_id,
@@ -68,7 +69,7 @@ def explain(workdir: str | Path, image_id: str, *, contributions: bool = True, t
 
 def _models(workdir: Path, version: Any) -> tuple[dict, dict]:
     version = str(version) if version is not None and str(version) != "nan" else None
-    if not version or not (workdir / "models" / version / "metrics.json").is_file():
+    if not version or not datasets.exists(workdir, "models", version, "metrics.json"):
         version = data.model_version(workdir, {})
     card = data.model_card(workdir, version)
     if not card:
@@ -123,7 +124,7 @@ def _links(workdir: Path, row: dict, image_id: str) -> dict:
 
 def _embedding_pages(workdir: Path, image_id: str, limit: int = 10) -> list[str]:
     """Crawled pages that embed the image: W/graph/edges image edges matched with the links stage's own keys."""
-    edges = workdir / "graph" / "edges"
+    edges = Path(datasets.location(workdir, "graph_edges"))
     if not edges.is_dir():
         return []
     try:
@@ -131,7 +132,7 @@ def _embedding_pages(workdir: Path, image_id: str, limit: int = 10) -> list[str]
 
         from imagerank.features.links import catalog_image_keys, image_edge_keys
 
-        catalog = data.read_columns(workdir / "catalog", ["image_id", "url", "thumbnail"], filters=("image_id", [image_id]))
+        catalog = data.read_columns(Path(datasets.location(workdir, "catalog")), ["image_id", "url", "thumbnail"], filters=("image_id", [image_id]))
         keys = set(catalog_image_keys(catalog)["key"].astype(str))
         if not keys:
             return []
@@ -181,7 +182,7 @@ def _duplicates(workdir: Path, row: dict, image_id: str) -> dict:
     out["copies_found"] = len(copies)
     if copies:
         ids = [c[0] for c in copies[:MAX_COPIES]]
-        info = data.read_columns(workdir / "catalog", ["image_id", "provider", "title", "foreign_landing_url"],
+        info = data.read_columns(Path(datasets.location(workdir, "catalog")), ["image_id", "provider", "title", "foreign_landing_url"],
                                  filters=("image_id", ids)).set_index("image_id")
         out["copies"] = [{"image_id": i, "hamming_distance": d,
                           **(_clean(info.loc[i].to_dict()) if i in info.index else {})} for i, d in copies[:MAX_COPIES]]

@@ -241,7 +241,13 @@ class ReadSpec:
 def _plan_reads(uri: str, columns: list[str], partition_rows: int, min_chunks: int = 1):
     """Split a parquet file or dataset directory into (file, row groups) chunks of <= partition_rows,
     and into at least ``min_chunks`` chunks when the row groups allow (every worker reads)."""
-    dataset = pads.dataset(uri, format="parquet")
+    from imagerank import storage
+
+    if storage.is_url(uri):  # object storage through fsspec (endpoint, credentials, --storage-options)
+        url_fs, path = storage.filesystem(uri)
+        dataset = pads.dataset(path, format="parquet", filesystem=url_fs)
+    else:
+        dataset = pads.dataset(uri, format="parquet")
     fs = dataset.filesystem
     fragments = [(frag.path, frag.metadata) for frag in dataset.get_fragments()]
     total = sum(md.num_rows for _, md in fragments)

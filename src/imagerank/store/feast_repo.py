@@ -38,11 +38,33 @@ def default_feature_repo() -> Path:
                             "set IMAGERANK_FEATURE_REPO or pass --feature-repo")
 
 
+def store_yaml(repo: Path, workdir: str | Path) -> Path:
+    """The Feast configuration for a work directory: feature_store.yaml (SQLite online store inside it) for a
+    local one; for a URL, feature_store.redis.yaml when IMAGERANK_REDIS is set, else feature_store.sqlite.yaml
+    when IMAGERANK_SQLITE names a local file; else a clear error (nothing is written to the driver's disk)."""
+    from imagerank import storage
+
+    if not storage.is_url(workdir):
+        return Path(repo) / "feature_store.yaml"
+    if os.environ.get("IMAGERANK_REDIS"):
+        return Path(repo) / "feature_store.redis.yaml"
+    if os.environ.get("IMAGERANK_SQLITE"):
+        return Path(repo) / "feature_store.sqlite.yaml"
+    raise ValueError(f"work directory {workdir} is a URL: set IMAGERANK_REDIS (host:port[,password=...]) for the "
+                     "online store, or IMAGERANK_SQLITE to a local SQLite file")
+
+
+def _workdir_value(workdir: str | Path) -> str:
+    from imagerank import storage
+
+    return storage.absolute(workdir) if storage.is_url(workdir) else str(Path(workdir).resolve())
+
+
 @contextmanager
 def workdir_env(workdir: str | Path) -> Iterator[None]:
     """feature_store.yaml and sources.py read IMAGERANK_WORKDIR: point them at this work directory."""
     previous = os.environ.get("IMAGERANK_WORKDIR")
-    os.environ["IMAGERANK_WORKDIR"] = str(Path(workdir).resolve())
+    os.environ["IMAGERANK_WORKDIR"] = _workdir_value(workdir)
     try:
         yield
     finally:
@@ -61,16 +83,20 @@ def apply_and_materialize(repo: Path, workdir: str | Path, end: datetime | None 
     there uses ``scheduler`` (else $DASK_SCHEDULER_ADDRESS, else its own LocalCluster).
     """
     end = end or datetime.now(timezone.utc)
-    env = {**os.environ, "IMAGERANK_WORKDIR": str(Path(workdir).resolve())}
+    config = store_yaml(repo, workdir)
+    env = {**os.environ, "IMAGERANK_WORKDIR": _workdir_value(workdir)}
     if scheduler:
         env["DASK_SCHEDULER_ADDRESS"] = scheduler
     from imagerank.cluster import show_progress
 
     if show_progress():  # the child's stderr is a pipe: tell it the bars are wanted
         env["IMAGERANK_PROGRESS"] = "1"
-    (Path(workdir) / "feast").mkdir(parents=True, exist_ok=True)
+    from imagerank import storage
+
+    if not storage.is_url(workdir):
+        (Path(workdir) / "feast").mkdir(parents=True, exist_ok=True)
     child = subprocess.Popen([sys.executable, "-m", "imagerank.store.feast_repo", str(Path(repo).resolve()),
-                              end.isoformat()], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              end.isoformat(), str(Path(config).resolve())], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stdout, stderr = child.stdout.read, collections.deque(maxlen=200)
     for line in child.stderr:  # the engine's progress and counts, passed on as they come
         sys.stderr.write(line)
@@ -82,17 +108,19 @@ def apply_and_materialize(repo: Path, workdir: str | Path, end: datetime | None 
     return {"repo": str(repo), "end": end.isoformat(), "materialized_views": views}
 
 
-def _apply_and_materialize_here(repo: Path, end: datetime) -> list[str]:
+def _apply_and_materialize_here(repo: Path, end: datetime, config_file: Path | None = None) -> list[str]:
     """The child's work: what ``feast apply --skip-source-validation`` and ``feast materialize-incremental`` do."""
     from feast import FeatureStore
     from feast.repo_config import load_repo_config
     from feast.repo_operations import apply_total, cli_check_repo
 
-    config_file = repo / "feature_store.yaml"
+    from imagerank import storage
+
+    config_file = config_file or repo / "feature_store.yaml"
     cli_check_repo(repo, config_file)
     apply_total(load_repo_config(repo, config_file), repo, skip_source_validation=True)
-    store = FeatureStore(repo_path=str(repo))
-    views = [v.name for v in store.list_feature_views() if Path(v.batch_source.path).exists()]
+    store = FeatureStore(repo_path=str(repo), fs_yaml_file=config_file)
+    views = [v.name for v in store.list_feature_views() if storage.exists(v.batch_source.path)]
     store.materialize_incremental(end_date=end, feature_views=views)
     return views
 
@@ -101,7 +129,7 @@ def feature_store(repo: Path, workdir: str | Path):
     from feast import FeatureStore
 
     with workdir_env(workdir):
-        return FeatureStore(repo_path=str(repo))
+        return FeatureStore(repo_path=str(repo), fs_yaml_file=store_yaml(repo, workdir))
 
 
 RANKING_SERVICE = "ranking"
@@ -147,5 +175,6 @@ def _plain(value):
 
 if __name__ == "__main__":  # the child process of apply_and_materialize
     with contextlib.redirect_stdout(sys.stderr):  # Feast's progress output; stdout carries only the result
-        materialized = _apply_and_materialize_here(Path(sys.argv[1]), datetime.fromisoformat(sys.argv[2]))
+        materialized = _apply_and_materialize_here(Path(sys.argv[1]), datetime.fromisoformat(sys.argv[2]),
+                                                   Path(sys.argv[3]) if len(sys.argv) > 3 else None)
     print(json.dumps(materialized))
