@@ -13,9 +13,8 @@ Planned for a catalog of hundreds of millions of rows whose images sit in an obj
    (not listed, too large, unchanged since the last run) cost no request; the rest are fetched many per call,
    bounded by the ``fetch_bytes`` limit per task.
 5. **Write** both families from the same partition results into a few large files (adjacent tasks'
-   results concatenated, ``rows_per_file`` rows each), each dataset into a temporary sibling renamed into
-   place only when both have finished (``imagerank.io.atomic_path``; a URL work directory is written in
-   place).
+   results concatenated, ``rows_per_file`` rows each), each dataset into a new version published by its
+   commit record only when both have finished (``imagerank.io.publishing``; local disks and URLs alike).
 
 Incremental: a row whose image is listed with the same path, size and version as before (and, for EXIF,
 the same ``meta_data``) is copied without reading the image (see *Reuse* in :mod:`imagerank.features.images`).
@@ -36,13 +35,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imagerank import storage
+from imagerank import datasets, io, storage
 from imagerank.features.exif import EXIF_SCHEMA
 from imagerank.features.image_source import LISTING_SCHEMA
 from imagerank.features.images import (EXIF_COLUMNS, FAMILIES, IMAGE_FEATURES_META, LISTED_PATH, PIXELS_COLUMNS,
                                        PREVIOUS, ImageError, ImageLimits, ImageSource, family_frame, image_features)
 from imagerank.features.pixels import PIXELS_SCHEMA
-from imagerank.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +82,16 @@ def run_image_features(client, workdir: str, images: str, families: Iterable[str
         event_timestamp = pd.Timestamp.now(tz="UTC")  # one time for the whole run, not per partition
     source = ImageSource(images, allow_remote=limit.allow_remote, storage_options=storage_options or {})
 
-    catalog_path = storage.join(workdir, "catalog")
-    if not storage.exists(catalog_path):
-        raise FileNotFoundError(f"{catalog_path} does not exist: run `imagerank ingest` first")
+    catalog_path = datasets.current(workdir, "catalog")  # the committed version: its files do not change under us
+    if catalog_path is None:
+        raise FileNotFoundError(f"{datasets.location(workdir, 'catalog')} does not exist: run `imagerank ingest` first")
     pieces = catalog_pieces(catalog_path)
     names = _catalog_columns(catalog_path, pieces[0][0]) if pieces else {"image_id", "meta_data"}
     missing = set(source.fields) - names
     if missing:
         raise ValueError(f"the image template uses {sorted(missing)}, not catalog columns")
     columns = sorted({"image_id", "meta_data", *source.fields} & names)
-    targets = {family: storage.join(workdir, "features", family) for family in families}
+    targets = {family: datasets.location(workdir, family) for family in families}
 
     with _listing(source, storage.join(workdir, "features", f".image-listing-{uuid.uuid4().hex[:8]}")) as listed:
         location, n_listed = listed
@@ -271,10 +269,11 @@ def _catalog_columns(catalog_path: str, relative: str) -> set[str]:
 def _with_previous(catalog: dd.DataFrame, targets: dict[str, str]) -> dd.DataFrame:
     """The catalog with each family's previous rows joined on as ``previous.<family>.<column>``
     (families without a previous dataset, or one written before digests existed, are left out)."""
-    for family, path in targets.items():
-        if not storage.exists(path):
+    for family, target in targets.items():
+        path = io.current(target)
+        if path is None:
             continue
-        previous = dd.read_parquet(path, storage_options=storage.storage_options(path))
+        previous = io.read_ddf(path)
         if "input_digest" not in previous.columns:
             continue
         columns = [c for c in COLUMNS[family] if c != "image_id"]
@@ -306,12 +305,12 @@ def _outcome_counts(outcomes: pd.DataFrame, families: tuple[str, ...]) -> pd.Dat
 def _write_together(client, frames: dict[str, dd.DataFrame], targets: dict[str, str],
                     errors: dd.DataFrame, show: bool = True) -> pd.DataFrame:
     """Write frames that share one graph and compute their error counts in a single pass over the
-    images; each local dataset goes to a temporary sibling renamed into place only when all succeeded."""
+    images; each dataset is written to a new version, published (``imagerank.io.publishing``) only when all
+    succeeded."""
     with ExitStack() as stack:
-        tmp = {f: targets[f] if storage.is_url(targets[f]) else str(stack.enter_context(atomic_path(targets[f])))
-               for f in frames}
+        tmp = {f: stack.enter_context(io.publishing(targets[f])) for f in frames}
         writes = [frames[f].to_parquet(tmp[f], write_index=False, schema=SCHEMAS[f], compute=False,
-                                       storage_options=storage.storage_options(tmp[f]), overwrite=storage.is_url(tmp[f]))
+                                       storage_options=storage.storage_options(tmp[f]) or None)
                   for f in frames]
         if client is None:
             *_, totals = dask.compute(*writes, errors)
