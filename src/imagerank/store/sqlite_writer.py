@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from imagerank.store.encoding import _py_datetimes
-from imagerank.store.spec import WriteSpec, _encode_batch
+from imagerank.store.encoding import py_datetimes
+from imagerank.store.spec import WriteSpec, encode_batch
 
 
 def _sqlite_ts(ts: pd.Series) -> list[int]:
     """What Feast's registered sqlite adapter stores for the naive-UTC datetime: ``int(dt.timestamp())``."""
-    return [int(d.timestamp()) for d in _py_datetimes(ts)]
+    return [int(d.timestamp()) for d in py_datetimes(ts)]
 
 
-_STAGE_FEATURES = 32
+STAGE_FEATURES = 32
 """Features per staging row: wider views stage groups of features in several tables, so that the CASE
 that unpivots a row stays short."""
 
@@ -41,10 +41,10 @@ def _pick(prefix: str, n: int) -> str:
 
 def _feature_groups(spec: WriteSpec) -> list[list[str]]:
     names = sorted(name for name, _ in spec.features)
-    return [names[i:i + _STAGE_FEATURES] for i in range(0, len(names), _STAGE_FEATURES)]
+    return [names[i:i + STAGE_FEATURES] for i in range(0, len(names), STAGE_FEATURES)]
 
 
-def _stage_sqlite(df: pd.DataFrame, spec: WriteSpec) -> str:
+def stage_sqlite(df: pd.DataFrame, spec: WriteSpec) -> str:
     """Encode a partition into a staging SQLite file in the run's staging directory; return its path.
 
     One staging row per entity (entity key, timestamps, then value and text of each feature), in
@@ -67,7 +67,7 @@ def _stage_sqlite(df: pd.DataFrame, spec: WriteSpec) -> str:
             conn.executemany(f"INSERT INTO names_{g} VALUES (?, ?)", enumerate(group))
         for start in range(0, len(df), spec.batch_size):
             batch = df.iloc[start:start + spec.batch_size].reset_index(drop=True)
-            ek, cols = _encode_batch(batch, spec, with_text=True)
+            ek, cols = encode_batch(batch, spec, with_text=True)
             ts = _sqlite_ts(batch[spec.ts_col])
             created = _sqlite_ts(batch[spec.created_col]) if spec.created_col else None
             for g, group in enumerate(groups):
@@ -80,7 +80,7 @@ def _stage_sqlite(df: pd.DataFrame, spec: WriteSpec) -> str:
     return path
 
 
-def _new_stage_dir(db_path: str) -> str:
+def new_stage_dir(db_path: str) -> str:
     """A fresh staging directory beside the store (the workers write there, the driver reads), named by
     this host and process. Ones left by killed runs are removed: those of dead processes on this host,
     and any older than a day."""
@@ -110,7 +110,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stage_dir(stage_dir: str) -> None:
+def remove_stage_dir(stage_dir: str) -> None:
     import shutil
 
     shutil.rmtree(stage_dir, ignore_errors=True)
