@@ -70,6 +70,36 @@ def test_sqlite_rows_identical_to_local_engine(sqlite_pair):
     assert not list(dask.glob(".online.db.staging*"))  # the staged partitions were published and removed
 
 
+def _worker_staging_dirs(client) -> list[str]:
+    import glob
+    import os
+
+    found = client.run(lambda dask_worker: glob.glob(os.path.join(dask_worker.local_directory, "imagerank-staging-*")))
+    return [path for paths in found.values() for path in paths]
+
+
+def test_worker_local_staging_writes_the_same_rows(sqlite_pair, data, dask_client):
+    """``staging_dir: worker-local`` (no disk shared by driver and workers): each worker stages in its own
+    Dask local directory and the driver fetches the files over Dask; the rows are the local engine's, nothing
+    is staged beside the store and no staging directory is left on the workers."""
+    root, _, src = data
+    repo = make_repo(root / "worker-local", src, engine="dask", engine_options={"staging_dir": "worker-local"})
+    FeatureStore(repo_path=str(repo)).materialize(START, END)
+    assert _sqlite_rows(repo) == _sqlite_rows(sqlite_pair[0])
+    assert not list(repo.glob(".online.db.staging*"))
+    assert _worker_staging_dirs(dask_client) == []
+
+
+def test_explicit_staging_dir_is_used_and_emptied(sqlite_pair, data, tmp_path):
+    root, _, src = data
+    staging = tmp_path / "scratch"
+    repo = make_repo(root / "explicit-staging", src, engine="dask", engine_options={"staging_dir": f'"{staging}"'})
+    FeatureStore(repo_path=str(repo)).materialize(START, END)
+    assert _sqlite_rows(repo) == _sqlite_rows(sqlite_pair[0])
+    assert not list(repo.glob(".online.db.staging*"))
+    assert staging.is_dir() and not list(staging.iterdir())  # the run staged there, then removed its files
+
+
 def test_staging_dirs_of_killed_runs_are_removed(tmp_path):
     import os
     import time

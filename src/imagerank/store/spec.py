@@ -31,7 +31,8 @@ class WriteSpec:
     sqlite_table: str | None
     sqlite_wal: bool
     stage_dir: str | None
-    """Directory of the run's SQLite staging files (beside the store: the workers share its disk)."""
+    """Directory of the run's SQLite staging files, shared by the workers and the driver, or
+    ``sqlite_writer.WORKER_LOCAL``: each worker's own local directory."""
     run_id: str
     bytes_with_values: tuple[str, ...] = ()
     """BYTES features with a non-empty value somewhere in the rows written (empty bytes elsewhere in

@@ -22,7 +22,7 @@ from imagerank.store.engine.read import PARTITION, ReadSpec, key_boundaries, pla
 from imagerank.store.engine.utils import ROW_ORDER, engine_client, progress_bar, shuffle_method
 from imagerank.store.engine.write import STATS_META, bytes_with_values, collect_written, write_partition
 from imagerank.store.spec import ENTITY_KEY, WriteSpec
-from imagerank.store.sqlite_writer import new_stage_dir, remove_stage_dir
+from imagerank.store.sqlite_writer import WORKER_LOCAL, new_stage_dir, remove_stage_dir, remove_worker_stage_dir
 
 log = logging.getLogger(__package__)  # "imagerank.store.engine": one logger for the engine's lines
 
@@ -223,7 +223,8 @@ class DaskEngine(ComputeEngine):
             sqlite_path = os.path.abspath(SqliteOnlineStore._get_db_path(self.repo_config))
             sqlite_table = _table_id(task.project, fv,
                                      self.repo_config.registry.enable_online_feature_view_versioning)
-            stage_dir = new_stage_dir(sqlite_path)
+            stage_dir = (WORKER_LOCAL if cfg.staging_dir == WORKER_LOCAL
+                         else new_stage_dir(sqlite_path, cfg.staging_dir))
         wspec = WriteSpec(repo_config=self.repo_config, feature_view_proto=fv.to_proto().SerializeToString(),
                           join_keys=tuple((k, int(v.value)) for k, v in jk_types.items()),
                           features=features, ts_col=ts_col, created_col=created_col,
@@ -249,6 +250,8 @@ class DaskEngine(ComputeEngine):
             del parts  # each partition is released once written
             return collect_written(written, wspec, progress)
         finally:
-            if stage_dir:
-                remove_stage_dir(stage_dir)
+            if stage_dir == WORKER_LOCAL:
+                client.run(remove_worker_stage_dir, run_id)
+            elif stage_dir:
+                remove_stage_dir(stage_dir, remove_root=cfg.staging_dir is None)
 

@@ -34,3 +34,8 @@ class DaskEngineConfig(FeastConfigBaseModel):
     """Switch the SQLite online store to WAL journaling (readers are not blocked while writing), with
     ``synchronous=FULL``: every commit is durable, as in Feast's default rollback-journal store. The WAL
     is checkpointed into the database file and truncated at the end of every run."""
+    staging_dir: Optional[StrictStr] = None
+    """Where the workers stage SQLite partitions for the driver to publish. None: beside the store (the
+    workers share the driver's disk, as on a LocalCluster); ``worker-local``: each worker's Dask local
+    directory, fetched by the driver over Dask (no shared filesystem); else that directory, which the driver
+    and every worker must reach."""

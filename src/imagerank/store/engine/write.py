@@ -4,6 +4,10 @@ per-partition stats."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 import time
 
 import pandas as pd
@@ -14,13 +18,23 @@ from imagerank.store.encoding import has_non_empty_value
 from imagerank.store.engine.utils import ROW_ORDER, latest_per_entity
 from imagerank.store.redis_writer import write_redis
 from imagerank.store.spec import ENTITY_KEY, WriteSpec, cached_store, feature_view_of
-from imagerank.store.sqlite_writer import SqlitePublisher, stage_sqlite
+from imagerank.store.sqlite_writer import WORKER_LOCAL, SqlitePublisher, stage_sqlite, take_staged
 
 STATS_META = pd.DataFrame({"rows_in": pd.Series(dtype="int64"), "entities": pd.Series(dtype="int64"),
                            "written": pd.Series(dtype="int64"), "seconds": pd.Series(dtype="float64"),
-                           "staged": pd.Series(dtype=object)})
+                           "staged": pd.Series(dtype=object), "staged_on": pd.Series(dtype=object)})
 """Schema of the per-partition stats frame the write step returns (``staged``: the SQLite staging file
-the driver publishes, None when the worker wrote to the store itself)."""
+the driver publishes, None when the worker wrote to the store itself; ``staged_on``: the worker that
+holds it)."""
+
+
+def _worker_address() -> str | None:
+    from distributed import get_worker
+
+    try:
+        return get_worker().address
+    except ValueError:  # not on a worker
+        return None
 
 
 def write_partition(df: pd.DataFrame, spec: WriteSpec) -> pd.DataFrame:
@@ -29,8 +43,9 @@ def write_partition(df: pd.DataFrame, spec: WriteSpec) -> pd.DataFrame:
     t0 = time.perf_counter()
     rows_in = len(df)
     df = latest_per_entity(df.reset_index(drop=True), [ENTITY_KEY], spec.ts_col, spec.created_col)
-    written, staged = 0, None
+    written, staged, staged_on = 0, None, None
     if spec.mode == "sqlite":
+        staged_on = _worker_address()
         staged = stage_sqlite(df.sort_values(ENTITY_KEY).reset_index(drop=True), spec)
     else:
         df = df.reset_index(drop=True)
@@ -38,7 +53,7 @@ def write_partition(df: pd.DataFrame, spec: WriteSpec) -> pd.DataFrame:
         for start in range(0, len(df), spec.batch_size):
             written += write(df.iloc[start:start + spec.batch_size].reset_index(drop=True), spec)
     return pd.DataFrame({"rows_in": [rows_in], "entities": [len(df)], "written": [written],
-                         "seconds": [time.perf_counter() - t0], "staged": [staged]}).astype(
+                         "seconds": [time.perf_counter() - t0], "staged": [staged], "staged_on": [staged_on]}).astype(
         STATS_META.dtypes.to_dict())
 
 
@@ -72,6 +87,20 @@ def collect_written(written: list, spec: WriteSpec, progress) -> pd.DataFrame:
     from distributed import as_completed
 
     publisher = SqlitePublisher(spec) if spec.mode == "sqlite" else None
+    fetched = tempfile.mkdtemp(prefix="imagerank-staged-") if spec.stage_dir == WORKER_LOCAL else None
+
+    def publish(path: str, worker: str | None, entities: int) -> int:
+        if fetched is None:
+            return publisher.publish(path, entities)
+        # no shared disk: the staged file comes from the worker that wrote it, one partition at a time (through
+        # the scheduler, as client.run does; a worker lost meanwhile fails the run, which a re-run repeats)
+        data = written[0].client.run(take_staged, path, workers=[worker])[worker]
+        local = os.path.join(fetched, os.path.basename(path))
+        with open(local, "wb") as handle:
+            handle.write(data)
+        del data
+        return publisher.publish(local, entities)
+
     frames = []
     try:
         # the futures' own client: with a scheduler address the engine's client is not the default one
@@ -79,8 +108,8 @@ def collect_written(written: list, spec: WriteSpec, progress) -> pd.DataFrame:
         for future in (written if in_order else as_completed(written, loop=written[0].client.loop)):
             stats = future.result()
             if publisher:
-                stats["written"] = [publisher.publish(path, n) if path else 0
-                                    for path, n in zip(stats["staged"], stats["entities"])]
+                stats["written"] = [publish(path, worker, n) if path else 0
+                                    for path, worker, n in zip(stats["staged"], stats["staged_on"], stats["entities"])]
             frames.append(stats)
             progress.update(1)
     except BaseException:
@@ -90,5 +119,8 @@ def collect_written(written: list, spec: WriteSpec, progress) -> pd.DataFrame:
     finally:
         if publisher:
             publisher.close()
+        if fetched:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(fetched)
     return pd.concat(frames, ignore_index=True) if frames else STATS_META.copy()
 
