@@ -101,10 +101,10 @@ def child(repo: Path) -> dict:
     setup = 0.0
     cfg = store.config.batch_engine
     if type(cfg).__name__ == "DaskEngineConfig":
-        from imagerank.store import engine
+        from imagerank.store.engine.utils import engine_client
 
         t = time.perf_counter()
-        client, _ = engine._get_client(cfg)  # its own LocalCluster, workers' imports done
+        client, _ = engine_client(cfg.scheduler_address, cfg.n_workers)  # its own LocalCluster, workers' imports done
         setup = time.perf_counter() - t
     t = time.perf_counter()
     store.materialize(T0 - timedelta(days=1), T0 + timedelta(days=2))

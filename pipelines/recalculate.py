@@ -50,6 +50,7 @@ class RecalculateOptions:
     scheduler: str | None = None
     feature_repo: Path | None = None
     materialize: bool = True
+    materialize_views: list[str] | None = None  # None: what search reads (feast_repo.views_to_materialize); ["all"]
     force: bool = False  # recalculate even when inputs and parameters are unchanged since the last run
     image_limits: ImageLimits = field(default_factory=ImageLimits)
     reuse_images: bool = True  # keep the pixel/EXIF rows of images whose bytes (and meta_data) are unchanged
@@ -211,7 +212,7 @@ def _run_stages(options: RecalculateOptions, workdir: str, state: RunState, now:
         if options.materialize:  # inside the cluster block: the Dask engine materializes on the same cluster
             manifest["feast"] = stage("feast: apply + materialize", apply_and_materialize,
                                       options.feature_repo or default_feature_repo(), workdir, now.to_pydatetime(),
-                                      client.scheduler.address)
+                                      client.scheduler.address, options.materialize_views)
     manifest["timings_s"] = stage.timings
     return manifest
 

@@ -123,7 +123,7 @@ def test_recalculate_on_s3_killed_resumed_served_from_redis(inputs_on, inputs, l
 
 
 def test_lookup_on_a_url_work_directory_needs_an_online_store(s3_endpoint, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("IMAGERANK_REDIS", "IMAGERANK_SQLITE")}
+    env = {k: v for k, v in os.environ.items() if k not in ("IMAGERANK_REDIS", "IMAGERANK_ONLINE_DB")}
     workdir = f"s3://imagerank/{uuid.uuid4().hex[:8]}/w"
     fs, path = storage.filesystem(datasets.location(workdir, "feast", "registry.db"))
     fs.pipe_file(path, b"not yet")

@@ -103,6 +103,14 @@ def _scheduler(parser: argparse.ArgumentParser) -> None:
                         help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, else a LocalCluster sized to this machine)")
 
 
+def _materialize_views(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--materialize-views", nargs="+", default=None, metavar="VIEW",
+                        help="feature views pushed to the online store: by default image_scores and the views of "
+                             "the `ranking` feature service (what search reads: image_domain, image_metadata); "
+                             "'all' pushes every view with data, named views (e.g. image_pixels domain_stats) push "
+                             "exactly those")
+
+
 def _feature_repo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feature-repo", type=Path, default=None,
                         help="Feast repository (default: $IMAGERANK_FEATURE_REPO, else the project's feature_repo/)")
@@ -172,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--percentile", type=fraction, default=STANDARDIZATION_PERCENTILE,
                    help=f"percentile r of the popularity standardization (Openverse uses {STANDARDIZATION_PERCENTILE})")
     p.add_argument("--no-materialize", action="store_true", help="stop after writing W/scores/")
+    _materialize_views(p)
     _image_limits(p)
     p.add_argument("--retrain", choices=RETRAIN_POLICIES, default=DEFAULT_RETRAIN,
                    help="train new models always, never (reuse the last version), or when the rows they learn "
@@ -233,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("materialize", help="feast apply + materialize-incremental for this work directory")
     _workdir(p)
+    _materialize_views(p)
     _feature_repo(p)
 
     p = sub.add_parser("lookup", help="print each image's scores from the online store as JSON lines",
@@ -343,7 +353,8 @@ def cmd_recalculate(args) -> int:
     options = RecalculateOptions(catalog=args.catalog, workdir=args.workdir, images=args.images, crawl=args.crawl,
                                  ranks=args.ranks, scheduler=args.scheduler, feature_repo=args.feature_repo,
                                  linkgraph=args.linkgraph, linkgraph_weights=args.linkgraph_weights,
-                                 materialize=not args.no_materialize, force=args.force, retrain=args.retrain,
+                                 materialize=not args.no_materialize, materialize_views=args.materialize_views,
+                                 force=args.force, retrain=args.retrain,
                                  report=not args.no_report, image_limits=image_limits(args),
                                  reuse_images=not args.recompute_images,
                                  standardization=StandardizationConfig(percentile=args.percentile))
@@ -476,7 +487,8 @@ def cmd_materialize(args) -> int:
 
     require_dataset(args.workdir, "scores", "run `imagerank recalculate` (or `imagerank score`) first")
     print(json.dumps(apply_and_materialize(args.feature_repo or default_feature_repo(), args.workdir,
-                                           scheduler=getattr(args, "scheduler", None)), indent=2))
+                                           scheduler=getattr(args, "scheduler", None),
+                                           views=args.materialize_views), indent=2))
     return 0
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib.util
 import os
 import sys
+import threading
 from contextlib import contextmanager, redirect_stdout
-from typing import Iterator
+from typing import Callable, Iterator
 
 from distributed import Client, LocalCluster
 
@@ -48,14 +50,26 @@ def unlock_dask_cached_properties() -> int:
 unlock_dask_cached_properties()
 
 
+def local_cluster(n_workers: int | None = None, *, memory_limit: str = "auto", dashboard: bool = True,
+                  quiet: bool = True) -> LocalCluster:
+    """The LocalCluster every job here starts when no scheduler is given: one single-threaded worker process
+    per core (pixel decoding, sklearn and Feast's encoders hold the GIL, so processes beat threads).
+
+    ``dashboard``: on a free loopback port (port 0: a second cluster on the machine gets no "Port 8787 is
+    already in use"; loopback, like the scheduler: Dask's default serves its pages on every interface).
+    """
+    return LocalCluster(n_workers=n_workers or max(1, os.cpu_count() or 1), threads_per_worker=1, processes=True,
+                        memory_limit=memory_limit, dashboard_address="127.0.0.1:0" if dashboard else None,
+                        **({"silence_logs": 40} if quiet else {}))
+
+
 @contextmanager
 def dask_client(scheduler: str | None = None, *, n_workers: int | None = None,
                 memory_limit: str = "auto", quiet: bool = True) -> Iterator[Client]:
     """Yield a distributed Client.
 
-    ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``) selects an existing cluster; otherwise a LocalCluster
-    with one single-threaded worker process per core is started (pixel decoding and sklearn hold the
-    GIL, so processes beat threads) and closed on exit.
+    ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``) selects an existing cluster; otherwise a
+    :func:`local_cluster` is started and closed on exit.
     """
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
@@ -63,15 +77,57 @@ def dask_client(scheduler: str | None = None, *, n_workers: int | None = None,
             say_dashboard(client)
             yield client
         return
-    n_workers = n_workers or max(1, os.cpu_count() or 1)
-    silence = {"silence_logs": 40} if quiet else {}
-    # port 0: the OS picks a free port, so a second cluster on the machine gets no "Port 8787 is already in use";
-    # on loopback, like the scheduler (Dask's default would serve its status pages on every interface)
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      memory_limit=memory_limit, dashboard_address="127.0.0.1:0", **silence) as cluster:
+    with local_cluster(n_workers, memory_limit=memory_limit, quiet=quiet) as cluster:
         with Client(cluster) as client:
             say_dashboard(client)
             yield client
+
+
+_SHARED_LOCK = threading.Lock()
+_SHARED: dict[str, object] = {}
+_UNLOCKED_AGAIN = False
+
+
+def _close_shared_cluster() -> None:
+    for name in ("client", "cluster"):
+        obj = _SHARED.pop(name, None)
+        if obj is not None:
+            try:
+                obj.close()
+            except Exception:  # noqa: BLE001 - the process is exiting: nothing left to tell
+                pass
+
+
+def shared_client(scheduler: str | None = None, *, n_workers: int | None = None,
+                  worker_setup: Callable[[], None] | None = None) -> tuple[Client, bool]:
+    """``(client, owned)`` for code another program calls (Feast calls the materialization engine once per view).
+
+    ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``): a new client the caller closes (``owned``); else the active
+    default client; else one :func:`local_cluster` (no dashboard) per process, started on the first call and
+    closed at exit, with ``worker_setup`` run once on its workers. None of these becomes the default client.
+    """
+    global _UNLOCKED_AGAIN
+    if not _UNLOCKED_AGAIN:  # dask classes imported since this module's import (it walks gc: once)
+        unlock_dask_cached_properties()
+        _UNLOCKED_AGAIN = True
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address:
+        return Client(address, set_as_default=False), True
+    from distributed import default_client
+
+    try:
+        return default_client(), False
+    except ValueError:
+        pass
+    with _SHARED_LOCK:
+        if "client" not in _SHARED:
+            cluster = local_cluster(n_workers, dashboard=False)
+            _SHARED["cluster"] = cluster
+            _SHARED["client"] = client = Client(cluster, set_as_default=False)
+            if worker_setup is not None:
+                client.run(worker_setup)
+            atexit.register(_close_shared_cluster)
+        return _SHARED["client"], False
 
 
 def dashboard_link(client: Client) -> str | None:

@@ -3,9 +3,17 @@ in tests/conftest.py)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import textwrap
+import time
+import urllib.request
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -114,3 +122,38 @@ def make_repo(root: Path, source: Path, *, engine: str = "dask", online: str = "
     exec(compile((root / "definitions.py").read_text(), str(root / "definitions.py"), "exec"), namespace)
     FeatureStore(repo_path=str(root)).apply([v for v in namespace.values() if isinstance(v, (Entity, FeatureView))])
     return root
+
+
+@contextmanager
+def feast_serve(repo: Path, *, env: dict | None = None, timeout: float = 180) -> Iterator[str]:
+    """``feast -c repo serve`` on a free 127.0.0.1 port, stopped on exit; yields its base URL once /health
+    answers (a server that exits or never answers fails the test with its stderr)."""
+    from imagerank.store.redis_server import free_port
+
+    port = free_port()
+    feast = Path(sys.executable).with_name("feast")
+    proc = subprocess.Popen([str(feast), "-c", str(repo), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"feast serve did not start: {proc.stderr.read().decode()[-2000:]}")
+                time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def get_online_features(base: str, body: dict) -> dict:
+    """POST ``body`` to the server's /get-online-features; its columns by feature name."""
+    request = urllib.request.Request(base + "/get-online-features", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    got = json.load(urllib.request.urlopen(request, timeout=60))
+    return {name: result["values"] for name, result in zip(got["metadata"]["feature_names"], got["results"])}

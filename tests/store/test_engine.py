@@ -11,7 +11,7 @@ import pytest
 from feast import FeatureStore
 from feast.value_type import ValueType
 
-from imagerank.store.sqlite_writer import _STAGE_FEATURES
+from imagerank.store.sqlite_writer import STAGE_FEATURES
 
 from .conftest import FEATURES, PROJECT, T0, make_repo, synthetic_frame, write_source
 
@@ -70,19 +70,49 @@ def test_sqlite_rows_identical_to_local_engine(sqlite_pair):
     assert not list(dask.glob(".online.db.staging*"))  # the staged partitions were published and removed
 
 
+def _worker_staging_dirs(client) -> list[str]:
+    import glob
+    import os
+
+    found = client.run(lambda dask_worker: glob.glob(os.path.join(dask_worker.local_directory, "imagerank-staging-*")))
+    return [path for paths in found.values() for path in paths]
+
+
+def test_worker_local_staging_writes_the_same_rows(sqlite_pair, data, dask_client):
+    """``staging_dir: worker-local`` (no disk shared by driver and workers): each worker stages in its own
+    Dask local directory and the driver fetches the files over Dask; the rows are the local engine's, nothing
+    is staged beside the store and no staging directory is left on the workers."""
+    root, _, src = data
+    repo = make_repo(root / "worker-local", src, engine="dask", engine_options={"staging_dir": "worker-local"})
+    FeatureStore(repo_path=str(repo)).materialize(START, END)
+    assert _sqlite_rows(repo) == _sqlite_rows(sqlite_pair[0])
+    assert not list(repo.glob(".online.db.staging*"))
+    assert _worker_staging_dirs(dask_client) == []
+
+
+def test_explicit_staging_dir_is_used_and_emptied(sqlite_pair, data, tmp_path):
+    root, _, src = data
+    staging = tmp_path / "scratch"
+    repo = make_repo(root / "explicit-staging", src, engine="dask", engine_options={"staging_dir": f'"{staging}"'})
+    FeatureStore(repo_path=str(repo)).materialize(START, END)
+    assert _sqlite_rows(repo) == _sqlite_rows(sqlite_pair[0])
+    assert not list(repo.glob(".online.db.staging*"))
+    assert staging.is_dir() and not list(staging.iterdir())  # the run staged there, then removed its files
+
+
 def test_staging_dirs_of_killed_runs_are_removed(tmp_path):
     import os
     import time
 
-    from imagerank.store.sqlite_writer import _new_stage_dir, _remove_stage_dir
+    from imagerank.store.sqlite_writer import new_stage_dir, remove_stage_dir
 
     db = tmp_path / "online.db"
-    old, recent = _new_stage_dir(str(db)), _new_stage_dir(str(db))
+    old, recent = new_stage_dir(str(db)), new_stage_dir(str(db))
     os.utime(old, (time.time() - 2 * 86400,) * 2)
-    current = _new_stage_dir(str(db))
+    current = new_stage_dir(str(db))
     assert not os.path.exists(old) and os.path.isdir(recent)  # a run staging now is left alone
-    _remove_stage_dir(current)
-    _remove_stage_dir(recent)
+    remove_stage_dir(current)
+    remove_stage_dir(recent)
     assert not (tmp_path / ".online.db.staging").exists()
 
 
@@ -133,7 +163,7 @@ wide = FeatureView(
     source=FileSource(name="wide_source", path="{source}", timestamp_field="event_timestamp"),
     schema=[Field(name="image_id", dtype=String)] + [Field(name=f"w{{i:03d}}", dtype=Float64) for i in range(%d)],
 )
-""" % (_STAGE_FEATURES + 8)
+""" % (STAGE_FEATURES + 8)
 
 
 @pytest.mark.slow
@@ -142,7 +172,7 @@ def test_wide_view_staged_in_feature_groups(dask_client, tmp_path):
     rng = np.random.default_rng(3)
     n = 600
     df = pd.DataFrame({"image_id": [f"img-{i:05d}" for i in range(n)]})
-    for i in range(_STAGE_FEATURES + 8):
+    for i in range(STAGE_FEATURES + 8):
         df[f"w{i:03d}"] = rng.normal(size=n)
     df["event_timestamp"] = pd.Timestamp(T0) + pd.to_timedelta(rng.integers(0, 3600, n), unit="s")
     src = write_source(df, tmp_path / "wide", files=2, row_group_size=200)
@@ -150,7 +180,7 @@ def test_wide_view_staged_in_feature_groups(dask_client, tmp_path):
     for repo in repos:
         FeatureStore(repo_path=str(repo)).materialize(START, END)
     local, dask = (_sqlite_rows(repo, "wide") for repo in repos)
-    assert len(local) == n * (_STAGE_FEATURES + 8) and local == dask
+    assert len(local) == n * (STAGE_FEATURES + 8) and local == dask
 
 
 def test_materialize_incremental_records_intervals(data, dask_client, tmp_path):

@@ -3,13 +3,6 @@ on-demand view, through `imagerank lookup` and through `feast serve` over HTTP."
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +10,10 @@ import pandas as pd
 import pytest
 
 from imagerank.store.boost import rank_boost
-from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo, lookup
+from imagerank.store.feast_repo import (apply_and_materialize, default_feature_repo, feature_store, lookup,
+                                       views_to_materialize)
+
+from .conftest import feast_serve, get_online_features
 
 T = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=1)  # within materialize-incremental's window
 N = 40
@@ -30,8 +26,8 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def served_workdir(tmp_path_factory, dask_client) -> tuple[Path, pd.DataFrame]:
-    """A work directory with scores, domain and metadata features, applied and materialized with the
-    project's feature_repo (the Dask engine on the test cluster)."""
+    """A work directory with scores, domain and metadata features (what search reads) and domain stats (what it
+    does not), applied and materialized with the project's feature_repo (the Dask engine on the test cluster)."""
     workdir = tmp_path_factory.mktemp("served")
     rng = np.random.default_rng(11)
     ids = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(N)]
@@ -60,9 +56,44 @@ def served_workdir(tmp_path_factory, dask_client) -> tuple[Path, pd.DataFrame]:
                                                       "taken_age_days", "has_geo")},
         "provider": rng.choice(["flickr", "wikimedia"], N), "landing_domain": "flickr.com", "event_timestamp": stamp,
     }), workdir / "features" / "metadata")
+    _write(pd.DataFrame({"domain": ["flickr.com", "wikimedia.org"], "rank_score": [0.9, 0.7], "images": [30, 10],
+                         "providers": [1, 1], "observed_share": [0.5, 0.25], "event_timestamp": [T, T]}),
+           workdir / "features" / "domain_stats")
     done = apply_and_materialize(default_feature_repo(), workdir, scheduler=dask_client.scheduler.address)
-    assert {"image_scores", "image_domain", "image_metadata"} <= set(done["materialized_views"])
+    assert done["materialized_views"] == ["image_scores", "image_domain", "image_metadata"]
     return workdir, scores.set_index("image_id")
+
+
+DOMAIN_STATS = ["domain_stats:rank_score", "domain_stats:images"]
+
+
+def _domain_stats(workdir: Path) -> dict:
+    store = feature_store(default_feature_repo(), workdir)
+    return store.get_online_features(features=DOMAIN_STATS, entity_rows=[{"domain": "flickr.com"}]).to_dict()
+
+
+@pytest.mark.slow
+def test_materialization_pushes_only_what_search_reads_unless_asked(served_workdir, dask_client):
+    workdir, _ = served_workdir
+    store = feature_store(default_feature_repo(), workdir)
+    assert not store.get_feature_view("domain_stats").materialization_intervals  # by default: not pushed
+    assert _domain_stats(workdir)["rank_score"] == [None]
+    assert set(views_to_materialize(store, ["all"])) == {"image_scores", "image_domain", "image_metadata",
+                                                         "domain_stats"}  # the views with data
+    done = apply_and_materialize(default_feature_repo(), workdir, scheduler=dask_client.scheduler.address,
+                                 views=["domain_stats"])
+    assert done["materialized_views"] == ["domain_stats"]
+    assert _domain_stats(workdir) == {"domain": ["flickr.com"], "rank_score": [0.9], "images": [30]}
+
+
+@pytest.mark.slow
+def test_materialize_views_refuses_unknown_views_and_views_without_data(served_workdir):
+    workdir, _ = served_workdir
+    store = feature_store(default_feature_repo(), workdir)
+    with pytest.raises(ValueError, match="unknown feature view.*no_such_view.*pass 'all' or some of .*image_scores"):
+        views_to_materialize(store, ["image_scores", "no_such_view"])
+    with pytest.raises(FileNotFoundError, match="no data for feature view.*image_pixels"):
+        views_to_materialize(store, ["image_pixels"])
 
 
 def _expected_boost(p: float, a: float, weight: float, mode: str) -> float:
@@ -112,48 +143,21 @@ def test_rank_boost_blends_and_never_invents():
     assert np.allclose(lenient, [np.nan, np.nan, np.nan, 0.5], equal_nan=True)
 
 
-def _free_port() -> int:
-    from imagerank.store.redis_server import free_port
-
-    return free_port()
-
-
 @pytest.mark.slow
 def test_feast_serve_answers_the_ranking_service_with_request_data(served_workdir):
     workdir, scores = served_workdir
     repo = default_feature_repo()
-    port = _free_port()
-    feast = Path(sys.executable).with_name("feast")
-    env = {**os.environ, "IMAGERANK_WORKDIR": str(workdir.resolve())}
-    proc = subprocess.Popen([str(feast), "-c", str(repo), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(base + "/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"feast serve did not start: {proc.stderr.read().decode()[-2000:]}")
-                time.sleep(0.5)
-        ids = list(scores.index[:10])
-        modes = ["min", "weighted"] * 5
-        weights = [0.25 * (i % 5) for i in range(10)]
-        body = json.dumps({"feature_service": "ranking",
-                           "entities": {"image_id": ids, "boost_mode": modes, "boost_weight": weights}}).encode()
-        request = urllib.request.Request(base + "/get-online-features", data=body,
-                                         headers={"Content-Type": "application/json"})
-        got = json.load(urllib.request.urlopen(request, timeout=60))
-        columns = {name: result["values"] for name, result in zip(got["metadata"]["feature_names"], got["results"])}
-        assert columns["image_id"] == ids
-        for i, image_id in enumerate(ids):
-            want = scores.loc[image_id]
-            assert columns["popularity"][i] == pytest.approx(want["popularity"], abs=1e-12)
-            assert columns["boost"][i] == pytest.approx(
-                _expected_boost(want["popularity"], want["authority"], weights[i], modes[i]), abs=1e-12)
-        assert {"authority", "popularity_source", "domain_authority", "domain_link_score", "provider"} <= set(columns)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    env = {"IMAGERANK_WORKDIR": str(workdir.resolve())}
+    ids = list(scores.index[:10])
+    modes = ["min", "weighted"] * 5
+    weights = [0.25 * (i % 5) for i in range(10)]
+    with feast_serve(repo, env=env) as base:
+        columns = get_online_features(base, {"feature_service": "ranking", "entities": {
+            "image_id": ids, "boost_mode": modes, "boost_weight": weights}})
+    assert columns["image_id"] == ids
+    for i, image_id in enumerate(ids):
+        want = scores.loc[image_id]
+        assert columns["popularity"][i] == pytest.approx(want["popularity"], abs=1e-12)
+        assert columns["boost"][i] == pytest.approx(
+            _expected_boost(want["popularity"], want["authority"], weights[i], modes[i]), abs=1e-12)
+    assert {"authority", "popularity_source", "domain_authority", "domain_link_score", "provider"} <= set(columns)

@@ -14,7 +14,8 @@ import pyarrow.compute as pc
 from feast.value_type import ValueType
 
 
-def _utc(ts: pd.Series) -> pd.Series:
+def to_utc(ts: pd.Series) -> pd.Series:
+    """Timestamps as tz-aware UTC (naive ones are UTC, as Feast reads them), whatever the source's dtype."""
     if not pd.api.types.is_datetime64_any_dtype(ts):
         ts = pd.to_datetime(ts, utc=True)
     if ts.dt.tz is None:
@@ -296,13 +297,13 @@ def _string_keys(prefix: bytes, col: pd.Series) -> list[bytes]:
                                        values, pa.scalar(b"", pa.large_binary())).to_pylist()
 
 
-def _py_datetimes(ts: pd.Series) -> list[datetime]:
+def py_datetimes(ts: pd.Series) -> list[datetime]:
     """Naive-UTC python datetimes (microseconds), as Feast's ``_coerce_datetime``/``to_naive_utc`` give."""
-    us = _utc(ts).dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+    us = to_utc(ts).dt.tz_localize(None).to_numpy().astype("datetime64[us]")
     return us.tolist()
 
 
-def _timestamp_protos(secs: np.ndarray, nanos: np.ndarray) -> list[bytes]:
+def timestamp_protos(secs: np.ndarray, nanos: np.ndarray) -> list[bytes]:
     """Serialized ``google.protobuf.Timestamp`` of each (seconds, nanos) pair (proto3: zero fields omitted)."""
     from google.protobuf.timestamp_pb2 import Timestamp
 

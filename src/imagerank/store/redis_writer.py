@@ -7,19 +7,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from imagerank.store.encoding import _timestamp_protos, _utc
-from imagerank.store.spec import _STORE_CACHE, WriteSpec, _encode_batch, _feature_view
+from imagerank.store.encoding import timestamp_protos, to_utc
+from imagerank.store.spec import WriteSpec, cached_store, encode_batch, feature_view_of
 
 
 def _redis_client(spec: WriteSpec):
     from feast.infra.online_stores.redis import RedisOnlineStore
 
-    cache_key = ("redis", spec.repo_config.online_store.connection_string)
-    client = _STORE_CACHE.get(cache_key)
-    if client is None:
-        client = RedisOnlineStore()._get_client(spec.repo_config.online_store)
-        _STORE_CACHE[cache_key] = client
-    return client
+    store_cfg = spec.repo_config.online_store
+    return cached_store(("redis", store_cfg.connection_string), lambda: RedisOnlineStore()._get_client(store_cfg))
 
 
 _BULK = pa.large_binary()
@@ -113,7 +109,7 @@ def _redis_round_trips(client, commands: pa.Array) -> list:
     return replies
 
 
-def _write_redis(batch: pd.DataFrame, spec: WriteSpec) -> int:
+def write_redis(batch: pd.DataFrame, spec: WriteSpec) -> int:
     """Feast's Redis layout: one hash per entity key (+ project), ``_ts:<view>`` and mmh3 field names.
 
     Commands are packed in Arrow (RESP) and sent in large non-transactional rounds; the timestamp rule is
@@ -124,14 +120,14 @@ def _write_redis(batch: pd.DataFrame, spec: WriteSpec) -> int:
 
     cfg = spec.repo_config
     store_cfg = cfg.online_store
-    fv_name = _versioned_fv_name(_feature_view(spec), cfg)
+    fv_name = _versioned_fv_name(feature_view_of(spec), cfg)
     ts_field = _resp(f"_ts:{fv_name}".encode())
-    ek, cols = _encode_batch(batch, spec, with_text=False)
+    ek, cols = encode_batch(batch, spec, with_text=False)
     n = len(ek)
     if n == 0:
         return 0
     keys = _bulk_strings(_concat(pa.array(ek, _BULK), _literal(cfg.project.encode("utf-8"))))
-    us = _utc(batch[spec.ts_col]).dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    us = to_utc(batch[spec.ts_col]).dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
     secs, micros = np.divmod(us, 1_000_000)
     client = _redis_client(spec)
     keep = np.ones(n, dtype=bool)
@@ -148,7 +144,7 @@ def _write_redis(batch: pd.DataFrame, spec: WriteSpec) -> int:
     if not keep.any():
         return 0
     parts = [_literal(b"*%d\r\n$4\r\nHSET\r\n" % (4 + 2 * len(cols))), keys, ts_field,
-             _bulk_strings(_timestamp_protos(secs, micros * 1000))]
+             _bulk_strings(timestamp_protos(secs, micros * 1000))]
     for name, (values, _) in cols.items():
         parts += [_resp(_mmh3(f"{fv_name}:{name}")), _bulk_strings(values)]
     commands = _concat(*parts)

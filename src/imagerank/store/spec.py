@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from feast import FeatureView
@@ -31,7 +31,8 @@ class WriteSpec:
     sqlite_table: str | None
     sqlite_wal: bool
     stage_dir: str | None
-    """Directory of the run's SQLite staging files (beside the store: the workers share its disk)."""
+    """Directory of the run's SQLite staging files, shared by the workers and the driver, or
+    ``sqlite_writer.WORKER_LOCAL``: each worker's own local directory."""
     run_id: str
     bytes_with_values: tuple[str, ...] = ()
     """BYTES features with a non-empty value somewhere in the rows written (empty bytes elsewhere in
@@ -39,12 +40,20 @@ class WriteSpec:
 
 
 _FV_CACHE: dict[bytes, FeatureView] = {}
+_STORE_CACHE: dict[Any, Any] = {}
 
 
-_STORE_CACHE: dict[int, Any] = {}
+def cached_store(key, connect: Callable[[], Any]) -> Any:
+    """The worker process's connection to an online store under ``key``, made by ``connect`` on first use:
+    every partition a worker writes reuses it."""
+    store = _STORE_CACHE.get(key)
+    if store is None:
+        store = _STORE_CACHE[key] = connect()
+    return store
 
 
-def _feature_view(spec: WriteSpec) -> FeatureView:
+def feature_view_of(spec: WriteSpec) -> FeatureView:
+    """The view a write task writes, decoded once per worker process from the task's proto bytes."""
     fv = _FV_CACHE.get(spec.feature_view_proto)
     if fv is None:
         from feast.protos.feast.core.FeatureView_pb2 import FeatureView as FeatureViewProto
@@ -54,8 +63,8 @@ def _feature_view(spec: WriteSpec) -> FeatureView:
     return fv
 
 
-def _encode_batch(batch: pd.DataFrame, spec: WriteSpec, with_text: bool):
-    """(entity keys, {feature: (values, texts)})."""
+def encode_batch(batch: pd.DataFrame, spec: WriteSpec, with_text: bool):
+    """(entity keys, {feature: (values, texts)}): what every writer sends, in Feast's value encoding."""
     cols = {name: encode_column(batch[name], ValueType(vt), with_text, name in spec.bytes_with_values)
             for name, vt in spec.features}
     return batch[ENTITY_KEY].tolist(), cols

@@ -1,8 +1,10 @@
 """SQLite online store: partitions staged on the workers, published by one connection in the driver.
 
 SQLite has one writer at a time. The costly part of a write (Feast's values and texts, binding them) runs on
-every worker at once into scratch files beside the store; the :class:`SqlitePublisher` then moves the rows
-into Feast's table inside SQLite, in key order, one transaction per batch.
+every worker at once into scratch files; the :class:`SqlitePublisher` then moves the rows into Feast's table
+inside SQLite, in key order, one transaction per batch. The scratch files sit beside the store (workers that
+share the driver's disk: a LocalCluster), under a directory given explicitly, or (:data:`WORKER_LOCAL`, no
+shared filesystem) in each worker's own local directory, from which the driver fetches them over Dask.
 """
 
 from __future__ import annotations
@@ -16,16 +18,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from imagerank.store.encoding import _py_datetimes
-from imagerank.store.spec import WriteSpec, _encode_batch
+from imagerank.store.encoding import py_datetimes
+from imagerank.store.spec import WriteSpec, encode_batch
 
 
 def _sqlite_ts(ts: pd.Series) -> list[int]:
     """What Feast's registered sqlite adapter stores for the naive-UTC datetime: ``int(dt.timestamp())``."""
-    return [int(d.timestamp()) for d in _py_datetimes(ts)]
+    return [int(d.timestamp()) for d in py_datetimes(ts)]
 
 
-_STAGE_FEATURES = 32
+STAGE_FEATURES = 32
 """Features per staging row: wider views stage groups of features in several tables, so that the CASE
 that unpivots a row stays short."""
 
@@ -41,10 +43,47 @@ def _pick(prefix: str, n: int) -> str:
 
 def _feature_groups(spec: WriteSpec) -> list[list[str]]:
     names = sorted(name for name, _ in spec.features)
-    return [names[i:i + _STAGE_FEATURES] for i in range(0, len(names), _STAGE_FEATURES)]
+    return [names[i:i + STAGE_FEATURES] for i in range(0, len(names), STAGE_FEATURES)]
 
 
-def _stage_sqlite(df: pd.DataFrame, spec: WriteSpec) -> str:
+WORKER_LOCAL = "worker-local"
+"""``staging_dir`` value: stage in each worker's Dask local directory; the driver fetches every staged file
+from the worker that wrote it (nothing assumes a disk shared by the driver and the workers)."""
+
+
+def worker_stage_dir(run_id: str, worker=None) -> str:
+    """This run's staging directory in the Dask local directory (removed with the worker) of ``worker``, or of
+    the worker running this task; in the temporary directory outside a worker."""
+    import tempfile
+
+    if worker is None:
+        from distributed import get_worker
+
+        with contextlib.suppress(ValueError):  # not in a task on a worker
+            worker = get_worker()
+    root = worker.local_directory if worker is not None else tempfile.gettempdir()
+    path = os.path.join(root, f"imagerank-staging-{run_id}")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def take_staged(path: str) -> bytes:
+    """The staged file's bytes, removed from the worker's disk (runs on the worker that staged it)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    os.unlink(path)
+    return data
+
+
+def remove_worker_stage_dir(run_id: str, dask_worker=None) -> None:
+    """What a failed run left in this worker's staging directory (``client.run`` on every worker at the end,
+    which passes the worker as ``dask_worker``)."""
+    import shutil
+
+    shutil.rmtree(worker_stage_dir(run_id, dask_worker), ignore_errors=True)
+
+
+def stage_sqlite(df: pd.DataFrame, spec: WriteSpec) -> str:
     """Encode a partition into a staging SQLite file in the run's staging directory; return its path.
 
     One staging row per entity (entity key, timestamps, then value and text of each feature), in
@@ -54,7 +93,8 @@ def _stage_sqlite(df: pd.DataFrame, spec: WriteSpec) -> str:
     wide row costs a fifth of binding one row per feature. Blobs are bound as ``bytearray``, which
     Python 3.11's sqlite3 binds directly (``bytes`` first goes through a failing adapter lookup).
     """
-    path = os.path.join(spec.stage_dir, f"{uuid.uuid4().hex}.db")  # a retried task writes a new file
+    stage_dir = worker_stage_dir(spec.run_id) if spec.stage_dir == WORKER_LOCAL else spec.stage_dir
+    path = os.path.join(stage_dir, f"{uuid.uuid4().hex}.db")  # a retried task writes a new file
     groups = _feature_groups(spec)
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA journal_mode = OFF")  # scratch: the publish reads it only once complete
@@ -67,7 +107,7 @@ def _stage_sqlite(df: pd.DataFrame, spec: WriteSpec) -> str:
             conn.executemany(f"INSERT INTO names_{g} VALUES (?, ?)", enumerate(group))
         for start in range(0, len(df), spec.batch_size):
             batch = df.iloc[start:start + spec.batch_size].reset_index(drop=True)
-            ek, cols = _encode_batch(batch, spec, with_text=True)
+            ek, cols = encode_batch(batch, spec, with_text=True)
             ts = _sqlite_ts(batch[spec.ts_col])
             created = _sqlite_ts(batch[spec.created_col]) if spec.created_col else None
             for g, group in enumerate(groups):
@@ -80,16 +120,16 @@ def _stage_sqlite(df: pd.DataFrame, spec: WriteSpec) -> str:
     return path
 
 
-def _new_stage_dir(db_path: str) -> str:
-    """A fresh staging directory beside the store (the workers write there, the driver reads), named by
-    this host and process. Ones left by killed runs are removed: those of dead processes on this host,
-    and any older than a day."""
+def new_stage_dir(db_path: str, root: str | None = None) -> str:
+    """A fresh staging directory under ``root`` (default: beside the store), where the workers write and the
+    driver reads, named by this host and process. Ones left by killed runs are removed: those of dead
+    processes on this host, and any older than a day."""
     import shutil
     import socket
     import tempfile
 
-    root = Path(db_path).parent / f".{Path(db_path).name}.staging"
-    root.mkdir(exist_ok=True)
+    root = Path(root) if root else Path(db_path).parent / f".{Path(db_path).name}.staging"
+    root.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname().replace("-", "_")
     for old in root.iterdir():
         with contextlib.suppress(OSError, ValueError):
@@ -110,12 +150,15 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stage_dir(stage_dir: str) -> None:
+def remove_stage_dir(stage_dir: str, remove_root: bool = True) -> None:
+    """Remove a run's staging directory, and the staging root beside the store when no other run stages
+    there (``remove_root=False``: a root given explicitly stays)."""
     import shutil
 
     shutil.rmtree(stage_dir, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.dirname(stage_dir))  # only when no other run is staging there
+    if remove_root:
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(stage_dir))
 
 
 class SqlitePublisher:
