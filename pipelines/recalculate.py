@@ -22,8 +22,8 @@ from imagerank.cluster import dask_client
 from imagerank.features.metadata import RELATIVE_TO_RUN
 from imagerank.features.registry import load_features
 from imagerank.io import RUN_ID_ENV, row_digest
-from imagerank.inputs import InputError, absolute_location, check_run_inputs
-from imagerank.runs import RunState, file_fingerprint, last_finished_run, package_versions, run_key, workdir_lock
+from imagerank.inputs import InputError, absolute_location, check_run_inputs, fingerprint as input_fingerprint
+from imagerank.runs import RunState, last_finished_run, package_versions, run_key, workdir_lock
 from imagerank.popularity import StandardizationConfig
 from imagerank.settings import DEFAULT_RETRAIN, RETRAIN_POLICIES, ImageLimits, event_time
 from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
@@ -89,23 +89,19 @@ def run_inputs(options: RecalculateOptions) -> dict:
     """Fingerprints of everything a run reads (image bytes are named by their template, not hashed).
 
     Local paths are recorded absolute, so the manifest (and the report's thumbnails, read through the
-    image template) stays valid from any directory; URLs are recorded as given and not fingerprinted.
+    image template) stays valid from any directory; URLs with the store's size and ETag / modification time
+    (:func:`imagerank.inputs.fingerprint`), so a changed object changes the run key.
     """
     files = expand_catalog_paths([absolute_location(c) for c in options.catalog if not is_postgres_url(c)])
     tables = [table_fingerprint(c) for c in options.catalog if is_postgres_url(c)]  # password masked
-    inputs = {"catalog": [file_fingerprint(f) for f in files] + tables,
-              "crawl": [_fingerprint(f) for f in options.crawl],
-              "ranks": [_fingerprint(f) for f in options.ranks],
+    inputs = {"catalog": [input_fingerprint(f) for f in files] + tables,
+              "crawl": [input_fingerprint(f) for f in options.crawl],
+              "ranks": [input_fingerprint(f) for f in options.ranks],
               "images": absolute_location(options.images) if options.images else options.images}
     if options.linkgraph:  # only when given: runs without it keep their keys
-        inputs["linkgraph"] = [_fingerprint(f) for f in options.linkgraph]
+        inputs["linkgraph"] = [input_fingerprint(f) for f in options.linkgraph]
         inputs["linkgraph_weights"] = options.linkgraph_weights
     return inputs
-
-
-def _fingerprint(location: str) -> dict:
-    location = absolute_location(location)
-    return {"path": location, "remote": True} if "://" in location else file_fingerprint(location)
 
 
 def checked_options(options: RecalculateOptions) -> RecalculateOptions:
