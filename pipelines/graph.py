@@ -30,7 +30,6 @@ from imagerank.graph import warc as W
 from imagerank import datasets, storage
 from imagerank.io import keep_unchanged_timestamps, stamped
 from imagerank.io import write_json
-from imagerank.runs import file_fingerprint
 from imagerank.settings import PAGERANK
 
 log = logging.getLogger(__name__)
@@ -40,11 +39,14 @@ EXTRACTOR_VERSION = "links/1"  # bump when extraction changes: every crawl file 
 
 
 def part_name(path: str) -> str | None:
-    """Edge part of a crawl file: named by its fingerprint (size, mtime, edge hashes) and the extractor
-    version; None when the file cannot be read (it is extracted, to record why, but never reused)."""
+    """Edge part of a crawl file: named by its fingerprint (local: size, mtime, edge hashes; URL: size and
+    ETag) and the extractor version; None when the file cannot be read (it is extracted, to record why, but
+    never reused)."""
+    from imagerank.inputs import fingerprint as input_fingerprint
+
     try:
-        fingerprint = file_fingerprint(path)
-    except OSError:
+        fingerprint = input_fingerprint(path)
+    except Exception:  # noqa: BLE001 - a missing file, a store error: extracted anyway, to record why
         return None
     key = json.dumps([EXTRACTOR_VERSION, fingerprint], sort_keys=True).encode()
     return f"part.{hashlib.blake2b(key, digest_size=12).hexdigest()}.parquet"
