@@ -110,8 +110,17 @@ def test_cleanup_keeps_the_committed_version_and_the_one_it_replaced(workdir):
     assert datasets.read_frame(workdir, "scores")["value"].tolist() == [4, 5]
 
 
-def test_dask_writes_and_timestamp_carry_over_read_the_committed_version(workdir, dask_client):
+def test_dask_writes_and_timestamp_carry_over_read_the_committed_version(workdir):
+    """Workers write their own parts (a cluster started after the S3 environment is set, as a run starts its own)."""
     import dask.dataframe as dd
+
+    from imagerank.cluster import dask_client
+
+    with dask_client(n_workers=1, memory_limit="2GiB"):
+        _write_and_carry_over(workdir, dd)
+
+
+def _write_and_carry_over(workdir, dd):
 
     old, new = pd.Timestamp("2026-01-01", tz="UTC"), pd.Timestamp("2026-02-01", tz="UTC")
     datasets.write_ddf(dd.from_pandas(frame(1).assign(event_timestamp=old), npartitions=2), workdir, "scores")
