@@ -61,20 +61,12 @@ def upload(local: str, url: str) -> str:
     return url
 
 
-@pytest.mark.parametrize("inputs_on", [
-    "local",
-    pytest.param("s3", marks=pytest.mark.xfail(
-        strict=True, reason="catalog and ranks as URLs come with the inputs branch (issue 17, 'Every path is a "
-                            "URL' for --catalog/--ranks); remove this mark when it is merged")),
-])
-def test_recalculate_on_s3_killed_resumed_served_from_redis(inputs_on, inputs, local_scores, s3_endpoint, redis_srv,
-                                                            tmp_path):
+def test_recalculate_on_s3_killed_resumed_served_from_redis(inputs, local_scores, s3_endpoint, redis_srv, tmp_path):
+    """Catalog, ranks and work directory on S3, online store in Redis: killed mid-run, resumed, served."""
     prefix = f"s3://imagerank/{uuid.uuid4().hex[:8]}"
     workdir = f"{prefix}/w"
-    catalog, ranks = inputs["catalog"], inputs["ranks"]
-    if inputs_on == "s3":
-        catalog = upload(catalog, f"{prefix}/inputs/catalog.csv")
-        ranks = upload(ranks, f"{prefix}/inputs/{Path(ranks).name}")
+    catalog = upload(inputs["catalog"], f"{prefix}/inputs/catalog.csv")
+    ranks = upload(inputs["ranks"], f"{prefix}/inputs/{Path(inputs['ranks']).name}")
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     env = {**os.environ, "IMAGERANK_REDIS": redis_srv.connection_string, "IMAGERANK_PROGRESS": "0"}

@@ -637,17 +637,11 @@ def test_imagerank_commands_exist_in_the_cli(tmp_path):
             pytest.fail(f"{where}: `imagerank {' '.join(argv)}` rejected by the CLI (exit {e.code})")
 
 
-# Until `--workdir` keeps URLs (the work directory on object storage, issue 17's work-directory part) the CLI
-# turns s3://b/w into the local path s3:/b/w. Strict: once it lands these pass and the marker must go.
-URL_WORKDIR = pytest.mark.xfail(strict=True, reason="--workdir is parsed as a local Path (s3:// -> s3:/)")
-
-
 @pytest.mark.parametrize("inputs", [
-    pytest.param(configmap_data(INPUTS_CONFIGMAP)[1], id="base-configmap", marks=URL_WORKDIR),
-    pytest.param({k: v for k, v in EVERY_INPUT.items() if k != "linkgraph"}, id="every-input-but-linkgraph",
-                 marks=URL_WORKDIR),
+    pytest.param(configmap_data(INPUTS_CONFIGMAP)[1], id="base-configmap"),
+    pytest.param({k: v for k, v in EVERY_INPUT.items() if k != "linkgraph"}, id="every-input-but-linkgraph"),
     pytest.param({**EVERY_INPUT, "workdir": "/workdir"}, id="every-input-volume-workdir"),
-    pytest.param(EVERY_INPUT, id="every-input", marks=URL_WORKDIR),
+    pytest.param(EVERY_INPUT, id="every-input"),
 ])
 def test_runner_command_line_parses_in_the_cli(tmp_path, inputs):
     from imagerank.cli import build_parser
