@@ -1,5 +1,12 @@
 """Dask job: fit the popularity and authority ensembles; write ``W/models/<version>/``.
 
+Bounded at any catalog size: each model's training sample is drawn on the workers (an id-hash sample,
+per provider for popularity; :class:`~imagerank.models.train.TrainingLimits` sets the sizes), persisted
+there, and handed as partition futures to the task that trains, which gathers them from its peers: only
+the sample leaves the workers, and never through the driver. That task fits its evaluation folds through
+joblib's Dask backend (:func:`~imagerank.models.evaluation.folds_on_cluster`), so they spread over the
+cluster.
+
 Also home of the text feature stage (``W/features/text/``: the cleaned title/description/tags document the
 popularity estimator embeds itself); :func:`run_train` writes it when it is missing, so a recalculation
 that does not call :func:`run_text_features` in its features stage still trains and scores with text.
@@ -14,7 +21,7 @@ from pathlib import Path
 
 import dask.dataframe as dd
 import pandas as pd
-from distributed import Client
+from distributed import Client, futures_of
 
 from imagerank.cluster import persist
 from imagerank.features.registry import (IMAGE_FAMILIES, PROVIDER_PROXIES, family_columns, load_features,
@@ -22,14 +29,12 @@ from imagerank.features.registry import (IMAGE_FAMILIES, PROVIDER_PROXIES, famil
 from imagerank.features.text import TEXT_META, text_documents
 from imagerank import datasets, storage
 from imagerank.io import stamped
+from imagerank.models.card import write_model_card
+from imagerank.models.evaluation import folds_on_cluster
 from imagerank.models.popularity_model import evidence_columns, headline_of, train_popularity
-from imagerank.models.train import TargetConfig, save_model, train_authority, write_model_card
+from imagerank.models.sampling import ALL_ROWS, sample_shares, stratified_sample
+from imagerank.models.train import TargetConfig, TrainingLimits, save_model, train_authority
 from imagerank.settings import event_time
-
-MAX_TRAINING_ROWS = 2_000_000  # authority: a uniform sample beyond this (the ensemble saturates long before)
-#: Popularity: a uniform sample of each provider's labelled rows beyond this (every candidate is
-#: cross-validated on it, so training and evaluation stay bounded whatever the catalog's size).
-MAX_ROWS_PER_PROVIDER = 100_000
 
 
 def run_text_features(client: Client, workdir: str | Path, now: pd.Timestamp | None = None) -> int:
@@ -41,23 +46,17 @@ def run_text_features(client: Client, workdir: str | Path, now: pd.Timestamp | N
 
 
 def run_train(client: Client, workdir: str | Path, model_version: str, *, random_state: int = 0,
-              target: TargetConfig = TargetConfig()) -> dict:
-    """Train on a worker (single-threaded BLAS/OpenMP there, so boosting does not oversubscribe cores)."""
+              target: TargetConfig = TargetConfig(), limits: TrainingLimits | None = None) -> dict:
+    """Train on workers (single-threaded BLAS/OpenMP there, so boosting does not oversubscribe cores).
+
+    ``limits`` default to :meth:`TrainingLimits.from_env` (``IMAGERANK_TRAIN_*``, else the defaults)."""
+    limits = TrainingLimits.from_env() if limits is None else limits
     if not datasets.exists(workdir, "text") and datasets.exists(workdir, "catalog"):
         run_text_features(client, workdir, event_time())
     features = load_features(workdir)
-    columns = model_feature_columns(features)
-    training = _labelled_rows(features, random_state)
-    popularity_columns = [c for c in columns if c not in PROVIDER_PROXIES]
-    evidence = provider_evidence(features, evidence_columns(columns))
     ablations = {"image features (pixels, EXIF, visual)": family_columns(workdir, IMAGE_FAMILIES)}
-    popularity = client.submit(train_popularity, training, popularity_columns, target=target,
-                               random_state=random_state, ablations=ablations, provider_evidence=evidence,
-                               previous=previous_headline(workdir, model_version), pure=False)
-    evidence = _link_evidence_rows(features, random_state)
-    authority = client.submit(train_authority, evidence, columns, random_state=random_state, ablations=ablations,
-                              pure=False)
-    models = {"popularity": popularity.result(), "authority": authority.result()}
+    models = train_models(client, features, target=target, random_state=random_state, ablations=ablations,
+                          previous=previous_headline(workdir, model_version), limits=limits)
     directory = datasets.location(workdir, "models", model_version)
     untrained = {name: m.metrics for name, m in models.items() if m.estimator is None}
     extra = {"popularity_authority_correlation": "computed by the report from W/scores/ per provider"}
@@ -94,18 +93,64 @@ def model_directory(directory: str):
             fs.put_file(str(file), f"{path}/{file.name}")
 
 
-def _labelled_rows(features: dd.DataFrame, random_state: int) -> pd.DataFrame:
-    """Rows with an observed metric, a uniform sample of at most MAX_ROWS_PER_PROVIDER per provider."""
+def train_models(client: Client, features: dd.DataFrame, *, target: TargetConfig = TargetConfig(),
+                 random_state: int = 0, ablations: dict[str, list[str]] | None = None, previous: dict | None = None,
+                 limits: TrainingLimits = TrainingLimits(), fast: bool = False) -> dict:
+    """``{"popularity": model, "authority": model}`` from the joined feature rows (a Dask frame on the cluster):
+    each model's sample is drawn and persisted on the workers, then trained by one task that gathers it from
+    them; the driver receives only per-provider counts and means, and the fitted models. ``fast``: smaller
+    ensembles, no ceiling figures (tests)."""
+    columns = model_feature_columns(features)
+    popularity_columns = [c for c in columns if c not in PROVIDER_PROXIES]
+    evidence = provider_evidence(features, evidence_columns(columns))
+    labelled = persist(client, labelled_sample(features, limits.rows_per_provider, random_state),
+                       "train: popularity sample")
+    linked = persist(client, link_evidence_sample(features, limits.authority_rows, random_state),
+                     "train: authority sample")
+    popularity = client.submit(train_popularity_from_parts, futures_of(labelled), labelled._meta, popularity_columns,
+                               target=target, random_state=random_state, ablations=ablations,
+                               provider_evidence=evidence, previous=previous, limits=limits, fast=fast, pure=False)
+    authority = client.submit(train_authority_from_parts, futures_of(linked), linked._meta, columns,
+                              random_state=random_state, ablations=ablations, limits=limits, fast=fast, pure=False)
+    return {"popularity": popularity.result(), "authority": authority.result()}
+
+
+def labelled_sample(features: dd.DataFrame, rows_per_provider: int | None, random_state: int) -> dd.DataFrame:
+    """Rows with an observed metric, at most about ``rows_per_provider`` per provider (an id-hash sample drawn
+    partition by partition on the workers; only the per-provider counts reach the driver)."""
     labelled = features[features["observed_popularity"].notnull()]
-    counts = labelled["provider"].value_counts().compute()
-    fractions = {str(p): min(1.0, MAX_ROWS_PER_PROVIDER / n) for p, n in counts.items()}
-    if any(f < 1.0 for f in fractions.values()):
-        def sample(part: pd.DataFrame) -> pd.DataFrame:
-            keep = [g.sample(frac=fractions.get(str(p), 1.0), random_state=random_state) if fractions.get(str(p), 1.0) < 1
-                    else g for p, g in part.groupby("provider", observed=True)]
-            return pd.concat(keep) if keep else part.iloc[:0]
-        labelled = labelled.map_partitions(sample, meta=labelled._meta)
-    return labelled.compute().sort_values("image_id", ignore_index=True)  # same rows, same model
+    shares = sample_shares(labelled["provider"].value_counts().compute(), rows_per_provider)
+    return labelled.map_partitions(stratified_sample, shares, "provider", random_state, meta=labelled._meta)
+
+
+def link_evidence_sample(features: dd.DataFrame, authority_rows: int | None, random_state: int) -> dd.DataFrame:
+    """Rows with link evidence (the authority model's training set), at most about ``authority_rows``; empty
+    when no crawl was processed."""
+    if "has_link_evidence" not in features.columns:
+        return features.map_partitions(lambda p: p.iloc[:0], meta=features._meta)
+    # a partition-wise filter: dask's optimizer turns `frame[mask.fillna(False).astype(bool)]` into a Series here
+    rows = features.map_partitions(lambda p: p[p["has_link_evidence"].fillna(False).astype(bool)], meta=features._meta)
+    shares = sample_shares(pd.Series({ALL_ROWS: int(rows.map_partitions(len).sum().compute())}), authority_rows)
+    return rows.map_partitions(stratified_sample, shares, None, random_state, meta=rows._meta)
+
+
+def gather_sample(parts: list[pd.DataFrame], meta: pd.DataFrame) -> pd.DataFrame:
+    """The sample's partitions as one frame in image_id order (the same rows give the same model)."""
+    parts = [p for p in parts if len(p)]
+    frame = pd.concat(parts) if parts else meta.copy()
+    return frame.sort_values("image_id", ignore_index=True, kind="stable")
+
+
+def train_popularity_from_parts(parts: list[pd.DataFrame], meta: pd.DataFrame, columns: list[str], **kwargs):
+    """Worker task: the popularity model from the sample's partitions, folds spread over the cluster."""
+    with folds_on_cluster():
+        return train_popularity(gather_sample(parts, meta), columns, **kwargs)
+
+
+def train_authority_from_parts(parts: list[pd.DataFrame], meta: pd.DataFrame, columns: list[str], **kwargs):
+    """Worker task: the authority model from the sample's partitions, folds spread over the cluster."""
+    with folds_on_cluster():
+        return train_authority(gather_sample(parts, meta), columns, **kwargs)
 
 
 def provider_evidence(features: dd.DataFrame, columns: list[str]) -> pd.DataFrame | None:
@@ -137,15 +182,3 @@ def _modified(fs, path: str) -> float:
     info = fs.info(path)
     value = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
     return value.timestamp() if hasattr(value, "timestamp") else float(value)
-
-
-def _link_evidence_rows(features: dd.DataFrame, random_state: int) -> pd.DataFrame:
-    """Rows with link evidence (the authority model's training set); empty when no crawl was processed."""
-    if "has_link_evidence" not in features.columns:
-        return features._meta.copy()
-    # a partition-wise filter: dask's optimizer turns `frame[mask.fillna(False).astype(bool)]` into a Series here
-    rows = features.map_partitions(lambda p: p[p["has_link_evidence"].fillna(False).astype(bool)], meta=features._meta)
-    n = int(rows.map_partitions(len).sum().compute())
-    if n > MAX_TRAINING_ROWS:
-        rows = rows.sample(frac=MAX_TRAINING_ROWS / n, random_state=random_state)
-    return rows.compute()

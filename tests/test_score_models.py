@@ -5,7 +5,8 @@ import json
 import joblib
 import pytest
 
-from imagerank.models.train import TrainedModel, save_model, write_model_card
+from imagerank.models.card import write_model_card
+from imagerank.models.train import TrainedModel, save_model
 from pipelines.score import load_models, recorded_digests
 
 

@@ -115,7 +115,8 @@ def test_levels_come_from_provider_evidence_only_when_it_validates():
 
 
 def test_the_previous_model_version_is_a_baseline_row(tmp_path):
-    from imagerank.models.train import save_model, write_model_card
+    from imagerank.models.card import write_model_card
+    from imagerank.models.train import save_model
     from pipelines.train import previous_headline
 
     frame, columns = catalog(fickle_only=True)

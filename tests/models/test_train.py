@@ -13,9 +13,9 @@ from imagerank.features.registry import model_feature_columns
 from imagerank.features.text import text_documents
 from imagerank.models.evaluation import grouped_cv_predictions, spearman
 from imagerank.models.popularity_model import provider_cv, train_popularity
-from imagerank.models.train import (LINK_EVIDENCE_COLUMNS, TargetConfig, load_model, model_inputs,
-                                    popularity_target, save_model, train_authority, write_model_card,
-                                    _estimator, _frame)
+from imagerank.models.card import write_model_card
+from imagerank.models.train import (LINK_EVIDENCE_COLUMNS, TargetConfig, ensemble_estimator, input_frame, load_model,
+                                    model_inputs, popularity_target, save_model, train_authority)
 from imagerank.popularity import StandardizationConfig, provider_constants, raw_metrics, standardize
 
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
@@ -90,8 +90,8 @@ def test_sample_popularity_beats_baselines_without_leakage(sample_features):
                             fast=True)
     from sklearn.model_selection import GroupKFold
 
-    from imagerank.models.evaluation import _group_keys
-    keys = _group_keys(rows["creator"])
+    from imagerank.models.evaluation import group_keys
+    keys = group_keys(rows["creator"])
     _, test = next(GroupKFold(5).split(rows, groups=keys))
     scrambled = rows.copy()
     scrambled.loc[test, "metric_value"] = np.random.default_rng(5).permutation(rows.loc[test, "metric_value"].to_numpy())
@@ -108,7 +108,7 @@ def test_shuffled_labels_give_no_skill_on_the_sample(sample_features):
     rows = flickr_rows(sample_features)
     rows["metric_value"] = np.random.default_rng(7).permutation(rows["metric_value"].to_numpy())
     columns = [c for c in model_feature_columns(rows) if not c.startswith("provider")]
-    predicted = grouped_cv_predictions(_estimator(columns, True, 0, True), _frame(rows, columns, True),
+    predicted = grouped_cv_predictions(ensemble_estimator(columns, True, 0, True), input_frame(rows, columns, True),
                                        popularity_target(rows), rows["creator"])
     assert abs(spearman(predicted, rows["metric_value"])) < 0.12
 

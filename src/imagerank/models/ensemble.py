@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 from scipy.stats import spearmanr
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.isotonic import IsotonicRegression
@@ -28,6 +28,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from imagerank.features.text import TEXT_COLUMN, TextEmbedding, TextScore
 
+#: Rows each tree of a forest member is grown from, at most (see :class:`ScoreEnsemble`).
+FOREST_MAX_SAMPLES = 10_000
 #: Share of the raw blend kept next to the isotonic map, so the calibrated map is strictly increasing even
 #: in its flat tails (isotonic alone is a step function: it would turn distinct predictions into ties).
 TIE_BREAK = 0.02
@@ -86,13 +88,17 @@ class ScoreEnsemble(RegressorMixin, BaseEstimator):
     """Stacked gradient boosting + random forests, isotonic-calibrated onto [0, 1] on out-of-fold predictions.
 
     ``max_leaf_nodes`` and ``forest_min_samples_leaf`` may be tuples: one member per value (the search grid).
+    ``forest_max_samples``: each tree is grown from a bootstrap of at most this many rows (all rows, as a
+    plain forest does, when there are fewer), so a tree has at most ~``0.63 * forest_max_samples /
+    min_samples_leaf`` leaves and fitting and storing a forest cost the same at 10 thousand or 10 million rows.
     ``fit(X, y, groups=None)``: ``groups`` (e.g. creators) make the inner folds grouped.
     """
 
     def __init__(self, learning_rate: float = 0.05, max_iter: int = 100, max_leaf_nodes=(15,),
                  min_samples_leaf: int = 20, l2_regularization: float = 1.0, n_estimators: int = 100,
                  forest_min_samples_leaf=(4, 12), max_features: float = 0.5, cv: int = 3,
-                 calibrate: str | None = "quantile", random_state: int | None = 0, n_jobs: int | None = 1):
+                 calibrate: str | None = "quantile", random_state: int | None = 0, n_jobs: int | None = 1,
+                 forest_max_samples: int | None = FOREST_MAX_SAMPLES):
         self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.max_leaf_nodes = max_leaf_nodes
@@ -105,15 +111,20 @@ class ScoreEnsemble(RegressorMixin, BaseEstimator):
         self.calibrate = calibrate
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.forest_max_samples = forest_max_samples
 
-    def _members(self) -> list[tuple[str, object]]:
+    def _members(self, n_rows: int) -> list[tuple[str, object]]:
+        """The members, forests bounded for ``n_rows`` training rows (scikit-learn refuses a cap above them)."""
+        cap = self.forest_max_samples
+        max_samples = cap if cap is not None and n_rows > cap else None
         members = [(f"boosting_leaves{leaves}", HistGradientBoostingRegressor(
             learning_rate=self.learning_rate, max_iter=self.max_iter, max_leaf_nodes=leaves,
             min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
             random_state=self.random_state)) for leaves in _as_tuple(self.max_leaf_nodes)]
         members += [(f"forest_leaf{leaf}", RandomForestRegressor(
             n_estimators=self.n_estimators, min_samples_leaf=leaf, max_features=self.max_features,
-            random_state=self.random_state, n_jobs=self.n_jobs)) for leaf in _as_tuple(self.forest_min_samples_leaf)]
+            max_samples=max_samples, random_state=self.random_state, n_jobs=self.n_jobs))
+            for leaf in _as_tuple(self.forest_min_samples_leaf)]
         return members
 
     def fit(self, X, y, groups=None, sample_weight=None):
@@ -122,8 +133,8 @@ class ScoreEnsemble(RegressorMixin, BaseEstimator):
         # A feature with fewer than two distinct values carries no split (and trips boosting's binning).
         self.empty_features_ = np.array([np.unique(col[~np.isnan(col)]).size < 2 for col in X.T], dtype=bool)
         X = self._fill_empty(X)
-        members = self._members()
-        oof = self._out_of_fold(members, X, y, groups, sample_weight)
+        members = self._members(len(y))
+        oof = self._out_of_fold(X, y, groups, sample_weight)
         if oof is None:  # too few rows for inner folds: plain average, linear clip
             self.weights_ = np.full(len(members), 1.0 / len(members))
             self.calibrator_ = None
@@ -145,7 +156,7 @@ class ScoreEnsemble(RegressorMixin, BaseEstimator):
         self.forest_ = next(e for e in self.estimators_ if isinstance(e, RandomForestRegressor))
         return self
 
-    def _out_of_fold(self, members, X, y, groups, sample_weight) -> np.ndarray | None:
+    def _out_of_fold(self, X, y, groups, sample_weight) -> np.ndarray | None:
         n = len(y)
         if groups is not None:
             keys = pd.Series(np.asarray(groups, dtype=object)).astype("string")
@@ -159,7 +170,7 @@ class ScoreEnsemble(RegressorMixin, BaseEstimator):
             if n_splits < 2 or n < 10:
                 return None
             splits = list(KFold(n_splits, shuffle=True, random_state=self.random_state).split(X))
-        oof = np.zeros((n, len(members)))
+        oof = np.zeros((n, len(self._members(n))))
         for train, test in splits:
             w = None if sample_weight is None else np.asarray(sample_weight)[train]
             X_train, X_test = X[train], X[test]
@@ -167,8 +178,8 @@ class ScoreEnsemble(RegressorMixin, BaseEstimator):
             if missing.any():
                 X_train, X_test = X_train.copy(), X_test.copy()
                 X_train[:, missing], X_test[:, missing] = 0.0, 0.0
-            for j, (_, est) in enumerate(members):
-                oof[test, j] = clone(est).fit(X_train, y[train], sample_weight=w).predict(X_test)
+            for j, (_, est) in enumerate(self._members(len(train))):
+                oof[test, j] = est.fit(X_train, y[train], sample_weight=w).predict(X_test)
         return oof
 
     def _fill_empty(self, X):

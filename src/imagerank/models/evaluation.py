@@ -2,6 +2,9 @@
 
 Every figure is computed on rows the model never saw (and, for grouped CV, on creators it never saw),
 and nothing about a test row (not even a per-creator statistic) is computed from the test fold.
+
+Folds are fitted through :func:`run_folds`: one after another in this process by default, as tasks on
+the Dask cluster (joblib's Dask backend) inside :func:`folds_on_cluster` (the training task does that).
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from joblib import Parallel, delayed, parallel_config
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
@@ -16,7 +23,37 @@ from sklearn.model_selection import GroupKFold
 from imagerank.models.ensemble import fit_grouped
 
 
-def _group_keys(groups: pd.Series) -> pd.Series:
+_FOLD_BACKEND: ContextVar[str | None] = ContextVar("imagerank_fold_backend", default=None)
+
+
+@contextmanager
+def folds_on_cluster():
+    """Within this block, :func:`run_folds` sends each fold to the Dask cluster of the current client."""
+    token = _FOLD_BACKEND.set("dask")
+    try:
+        yield
+    finally:
+        _FOLD_BACKEND.reset(token)
+
+
+def run_folds(function, jobs: list[tuple[tuple, dict]]) -> list:
+    """``[function(*args, **kwargs) for args, kwargs in jobs]``, in order: in this process, or inside
+    :func:`folds_on_cluster` one task per job through joblib's Dask backend (a frame shared by the jobs is
+    scattered once). Each job runs with joblib's sequential backend, so a forest's own trees never become
+    tasks of their own."""
+    backend = _FOLD_BACKEND.get()
+    if backend is None:
+        return [function(*args, **kwargs) for args, kwargs in jobs]
+    with parallel_config(backend=backend, n_jobs=-1):  # by name: joblib registers its Dask backend on first use
+        return Parallel(batch_size=1)(delayed(_one_fold)(function, *args, **kwargs) for args, kwargs in jobs)
+
+
+def _one_fold(function, *args, **kwargs):
+    with parallel_config(backend="sequential"):
+        return function(*args, **kwargs)
+
+
+def group_keys(groups: pd.Series) -> pd.Series:
     """Group keys; rows without a group are each their own group."""
     groups = pd.Series(groups).reset_index(drop=True).astype("string")
     return groups.fillna(pd.Series([f"__row{i}" for i in range(len(groups))], dtype="string"))
@@ -28,14 +65,24 @@ def grouped_cv_predictions(estimator, X: pd.DataFrame, y: pd.Series, groups: pd.
     estimator (inner folds of the ensemble) when ``pass_groups``."""
     X = X.reset_index(drop=True)
     y = pd.Series(y).reset_index(drop=True)
-    keys = _group_keys(groups)
+    keys = group_keys(groups)
     n_splits = min(n_splits, keys.nunique())
+    folds = list(GroupKFold(n_splits=n_splits).split(X, y, keys))
+    fitted = run_folds(fold_predictions, [((estimator, X, y, train, test,
+                                             keys.iloc[train].to_numpy() if pass_groups else None), {})
+                                           for train, test in folds])
     predictions = np.full(len(y), np.nan)
-    for train, test in GroupKFold(n_splits=n_splits).split(X, y, keys):
-        model = fit_grouped(clone(estimator), X.iloc[train], y.iloc[train],
-                            keys.iloc[train].to_numpy() if pass_groups else None)
-        predictions[test] = model.predict(X.iloc[test])
+    for (_, test), predicted in zip(folds, fitted):
+        predictions[test] = predicted
     return predictions
+
+
+def fold_predictions(estimator, X: pd.DataFrame, y: pd.Series, train: np.ndarray, test: np.ndarray,
+                     groups: np.ndarray | None = None) -> np.ndarray:
+    """Fit a clone of ``estimator`` on the ``train`` rows (with their groups, if any) and predict ``test``:
+    one fold, the unit of work spread over the cluster."""
+    model = fit_grouped(clone(estimator), X.iloc[train], y.iloc[train], groups)
+    return np.asarray(model.predict(X.iloc[test]), dtype="float64")
 
 
 def spearman(a, b) -> float:
@@ -60,7 +107,7 @@ def pairwise_accuracy(predicted, actual, groups, *, max_pairs: int = MAX_PAIRS, 
     millions of rows and a creator with 100k images costs no more than one with 100."""
     p = np.asarray(predicted, dtype="float64")
     a = np.asarray(actual, dtype="float64")
-    codes = pd.factorize(_group_keys(groups).to_numpy())[0]
+    codes = pd.factorize(group_keys(groups).to_numpy())[0]
     order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes)
     starts = np.r_[0, np.cumsum(sizes)[:-1]]

@@ -33,10 +33,11 @@ from sklearn.model_selection import GroupKFold
 from imagerank.features.registry import PROVIDER_PROXIES
 from imagerank.features.text import TEXT_COLUMN
 from imagerank.models.ensemble import QuantileMap, fit_grouped
-from imagerank.models.evaluation import _group_keys, pairwise_accuracy, quantile_lookup, ranking_report, spearman
+from imagerank.models.evaluation import (group_keys, pairwise_accuracy, quantile_lookup, ranking_report, run_folds,
+                                         spearman)
 from imagerank.models.order import RankLinear, SingleFeature, TransferOrder, feature_spearman
-from imagerank.models.train import (GROUP_COLUMN, MIN_TRAINING_ROWS, TargetConfig, _estimator, _frame,
-                                    ablation_lines, model_inputs, popularity_target)
+from imagerank.models.train import (GROUP_COLUMN, MIN_TRAINING_ROWS, TargetConfig, TrainingLimits, ensemble_estimator,
+                                    input_frame, model_inputs, popularity_target)
 
 #: Order candidates, simplest first (the first is the reference a richer one must beat).
 CANDIDATES = ("single_feature", "rank_linear", "ensemble")
@@ -72,13 +73,14 @@ def target_value(rows: pd.DataFrame, target: TargetConfig) -> pd.Series:
     return value.reset_index(drop=True)
 
 
-def make_candidate(name: str, columns: list[str], text: bool, random_state: int, fast: bool):
+def make_candidate(name: str, columns: list[str], text: bool, random_state: int, fast: bool,
+                   forest_max_samples: int | None = TrainingLimits.forest_max_samples):
     if name == "single_feature":
         return SingleFeature(columns)
     if name == "rank_linear":
         return RankLinear(columns)
     if name == "ensemble":
-        return _estimator(columns, text, random_state, fast)
+        return ensemble_estimator(columns, text, random_state, fast, forest_max_samples)
     raise ValueError(f"unknown order candidate {name!r}")
 
 
@@ -87,39 +89,39 @@ def make_candidate(name: str, columns: list[str], text: bool, random_state: int,
 
 def provider_cv(rows: pd.DataFrame, columns: list[str], *, text: bool, target: TargetConfig,
                 candidates=CANDIDATES, random_state: int = 0, fast: bool = False, n_splits: int = 5,
-                keep_creators: float = 1.0) -> tuple[dict, dict]:
+                keep_creators: float = 1.0,
+                forest_max_samples: int | None = TrainingLimits.forest_max_samples) -> tuple[dict, dict]:
     """Creator-grouped CV of each candidate on one provider's rows: ``({name: report}, {name: oof percentile})``.
 
     Inside each fold: the target percentiles, the map of scores to percentiles and the metric quantiles
     behind ``mae_log`` come from the training fold alone. Reports compare with the raw metric (``spearman``)
     and the metric per day since publication (``spearman_per_day``) whatever the target. ``keep_creators`` < 1 trains on that share of each
-    training fold's creators (the learning curve)."""
+    training fold's creators (the learning curve). Folds are fitted through
+    :func:`~imagerank.models.evaluation.run_folds` (spread over the cluster inside ``folds_on_cluster``)."""
     rows = rows.reset_index(drop=True)
-    keys = _group_keys(rows[GROUP_COLUMN] if GROUP_COLUMN in rows else pd.Series([None] * len(rows)))
+    keys = group_keys(rows[GROUP_COLUMN] if GROUP_COLUMN in rows else pd.Series([None] * len(rows)))
     metric = rows["metric_value"].astype("float64")
-    X = _frame(rows, columns, text)
+    X = input_frame(rows, columns, text)
+    labels = rows[[c for c in ("provider", "metric_value", "age_days") if c in rows]]
     n = len(rows)
     pct = {c: np.full(n, np.nan) for c in candidates}
     logs = {c: np.full(n, np.nan) for c in candidates}
     rng = np.random.default_rng(random_state)
     splits = min(n_splits, keys.nunique())
-    tests = []
+    folds = []
     for train, test in GroupKFold(n_splits=splits).split(X, metric, keys):
-        tests.append(test)
         if keep_creators < 1.0:
             creators = keys.iloc[train].unique()
             kept = set(rng.choice(creators, size=max(2, int(round(keep_creators * len(creators)))), replace=False))
             train = train[keys.iloc[train].isin(kept).to_numpy()]
-        y = popularity_target(rows.iloc[train], target).to_numpy()
-        usable = np.isfinite(y)  # a per-day target needs a publication date
-        train, y = train[usable], y[usable]
-        reference = np.log1p(metric.iloc[train].to_numpy())
+        folds.append((train, test))
+    options = dict(columns=columns, text=text, target=target, candidates=candidates, random_state=random_state,
+                   fast=fast, forest_max_samples=forest_max_samples)
+    fitted = run_folds(_fold_percentiles, [((X, labels, keys, train, test), options) for train, test in folds])
+    tests = [test for _, test in folds]
+    for test, (fold_pct, fold_logs) in zip(tests, fitted):
         for name in candidates:
-            model = fit_grouped(make_candidate(name, columns, text, random_state, fast), X.iloc[train], y,
-                                keys.iloc[train].to_numpy())
-            score_map = QuantileMap().fit(model.predict(X.iloc[train]))
-            pct[name][test] = score_map.predict(model.predict(X.iloc[test]))
-            logs[name][test] = quantile_lookup(pct[name][test], reference[np.isfinite(reference)])
+            pct[name][test], logs[name][test] = fold_pct[name], fold_logs[name]
     reports = {name: {**ranking_report(pct[name], metric, groups=keys, age_days=rows.get("age_days"),
                                        log_predicted=logs[name]),
                       "fold_spearman": [spearman(pct[name][t], metric.iloc[t]) for t in tests]}
@@ -127,11 +129,31 @@ def provider_cv(rows: pd.DataFrame, columns: list[str], *, text: bool, target: T
     return reports, pct
 
 
+def _fold_percentiles(X: pd.DataFrame, labels: pd.DataFrame, keys: pd.Series, train: np.ndarray, test: np.ndarray,
+                      *, columns, text, target, candidates, random_state, fast, forest_max_samples):
+    """One creator fold: every candidate fitted on ``train`` (target, score map and metric quantiles from the
+    training fold only); the test rows' percentiles and log-metric predictions per candidate."""
+    metric = labels["metric_value"].astype("float64")
+    y = popularity_target(labels.iloc[train], target).to_numpy()
+    usable = np.isfinite(y)  # a per-day target needs a publication date
+    train, y = train[usable], y[usable]
+    reference = np.log1p(metric.iloc[train].to_numpy())
+    reference = reference[np.isfinite(reference)]
+    pct, logs = {}, {}
+    for name in candidates:
+        model = fit_grouped(make_candidate(name, columns, text, random_state, fast, forest_max_samples),
+                            X.iloc[train], y, keys.iloc[train].to_numpy())
+        score_map = QuantileMap().fit(model.predict(X.iloc[train]))
+        pct[name] = score_map.predict(model.predict(X.iloc[test]))
+        logs[name] = quantile_lookup(pct[name], reference)
+    return pct, logs
+
+
 def single_feature_table(rows: pd.DataFrame, columns: list[str], target: TargetConfig) -> dict:
     """Every raw column alone over all of the provider's rows (sign chosen on those rows: an optimistic bar)."""
     rows = rows.reset_index(drop=True)
     value = target_value(rows, target)
-    keys = _group_keys(rows[GROUP_COLUMN])
+    keys = group_keys(rows[GROUP_COLUMN])
     table = {}
     for column, rho in feature_spearman(rows, value, columns).items():
         if not np.isfinite(rho):
@@ -166,7 +188,7 @@ def ceiling_evidence(rows: pd.DataFrame, columns: list[str], pct: dict, *, text:
     training creators) of the cheap candidates."""
     rows = rows.reset_index(drop=True)
     value = target_value(rows, target).to_numpy()
-    keys = _group_keys(rows[GROUP_COLUMN]).to_numpy()
+    keys = group_keys(rows[GROUP_COLUMN]).to_numpy()
     rng = np.random.default_rng(random_state)
     sample = np.arange(len(rows))
     if len(rows) > BOOTSTRAP_MAX_ROWS:  # bounded: creators of a uniform row sample
@@ -216,7 +238,7 @@ def transfer_evaluation(training: pd.DataFrame, columns: list[str], providers: l
         tr, te = training[train_mask].reset_index(drop=True), training[test_mask].reset_index(drop=True)
         y = popularity_target(tr, target).to_numpy()
         value = target_value(te, target)
-        common = dict(groups=_group_keys(te[GROUP_COLUMN]), age_days=te["age_days"])
+        common = dict(groups=group_keys(te[GROUP_COLUMN]), age_days=te["age_days"])
         transfer = TransferOrder(columns).fit(tr, y, providers=tr["provider"].to_numpy())
         single = SingleFeature(columns).fit(tr, y)
         ranked = RankLinear(columns).fit(tr, y)
@@ -335,7 +357,7 @@ class PopularityModel:
 
     def input_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Feature columns (NaN when absent), the text and the creator, and the provider that picks the map."""
-        out = _frame(frame, self.feature_columns, self.text_column is not None)
+        out = input_frame(frame, self.feature_columns, self.text_column is not None)
         out["provider"] = frame["provider"].astype("string").to_numpy() if "provider" in frame else pd.NA
         return out
 
@@ -374,14 +396,16 @@ class PopularityModel:
 def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, target: TargetConfig = TargetConfig(),
                      random_state: int = 0, evaluate_model: bool = True, fast: bool = False,
                      ablations: dict[str, list[str]] | None = None, provider_evidence: pd.DataFrame | None = None,
-                     previous: dict | None = None, candidates=CANDIDATES) -> PopularityModel:
+                     previous: dict | None = None, candidates=CANDIDATES,
+                     limits: TrainingLimits = TrainingLimits()) -> PopularityModel:
     """Evaluate the candidates per provider, choose what is served, and fit it on the same rows.
 
     ``training`` holds the features plus ``observed_popularity``, ``metric_value``, ``provider``, ``creator``,
     ``age_days`` and, when the text family exists, ``text``. ``provider_evidence``: one row per provider
     (every provider of the catalog) with evidence columns (means over its images). ``previous``: the previous
     model version's recorded headline (a baseline row). ``fast`` shrinks the ensemble and skips the ceiling
-    figures and the per-day variant (tests).
+    figures and the per-day variant (tests). ``training`` is already bounded by the caller (at most
+    ``limits.rows_per_provider`` rows per provider); ``limits.forest_max_samples`` bounds the ensemble's trees.
     """
     training = training.dropna(subset=["observed_popularity", "metric_value"]).reset_index(drop=True)
     training["provider"] = training["provider"].astype("string").fillna("")
@@ -403,7 +427,8 @@ def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, targ
         rows = training[training["provider"] == provider].reset_index(drop=True)
         entry, order, oof = _provider(rows, columns, text=text, target=target, random_state=random_state, fast=fast,
                                       candidates=candidates if evaluate_model else (),
-                                      previous=(previous or {}).get(provider), ceiling=provider == largest)
+                                      previous=(previous or {}).get(provider), ceiling=provider == largest,
+                                      forest_max_samples=limits.forest_max_samples)
         evaluation["providers"][provider] = entry
         orders[provider] = order
         served[provider] = {"source": "predicted" if order.validated else "prior", "model": order.kind,
@@ -440,7 +465,7 @@ def train_popularity(training: pd.DataFrame, feature_columns: list[str], *, targ
                                          "a metric get nothing")
     metrics = {"trained": True, "target": target.to_dict(), "training_rows": int(len(training)),
                "training_rows_by_provider": {str(k): int(v) for k, v in counts.items()}, "text_features": text,
-               "served": served, "levels": levels, "evaluation": evaluation}
+               "served": served, "levels": levels, "evaluation": evaluation, "limits": limits.to_dict()}
     return PopularityModel("popularity", orders, columns, metrics, text_column=TEXT_COLUMN if text else None,
                            transfer=transfer, transfer_map=transfer_map, pooled_output_y=pooled,
                            levels=levels["levels"], default_level=levels["typical_level"],
@@ -457,12 +482,12 @@ PROTOCOL = ("Per provider with a metric: 5-fold GroupKFold by creator; inside ea
             "otherwise the provider's prior level is served as 'prior'.")
 
 
-def _provider(rows, columns, *, text, target, random_state, fast, candidates, previous, ceiling):
+def _provider(rows, columns, *, text, target, random_state, fast, candidates, previous, ceiling, forest_max_samples):
     """Evaluate and fit one provider's order: (card entry, ProviderOrder, out-of-fold frame or None)."""
     observed = rows["observed_popularity"].astype("float64")
     output_y = np.quantile(observed, GRID)
     level = float(observed.median())
-    keys = _group_keys(rows[GROUP_COLUMN])
+    keys = group_keys(rows[GROUP_COLUMN])
     entry: dict = {"rows": int(len(rows)), "creators": int(keys.nunique()),
                    "level_median_observed": level}
     singles = single_feature_table(rows, columns, target)
@@ -481,7 +506,7 @@ def _provider(rows, columns, *, text, target, random_state, fast, candidates, pr
         validated = False
     else:
         reports, pct = provider_cv(rows, columns, text=text, target=target, candidates=candidates,
-                                   random_state=random_state, fast=fast)
+                                   random_state=random_state, fast=fast, forest_max_samples=forest_max_samples)
         entry["grouped_cv"] = reports
         kind, why = choose_served(reports, best)
         cv = reports[kind]["spearman"]
@@ -500,8 +525,9 @@ def _provider(rows, columns, *, text, target, random_state, fast, candidates, pr
                             "observed": popularity_target(rows, target).to_numpy(), "predicted": pct[kind]})
     entry["served_model"], entry["served_reason"], entry["validated"] = kind, why, validated
     y = popularity_target(rows, target).to_numpy()
-    X = _frame(rows, columns, text)
-    model = fit_grouped(make_candidate(kind, columns, text, random_state, fast), X, y, keys.to_numpy())
+    X = input_frame(rows, columns, text)
+    model = fit_grouped(make_candidate(kind, columns, text, random_state, fast, forest_max_samples), X, y,
+                        keys.to_numpy())
     if isinstance(model, SingleFeature):
         entry["served_column"] = {"column": model.column_, "sign": model.sign_}
     if isinstance(model, RankLinear):
@@ -521,7 +547,7 @@ def _ablations(training, labelled, columns, text, target, random_state, ablation
         splits = {}
         for provider in labelled:
             rows = training[training["provider"] == provider].reset_index(drop=True)
-            if len(rows) < MIN_PROVIDER_ROWS or _group_keys(rows[GROUP_COLUMN]).nunique() < 5:
+            if len(rows) < MIN_PROVIDER_ROWS or group_keys(rows[GROUP_COLUMN]).nunique() < 5:
                 continue
             with_, _ = provider_cv(rows, columns, text=text, target=target, candidates=("rank_linear",),
                                    random_state=random_state)
@@ -560,107 +586,3 @@ def headline_of(card: dict) -> dict | None:
                              "pairwise_same_creator": report.get("pairwise_same_creator"),
                              "note": "as recorded in that version's card (its own creator-grouped CV)"}
     return out or None
-
-
-# --------------------------------------------------------------------------------------------- model card
-
-
-def card_lines(metrics: dict) -> list[str]:
-    """Readable model-card section of the popularity model."""
-    evaluation = metrics.get("evaluation") or {}
-    lines = []
-    if "protocol" in evaluation:
-        lines += [f"- protocol: {evaluation['protocol']}", ""]
-    head = evaluation.get("headline")
-    if head:
-        lines += [f"**Headline (the served model)**: {head['provider']} `{head['model']}`, creator-grouped CV "
-                  f"Spearman {_f(head.get('spearman'))}, within-creator pairwise accuracy "
-                  f"{_f(head.get('pairwise_same_creator'))} over {head.get('same_creator_pairs')} pairs, "
-                  f"{head.get('rows')} rows.", ""]
-    lines += ["### What is served", "", "| provider | source | model | level | why |", "|---|---|---|---|---|"]
-    for provider, s in (metrics.get("served") or {}).items():
-        lines.append(f"| {provider} | {s['source']} | {s['model']} | {_f(s.get('level'))} | {s['reason']} |")
-    lines.append("")
-    for provider, entry in (evaluation.get("providers") or {}).items():
-        best = entry.get("best_single_feature") or {}
-        lines += [f"### {provider}: {entry['rows']} rows, {entry['creators']} creators", "",
-                  f"- best single raw feature: `{best.get('column')}` Spearman {_f(best.get('spearman'))} "
-                  f"(sign {best.get('sign')}, chosen on all rows: an optimistic bar), pairwise "
-                  f"{_f(best.get('pairwise_same_creator'))}",
-                  f"- served: `{entry['served_model']}` ({'validated' if entry['validated'] else 'NOT validated'}): "
-                  f"{entry['served_reason']}"]
-        if entry.get("served_column"):
-            lines.append(f"- served column: {entry['served_column']}")
-        table = [("grouped CV", entry.get("grouped_cv") or {}), ("grouped CV, views per day", entry.get("per_day_variant") or {})]
-        lines += ["", "| split | model | rows | spearman | per-day | mae_log | pairwise (pairs) | auc>0 |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for split, reports in table:
-            for name, r in reports.items():
-                lines.append(f"| {split} | {name} | {r.get('rows')} | {_f(r.get('spearman'))} | "
-                             f"{_f(r.get('spearman_per_day'))} | {_f(r.get('mae_log'))} | "
-                             f"{_f(r.get('pairwise_same_creator'))} ({r.get('same_creator_pairs')}) | "
-                             f"{_f(r.get('auc_nonzero'))} |")
-        for name, r in (entry.get("baselines") or {}).items():
-            lines.append(f"| baseline | {name} | | {_f(r.get('spearman'))} | | | {_f(r.get('pairwise_same_creator'))} | |")
-        for column, r in list((entry.get("single_features") or {}).items())[:8]:
-            lines.append(f"| single raw feature (all rows) | {column} | {entry['rows']} | {_f(r['spearman'])} | | | "
-                         f"{_f(r['pairwise_same_creator'])} | |")
-        lines.append("")
-        ceiling = entry.get("ceiling")
-        if ceiling:
-            lines += ["Why the single feature is served (what this sample can support):", ""]
-            for name, r in (entry.get("grouped_cv") or {}).items():
-                folds = [v for v in r.get("fold_spearman", []) if v is not None and np.isfinite(v)]
-                if folds:
-                    lines.append(f"- {name}: Spearman per creator fold {', '.join(f'{v:.3f}' for v in folds)} "
-                                 f"(sd {np.std(folds):.3f} across folds)")
-            for name, (lo, hi) in ceiling["spearman_gain_over_single_feature_ci95"].items():
-                lines.append(f"- {name}: Spearman gain over the single feature, 95% creator-bootstrap interval "
-                             f"[{lo:+.3f}, {hi:+.3f}] ({ceiling['creators']} creators)")
-            for name, (lo, hi) in ceiling["pairwise_same_creator_ci95"].items():
-                lines.append(f"- {name}: within-creator pairwise accuracy 95% interval [{lo:.3f}, {hi:.3f}]")
-            curve = ceiling["learning_curve_cv_spearman"]
-            resolution = ceiling.get("resolution")
-            if resolution is not None and np.isfinite(resolution):
-                lines.append(f"- resolution: the narrowest 95% interval of a Spearman gain is +/-{resolution:.3f}, "
-                             + ("wider than" if resolution > EARN_MARGIN else "within")
-                             + f" the {EARN_MARGIN} a richer model must add: this sample "
-                             + ("cannot tell such a gain from noise" if resolution > EARN_MARGIN else "can resolve it"))
-            lines.append("- learning curve (CV Spearman when each training fold keeps a share of its creators): "
-                         + "; ".join(f"{share}: " + ", ".join(f"{n} {_f(v)}" for n, v in r.items())
-                                     for share, r in curve.items()))
-            lines.append("")
-    transfer = evaluation.get("transfer") or {}
-    if transfer:
-        lines += ["", "### Leave-one-provider-out transfer", "",
-                  f"- {transfer.get('reason')}", "",
-                  "| held-out provider | trained on | model | spearman | pairwise | auc>0 | columns |",
-                  "|---|---|---|---|---|---|---|"]
-        for held, r in transfer["leave_one_provider_out"].items():
-            if "skipped" in r:
-                lines.append(f"| {held} | skipped: {r['skipped']} | | | | | |")
-                continue
-            for name in ("transfer_model", "single_feature", "rank_linear"):
-                x = r[name]
-                cols = x.get("columns", x.get("column", ""))
-                lines.append(f"| {held} | {', '.join(r['trained_on'])} | {name} | {_f(x.get('spearman'))} | "
-                             f"{_f(x.get('pairwise_same_creator'))} | {_f(x.get('auc_nonzero'))} | {cols} |")
-    directions = evaluation.get("feature_directions") or {}
-    if len(directions) >= 2:
-        shared = sorted(set.intersection(*(set(d) for d in directions.values())))
-        flips = [c for c in shared if len({np.sign(d[c]) for d in directions.values()}) > 1
-                 and min(abs(d[c]) for d in directions.values()) >= 0.1]
-        lines += ["", f"- columns whose direction flips between providers (|rho| >= 0.1 in each): {', '.join(flips) or 'none'}"]
-    lines += ablation_lines(evaluation.get("ablations") or {})
-    levels = metrics.get("levels") or {}
-    if levels:
-        lines += [f"- prior level: {levels.get('method')} = {_f(levels.get('typical_level'))} "
-                  f"(medians of providers with a metric: {levels.get('observed_medians')})"
-                  + (f"; {levels['why_not_evidence']}" if levels.get("why_not_evidence") else "")]
-    if evaluation.get("openverse_behaviour"):
-        lines.append(f"- baseline, Openverse's behaviour: {evaluation['openverse_behaviour']}")
-    return lines
-
-
-def _f(value) -> str:
-    return "" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.3f}"
