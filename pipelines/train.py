@@ -59,7 +59,8 @@ def run_train(client: Client, workdir: str | Path, model_version: str, *, random
                           previous=previous_headline(workdir, model_version), limits=limits)
     directory = datasets.location(workdir, "models", model_version)
     untrained = {name: m.metrics for name, m in models.items() if m.estimator is None}
-    extra = {"popularity_authority_correlation": "computed by the report from W/scores/ per provider"}
+    extra = {"popularity_authority_correlation": "computed by the report from W/scores/ per provider",
+             "authority_against_link_graph": authority_against_link_graph(client, features, limits, random_state)}
     if datasets.exists(workdir, "linkgraph_summary"):  # the --linkgraph domain graph the authority features used
         summary = datasets.read_json(workdir, "linkgraph_summary")
         extra["domain_link_authority"] = {k: summary.get(k) for k in (
@@ -151,6 +152,30 @@ def train_authority_from_parts(parts: list[pd.DataFrame], meta: pd.DataFrame, co
     """Worker task: the authority model from the sample's partitions, folds spread over the cluster."""
     with folds_on_cluster():
         return train_authority(gather_sample(parts, meta), columns, **kwargs)
+
+
+def authority_against_link_graph(client: Client, features: dd.DataFrame, limits: TrainingLimits,
+                                 random_state: int = 0) -> dict:
+    """How the authority candidates agree with the landing domain's place in the --linkgraph graph
+    (:mod:`imagerank.models.authority_evidence`), on a bounded id-hash sample evaluated by one worker task."""
+    from imagerank.models.authority_evidence import TARGET_COLUMN
+
+    if TARGET_COLUMN not in features.columns:
+        return {"evaluated": False, "reason": "no crawl-derived link graph (--linkgraph)"}
+    rows = features.map_partitions(lambda p: p[p[TARGET_COLUMN].notna()], meta=features._meta)
+    shares = sample_shares(pd.Series({ALL_ROWS: int(rows.map_partitions(len).sum().compute())}), limits.evaluation_rows)
+    sample = persist(client, rows.map_partitions(stratified_sample, shares, None, random_state, meta=rows._meta),
+                     "train: link-graph authority sample")
+    return client.submit(evaluate_authority_from_parts, futures_of(sample), sample._meta,
+                         model_feature_columns(features), random_state, pure=False).result()
+
+
+def evaluate_authority_from_parts(parts: list[pd.DataFrame], meta: pd.DataFrame, columns: list[str],
+                                  random_state: int) -> dict:
+    """Worker task: :func:`imagerank.models.authority_evidence.evaluate_sample` on the gathered sample."""
+    from imagerank.models.authority_evidence import evaluate_sample
+
+    return evaluate_sample(gather_sample(parts, meta), columns, random_state)
 
 
 def provider_evidence(features: dd.DataFrame, columns: list[str]) -> pd.DataFrame | None:

@@ -52,7 +52,8 @@ def evaluate(features: pd.DataFrame, model_columns: list[str], make_model, *, mi
         return out
     y = rows[TARGET_COLUMN].astype("float64")
     values = candidate_values(rows)
-    columns = [c for c in model_columns if c in rows and c != SOURCE_AUTHORITY_COLUMN]
+    # never the target's own crawl: the domain_link_* columns are the link graph the target comes from
+    columns = [c for c in model_columns if c in rows and c != SOURCE_AUTHORITY_COLUMN and not c.startswith("domain_link")]
     if columns:
         X = rows[columns].astype("float64")
         if "source" in rows:
@@ -67,6 +68,15 @@ def evaluate(features: pd.DataFrame, model_columns: list[str], make_model, *, mi
     best = max(out["candidates"].items(), key=lambda kv: np.nan_to_num(kv[1]["spearman_domains"], nan=-2.0))
     out["best_by_domain"] = best[0]
     return out
+
+
+def evaluate_sample(rows: pd.DataFrame, feature_columns: list[str], random_state: int = 0) -> dict:
+    """:func:`evaluate` with the authority model's inputs and a small ensemble (a bounded sample of rows)."""
+    from imagerank.models.ensemble import ScoreEnsemble
+    from imagerank.models.train import authority_columns
+
+    return evaluate(rows, authority_columns(feature_columns),
+                    lambda: ScoreEnsemble(random_state=random_state, calibrate="isotonic", max_iter=40, n_estimators=30))
 
 
 def card_lines(result: dict | None) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from imagerank.io import atomic_path
+from imagerank.models import authority_evidence
 from imagerank.models.popularity_model import EARN_MARGIN
 
 
@@ -42,6 +43,7 @@ def write_model_card(directory: str | Path, entries: dict[str, dict], version: s
     for name, metrics in (untrained or {}).items():
         lines += [f"## {name} (not trained)", "", f"- {metrics.get('reason', 'not trained')}", ""]
     lines += domain_link_lines(card.get("domain_link_authority"))
+    lines += authority_evidence.card_lines(card.get("authority_against_link_graph"))
     with atomic_path(directory / "model_card.md") as tmp:
         Path(tmp).write_text("\n".join(lines))
 
