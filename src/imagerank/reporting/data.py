@@ -172,17 +172,36 @@ def first_rows(frame, order: list[str], ascending, k: int, by: list[str] | None 
 
 
 def _with_provider(workdir: Path):
-    """scores joined to the catalog's provider, title and links (lazy); None when there are no scores."""
+    """scores joined to the catalog's provider (lazy); None when there are no scores. Titles and links are
+    looked up afterwards for the few rows the report shows (:func:`_with_catalog_details`)."""
     scores = dask_columns(location(workdir, "scores"), ["image_id", *SCORE_COLUMNS, "popularity_source",
                                                         "authority_source"])
     if scores is None:
         return None
     scores = scores.map_partitions(_numbered, meta=_numbered(scores._meta))
-    catalog = dask_columns(location(workdir, "catalog"), CATALOG_COLUMNS)
+    catalog = dask_columns(location(workdir, "catalog"), ["image_id", "provider"])
     if catalog is None:
         catalog = dask_columns(dataset_dir(workdir, "metadata"), ["image_id", "provider"])
     frame = scores.merge(catalog, on="image_id", how="left") if catalog is not None else scores.assign(provider=None)
     return frame.map_partitions(_provider_filled, meta=_provider_filled(frame._meta))
+
+
+def _catalog_details(workdir: Path, ids) -> pd.DataFrame:
+    """Title, landing page, url and creator of a few images (a filtered read of the catalog)."""
+    ids = list(dict.fromkeys(map(str, ids)))
+    if not ids:
+        return pd.DataFrame(columns=CATALOG_COLUMNS)
+    details = read_columns(location(workdir, "catalog"), CATALOG_COLUMNS, filters=("image_id", ids))
+    details = details.drop(columns=["provider"], errors="ignore").drop_duplicates("image_id")
+    return details.assign(image_id=details["image_id"].astype(str))
+
+
+def _with_details(rows: pd.DataFrame, details: pd.DataFrame) -> pd.DataFrame:
+    merged = rows.drop(columns=["_key"], errors="ignore").merge(details, on="image_id", how="left")
+    for column in CATALOG_COLUMNS:
+        if column not in merged:
+            merged[column] = None
+    return merged.reset_index(drop=True)
 
 
 def _numbered(part: pd.DataFrame, partition_info=None) -> pd.DataFrame:
@@ -196,9 +215,6 @@ def _provider_filled(part: pd.DataFrame) -> pd.DataFrame:
                        popularity_source=part["popularity_source"].astype(str),
                        authority_source=part["authority_source"].astype(str),
                        image_id=part["image_id"].astype(str))
-    for column in CATALOG_COLUMNS:
-        if column not in part:
-            part[column] = None
     return part
 
 
@@ -241,15 +257,54 @@ def _combine_stats(parts: list[pd.DataFrame]) -> dict:
     return out
 
 
-def _tree_sum_stats(frame, split_every: int = 8) -> dict:
+def _partition_summary(part: pd.DataFrame, limits: dict) -> dict:
+    """Everything the report needs from one partition, each part bounded (see :func:`_merge_summaries`)."""
+    keyed = part.assign(_key=sample_key(part["image_id"]))
+    return {
+        "counts": part.groupby(["provider", "popularity_source", "authority_source"]).size().rename("n").reset_index(),
+        "stats": _partition_stats(part),
+        **_candidates(keyed, limits),
+    }
+
+
+def _candidates(frame: pd.DataFrame, limits: dict) -> dict:
+    """The rows of ``frame`` that can still be among the report's top, bottom, browse and sample rows."""
+    keys = [f"{kind}:{column}" for column in SCORE_COLUMNS for kind in ("top", "bottom")] if limits["top_k"] else []
+    keys += [key for key in ("browse", "sample") if limits[f"{key}_rows"]]
+    return {key: _cut(frame, key, limits) for key in keys}
+
+
+def _merge_summaries(parts: list[dict], limits: dict) -> dict:
+    """Partition summaries merged into one of the same bounded size: counts summed, statistics added,
+    candidate rows concatenated and cut back to their k per group."""
+    counts = pd.concat([p["counts"] for p in parts], ignore_index=True)
+    counts = counts.groupby(["provider", "popularity_source", "authority_source"], as_index=False)["n"].sum()
+    stats = _stats_frame(_combine_stats([p["stats"] for p in parts]))
+    candidates = {key: _cut(pd.concat([p[key] for p in parts], ignore_index=True), key, limits)
+                  for key in parts[0] if key not in ("counts", "stats")}
+    return {"counts": counts, "stats": stats, **candidates}
+
+
+def _cut(frame: pd.DataFrame, key: str, limits: dict) -> pd.DataFrame:
+    kind, _, column = key.partition(":")
+    if kind in ("top", "bottom"):
+        return _first_per_group(frame, ["provider"], [column, "image_id"], kind == "bottom", limits["top_k"])
+    if kind == "browse":
+        return _first_per_group(frame, None, ["popularity", "authority", "image_id"], [False, False, True],
+                                limits["browse_rows"])
+    return _first_per_group(frame, None, ["_key"], True, limits["sample_rows"])
+
+
+def _tree_summary(frame, limits: dict, split_every: int = 8) -> dict:
+    """One pass over the partitions, merged by a tree reduction: at most ``split_every`` bounded summaries
+    meet in one task, and one reaches this process."""
     from dask import compute, delayed
 
-    level = [delayed(_partition_stats)(part) for part in frame.to_delayed()]
+    level = [delayed(_partition_summary)(part, limits) for part in frame.to_delayed()]
     while len(level) > 1:
-        level = [delayed(_stats_frame)(delayed(_combine_stats)(level[i:i + split_every]))
-                 for i in range(0, len(level), split_every)]
+        level = [delayed(_merge_summaries)(level[i:i + split_every], limits) for i in range(0, len(level), split_every)]
     (result,) = compute(level[0])
-    return _combine_stats([result])
+    return _merge_summaries([result], limits)
 
 
 def _stats_frame(combined: dict) -> pd.DataFrame:
@@ -309,15 +364,15 @@ def score_summary(workdir: str | Path, *, top_k: int = 4, browse_rows: int = 200
     frame = _with_provider(workdir)
     if frame is None:
         return None
-    light = frame[["image_id", "provider", *SCORE_COLUMNS, "popularity_source", "authority_source", "_order"]]
-    counts = light.groupby(["provider", "popularity_source", "authority_source"]).size()
-    counts = counts.compute().rename("n").reset_index()
+    limits = {"top_k": top_k, "browse_rows": browse_rows, "sample_rows": sample_rows}
+    summary = _tree_summary(frame, limits)
+    counts = summary["counts"]
     rows = int(counts["n"].sum())
     if not rows:
         return None
     providers = counts.groupby("provider")["n"].sum().sort_values(ascending=False, kind="stable").index.tolist()
-    combined = _tree_sum_stats(light)
-    medians = _medians(light, combined)
+    combined = _combine_stats([summary["stats"]])
+    medians = _medians(frame, combined)
     stats = {}
     for (provider, column), acc in combined.items():
         n = acc["count"]
@@ -331,20 +386,18 @@ def score_summary(workdir: str | Path, *, top_k: int = 4, browse_rows: int = 200
     histograms: dict = {}
     for (provider, column), acc in combined.items():
         histograms.setdefault(provider, {})[column] = (acc["plot"], acc["count"])
+    shown = [summary.get(f"{kind}:{column}") for kind in ("top", "bottom") for column in SCORE_COLUMNS]
+    details = _catalog_details(workdir, pd.concat([f for f in [*shown, summary.get("browse")] if f is not None],
+                                                  ignore_index=True)["image_id"] if top_k or browse_rows else [])
     top, bottom = {}, {}
     for column in SCORE_COLUMNS if top_k else ():
-        high = first_rows(frame, [column, "image_id"], False, top_k, by=["provider"])
-        low = first_rows(frame, [column, "image_id"], True, top_k, by=["provider"])
         for provider in providers:
-            top[column, provider] = high[high["provider"] == provider].reset_index(drop=True)
-            bottom[column, provider] = low[low["provider"] == provider].reset_index(drop=True)
-    browse = first_rows(frame, ["popularity", "authority", "image_id"], [False, False, True], browse_rows) \
-        if browse_rows else frame._meta
-    keyed = light.map_partitions(lambda p: p.assign(_key=sample_key(p["image_id"])),
-                                 meta=light._meta.assign(_key=np.uint64(0)))
+            for kind, target in (("top", top), ("bottom", bottom)):
+                rows_of = summary[f"{kind}:{column}"]
+                target[column, provider] = _with_details(rows_of[rows_of["provider"] == provider], details)
+    browse = _with_details(summary["browse"], details) if browse_rows else frame._meta
     # in the dataset's order: a sample of every row is the scores dataset as it reads
-    sample = first_rows(keyed, ["_key"], True, sample_rows).sort_values("_order").drop(columns="_key") \
-        if sample_rows else light._meta
+    sample = summary["sample"].sort_values("_order").drop(columns="_key") if sample_rows else frame._meta
     return ScoreSummary(rows=rows, providers=providers, counts=counts,
                         stats=pd.DataFrame.from_dict(stats, orient="index"), histograms=histograms, top=top,
                         bottom=bottom, browse=browse, sample=sample, sample_rows=sample_rows)
