@@ -3,6 +3,10 @@
 ``write_report(workdir)`` reads the newest run manifest of ``W/runs/`` and the datasets of the work directory
 and writes ``W/report/index.html`` atomically. Every part beyond the scores is optional: a section whose
 inputs are absent says so instead of failing the report.
+
+Figures and tables come from bounded aggregates computed with Dask (:func:`data.score_summary`, counts,
+histograms, medians, top rows and a uniform sample per provider): the report's memory does not grow with the
+catalog. It runs on the current Dask client when there is one, else on the local threaded scheduler.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def write_report(workdir: str | Path, output: str | Path | None = None, *, impor
     workdir = Path(workdir)
     page = build_report(workdir, importance_rows=importance_rows, oof_rows=oof_rows, thumbnails=thumbnails,
                         quiet=quiet)
-    target = Path(output) if output is not None else workdir / "report" / "index.html"
+    target = Path(output) if output is not None else data.location(workdir, "report", "index.html")
     with atomic_path(target) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return target
@@ -48,10 +52,10 @@ def build_report(workdir: str | Path, *, importance_rows: int = 400, oof_rows: i
         if not quiet:
             print(f"[imagerank report] {message} ({time.perf_counter() - started:.1f} s)", file=sys.stderr, flush=True)
 
-    frame = data.scores_with_provider(workdir)
-    if frame.empty:
-        raise FileNotFoundError(f"{workdir}/scores is empty or missing: nothing to report")
-    providers = frame["provider"].astype(str).value_counts().index.tolist()
+    summary = data.score_summary(workdir)
+    if summary is None:
+        raise FileNotFoundError(f"{data.location(workdir, 'scores')} is empty or missing: nothing to report")
+    providers = summary.providers
     version = data.model_version(workdir, run)
     card = data.model_card(workdir, version)
     models = _load_models(workdir, version)
@@ -59,17 +63,17 @@ def build_report(workdir: str | Path, *, importance_rows: int = 400, oof_rows: i
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sections = [
-            ("summary", "Run summary", _summary(run, frame, version)),
-            ("distributions", "Score distributions per provider", _distributions(frame, providers)),
+            ("summary", "Run summary", _summary(run, summary, version)),
+            ("distributions", "Score distributions per provider", _distributions(summary, providers)),
             ("standardization", "Popularity standardization per provider", _standardization(workdir, run)),
             ("evaluation", "Model evaluation (held-out)", _evaluation(workdir, card, models, oof_rows, log)),
             ("importance", "Feature importance", _importance(workdir, card, models, importance_rows, log)),
-            ("popularity-authority", "Popularity vs authority", _pop_vs_auth(frame, providers)),
-            ("coverage", "Coverage of the evidence", _coverage(workdir, frame)),
+            ("popularity-authority", "Popularity vs authority", _pop_vs_auth(summary, providers)),
+            ("coverage", "Coverage of the evidence", _coverage(workdir)),
             ("rejects", "Rejected input rows", _rejects(workdir, run)),
             ("timings", "Stage timings", _timings(run)),
-            ("top-images", "Top and bottom images per provider", _top_images(frame, providers, run, thumbnails)),
-            ("browse", "Browse the top 200", _browse(frame)),
+            ("top-images", "Top and bottom images per provider", _top_images(summary, providers, run, thumbnails)),
+            ("browse", "Browse the top 200", _browse(summary)),
             ("method", "How to read this report", _method()),
         ]
     log("sections built")
@@ -92,18 +96,18 @@ def _load_models(workdir: Path, version: str | None) -> dict:
         return {}
 
 
-def _summary(run: dict, frame: pd.DataFrame, version: str | None) -> str:
+def _summary(run: dict, summary: data.ScoreSummary, version: str | None) -> str:
     rec = run.get("reconciliation") or {}
     ok = rec.get("ok")
     items = [("input rows", rec.get("input_rows"), ""), ("catalog rows", rec.get("catalog_rows"), ""),
-             ("rejected rows", rec.get("rejected_rows"), ""), ("scored images", len(frame), ""),
+             ("rejected rows", rec.get("rejected_rows"), ""), ("scored images", summary.rows, ""),
              ("reconciled", bool(ok) if ok is not None else None, "ok" if ok else "bad"),
              ("total time (s)", float(sum((run.get("timings_s") or {}).values())), "")]
     sources = []
     for column, label in (("popularity_source", "popularity"), ("authority_source", "authority")):
-        counts = frame[column].astype(str).value_counts()
+        counts = summary.counts.groupby(column)["n"].sum().sort_values(ascending=False, kind="stable")
         for source, n in counts.items():
-            sources.append((label, source, int(n), n / len(frame)))
+            sources.append((label, source, int(n), n / summary.rows))
     body = html.cards(items)
     body += ('<p class="lead">Every input row ends in exactly one of <code>catalog/</code> or <code>rejects/</code>; '
              "every catalog row has exactly one score, and both numbers lie in [0, 1]. "
@@ -114,15 +118,18 @@ def _summary(run: dict, frame: pd.DataFrame, version: str | None) -> str:
     return body
 
 
-def _distributions(frame: pd.DataFrame, providers: list[str]) -> str:
-    uri = plots.score_distributions(frame, providers)
+def _distributions(summary: data.ScoreSummary, providers: list[str]) -> str:
+    uri = plots.score_distributions(summary.histograms, providers)
     rows = []
     for provider in providers:
-        part = frame[frame["provider"].astype(str) == provider]
-        rows.append((provider, len(part), part["popularity"].median(), part["popularity"].mean(),
-                     f"{100 * (part['popularity_source'].astype(str) == 'observed').mean():.0f} %",
-                     part["authority"].median(), part["authority"].mean(),
-                     ", ".join(f"{k} {v}" for k, v in part["authority_source"].astype(str).value_counts().items())))
+        counts = summary.counts[summary.counts["provider"] == provider]
+        images = int(counts["n"].sum())
+        observed = int(counts.loc[counts["popularity_source"] == "observed", "n"].sum())
+        authority = counts.groupby("authority_source")["n"].sum().sort_values(ascending=False, kind="stable")
+        stats = summary.stats.loc[provider]
+        rows.append((provider, images, stats["popularity_median"], stats["popularity_mean"],
+                     f"{100 * observed / images:.0f} %", stats["authority_median"], stats["authority_mean"],
+                     ", ".join(f"{k} {v}" for k, v in authority.items())))
     return (html.plot(uri, "Histograms of popularity and authority per provider",
                       "Share of each provider's images per score bin (bins of 0.025). Observed popularity "
                       "piles up near 0 and above 0.85 by construction of the standardization.")
@@ -136,14 +143,11 @@ def _standardization(workdir: Path, run: dict) -> str:
     constants = popularity.get("constants") or {}
     if not constants:
         return '<p class="note">No provider of this run has a popularity metric: nothing was standardized.</p>'
-    observed = data.read_columns(data.dataset_dir(workdir, "popularity"), ["image_id", "metric_value"])
-    if not observed.empty:
-        providers = data.read_columns(data.dataset_dir(workdir, "metadata"), ["image_id", "provider"])
-        observed = observed.merge(providers, on="image_id", how="left")
+    observed, ranges = data.observed_metrics(workdir)
     config = popularity.get("config") or popularity.get("standardization") or {}
     metric_names = (config.get("metrics") if isinstance(config, dict) else None) or {}
     r = config.get("percentile", STANDARDIZATION_PERCENTILE) if isinstance(config, dict) else STANDARDIZATION_PERCENTILE
-    uri = plots.standardization_curves(constants, observed, metric_names, r)
+    uri = plots.standardization_curves(constants, observed, metric_names, r, ranges)
     rows = [(p, c.get("metric") or metric_names.get(p, ""), c.get("n_observed"), c.get("percentile_value"),
              c.get("constant")) for p, c in constants.items()]
     return (f'<p class="lead">Raw metrics are not comparable across providers; each provider\'s metric x becomes '
@@ -206,10 +210,10 @@ def _evaluation(workdir: Path, card: dict, models: dict, oof_rows: int, log) -> 
             body += "<details><summary>every evaluation key of the model card</summary>"
             body += html.table(["key", "value"], _flatten(evaluation), numeric=(1,)) + "</details>"
         model = models.get(name)
-        if model is not None or _stored_oof(workdir / "models" / str(card.get("model_version")), name, entry) is not None:
+        version_dir = data.location(workdir, "models", str(card.get("model_version")))
+        if model is not None or _stored_oof(version_dir, name, entry) is not None:
             try:
-                body += _oof_scatter(workdir, workdir / "models" / str(card.get("model_version")), name, model, entry,
-                                     oof_rows, log)
+                body += _oof_scatter(workdir, version_dir, name, model, entry, oof_rows, log)
             except Exception as exc:  # noqa: BLE001 - a model this code cannot refit or predict with
                 body += f'<p class="note">No out-of-fold scatter: {escape(type(exc).__name__)}: {escape(str(exc))}</p>'
     return body
@@ -235,8 +239,9 @@ def _oof_scatter(workdir: Path, version_dir: Path, name: str, model, entry: dict
     stored = _stored_oof(version_dir, name, entry)
     if stored is not None:
         if "provider" not in stored and "image_id" in stored:
-            stored = stored.merge(data.read_columns(data.dataset_dir(workdir, "metadata"), ["image_id", "provider"]),
-                                  on="image_id", how="left")
+            providers = data.read_columns(data.dataset_dir(workdir, "metadata"), ["image_id", "provider"],
+                                          filters=("image_id", stored["image_id"].astype(str).unique()))
+            stored = stored.merge(providers.drop_duplicates("image_id"), on="image_id", how="left")
         source = "stored by the training stage"
         frame = stored
     else:
@@ -249,7 +254,8 @@ def _oof_scatter(workdir: Path, version_dir: Path, name: str, model, entry: dict
             return f'<p class="note">Too few labelled rows ({len(labelled)}) for an out-of-fold scatter.</p>'
         rows = data.feature_rows(workdir, labelled["image_id"])
         rows = labelled.merge(rows, on="image_id", how="inner")
-        creators = data.read_columns(workdir / "catalog", ["image_id", "creator"], filters=("image_id", rows["image_id"]))
+        creators = data.read_columns(data.location(workdir, "catalog"), ["image_id", "creator"],
+                                     filters=("image_id", rows["image_id"]))
         rows = rows.merge(creators, on="image_id", how="left") if "creator" not in rows else rows
         X = analysis.model_frame(rows, analysis.feature_columns(model, entry), model)
         predicted = analysis.out_of_fold(model, X, rows["target"].to_numpy(),
@@ -311,23 +317,28 @@ def _importance(workdir: Path, card: dict, models: dict, rows: int, log) -> str:
     return body
 
 
-def _pop_vs_auth(frame: pd.DataFrame, providers: list[str]) -> str:
-    rows = [("all providers", len(frame), analysis.spearman(frame["popularity"], frame["authority"]))]
+def _pop_vs_auth(summary: data.ScoreSummary, providers: list[str]) -> str:
+    sample = summary.sample
+    images = summary.counts.groupby("provider")["n"].sum()
+    rows = [("all providers", summary.rows, analysis.spearman(sample["popularity"], sample["authority"]))]
     for provider in providers:
-        part = frame[frame["provider"].astype(str) == provider]
-        rows.append((provider, len(part), analysis.spearman(part["popularity"], part["authority"])))
+        part = sample[sample["provider"] == provider]
+        rows.append((provider, int(images[provider]), analysis.spearman(part["popularity"], part["authority"])))
+    sampled = (f" Spearman is measured on a uniform sample of {len(sample):,} of the {summary.rows:,} images."
+               if summary.sampled else "")
     return ('<p class="lead">The two numbers should measure different things: a much-viewed image need not be '
             "much-linked. A Spearman near 1 within a provider would mean authority adds little beyond popularity; "
-            "– means one of them is constant for that provider (e.g. every authority from the same domain rank).</p>"
+            "– means one of them is constant for that provider (e.g. every authority from the same domain rank)."
+            f"{sampled}</p>"
             '<div class="two"><div>'
-            + html.plot(plots.popularity_vs_authority(frame, providers), "Popularity vs authority scatter",
+            + html.plot(plots.popularity_vs_authority(sample, providers, summary.rows), "Popularity vs authority scatter",
                         "Tiny jitter (±0.004) keeps tied values visible.")
             + "</div><div>" + html.table(["provider", "images", "Spearman(popularity, authority)"], rows,
                                          numeric=(1, 2)) + "</div></div>")
 
 
-def _coverage(workdir: Path, frame: pd.DataFrame) -> str:
-    table = data.coverage(workdir, frame[["image_id", "provider"]])
+def _coverage(workdir: Path) -> str:
+    table = data.coverage(workdir)
     absent = [c for c in table.columns if c != "images" and table[c].isna().all()]
     rows = [(idx, *[(f"{100 * v:.1f} %" if np.isfinite(v) else "not computed") if c != "images" else int(v)
                     for c, v in row.items()]) for idx, row in table.iterrows()]
@@ -346,9 +357,8 @@ def _rejects(workdir: Path, run: dict) -> str:
     body = html.plot(plots.horizontal_bars([str(k) for k in counts.index], [int(v) for v in counts.values],
                                            "rejected rows", color="#c44e52"),
                      "Rejected rows by reason", "From W/rejects (one row per rejected input row, with its reason).")
-    examples = data.read_columns(workdir / "rejects", ["source", "row", "source_row", "reason", "stage"])
+    examples = data.reject_examples(workdir, per_reason=2)
     if not examples.empty:
-        examples = examples.groupby(examples["reason"].astype(str).str.split(":").str[0], sort=False).head(2)
         body += "<details><summary>examples</summary>" + html.table(
             list(examples.columns), examples.astype(str).itertuples(index=False)) + "</details>"
     return body
@@ -383,18 +393,17 @@ def _tile(row: dict, source, thumbnails: bool) -> str:
             f'<code>{escape(str(row["image_id"]))}</code></div></div>')
 
 
-def _top_images(frame: pd.DataFrame, providers: list[str], run: dict, thumbnails: bool, k: int = 4) -> str:
+def _top_images(summary: data.ScoreSummary, providers: list[str], run: dict, thumbnails: bool) -> str:
     source = data.image_source(run) if thumbnails else None
     note = ("Thumbnails are read from the run's local image folder." if source is not None else
             "The run's images are not a local folder: titles and links only.")
+    k = max((len(rows) for rows in summary.top.values()), default=0)
     body = f'<p class="lead">The {k} highest and {k} lowest images of each provider. {escape(note)} ' \
            "Titles link to the landing pages (opening them needs the network; the report itself does not).</p>"
     for column in ("popularity", "authority"):
         body += f"<h3>By {column}</h3>"
         for provider in providers:
-            part = frame[frame["provider"].astype(str) == provider].sort_values([column, "image_id"])
-            top = part.iloc[::-1].head(k)
-            bottom = part.head(k)
+            top, bottom = summary.top[column, provider], summary.bottom[column, provider]
             body += (f'<div class="two"><div><h4>{escape(provider)} — top {len(top)}</h4><div class="gallery">'
                      + "".join(_tile(r, source, thumbnails) for r in top.to_dict("records"))
                      + f'</div></div><div><h4>{escape(provider)} — bottom {len(bottom)}</h4><div class="gallery">'
@@ -402,8 +411,8 @@ def _top_images(frame: pd.DataFrame, providers: list[str], run: dict, thumbnails
     return body
 
 
-def _browse(frame: pd.DataFrame, n: int = 200) -> str:
-    top = frame.sort_values(["popularity", "authority"], ascending=False).head(n)
+def _browse(summary: data.ScoreSummary) -> str:
+    top = summary.browse
     rows = [(i + 1, _link(r["foreign_landing_url"], escape(r["title"] if isinstance(r["title"], str) and r["title"]
                                                            else "(untitled)")),
              escape(str(r["provider"])), f"{r['popularity']:.4f}", escape(str(r["popularity_source"])),

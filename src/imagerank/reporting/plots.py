@@ -56,20 +56,22 @@ def _styled(fn):
 
 
 @_styled
-def score_distributions(frame: pd.DataFrame, providers: list[str]) -> str:
-    """Per provider, the share of its images in each score bin, for popularity and authority."""
+def score_distributions(histograms: dict, providers: list[str]) -> str:
+    """Per provider, the share of its images in each score bin, for popularity and authority.
+
+    ``histograms[provider][column]`` is (counts over the 40 bins of 0.025, number of non-null values): the
+    counts are summed over the catalog's partitions, so the plot never sees the rows themselves."""
     palette = colors(providers)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=False)
     bins = np.linspace(0, 1, 41)
     centers = (bins[:-1] + bins[1:]) / 2
     for ax, column in zip(axes, ("popularity", "authority")):
         for provider in providers:
-            values = frame.loc[frame["provider"] == provider, column].dropna().to_numpy()
-            if not len(values):
+            counts, n = histograms.get(provider, {}).get(column, (None, 0))
+            if not n:
                 continue
-            counts, _ = np.histogram(values, bins=bins)
-            ax.step(centers, 100 * counts / len(values), where="mid", color=palette[provider], lw=1.6,
-                    label=f"{provider} (n={len(values):,})")
+            ax.step(centers, 100 * np.asarray(counts) / n, where="mid", color=palette[provider], lw=1.6,
+                    label=f"{provider} (n={n:,})")
         ax.set_xlim(0, 1)
         ax.set_xlabel(f"{column} score (0–1, bins of 0.025)")
         ax.set_ylabel("share of the provider's images (%)")
@@ -81,9 +83,12 @@ def score_distributions(frame: pd.DataFrame, providers: list[str]) -> str:
 
 @_styled
 def standardization_curves(constants: dict, observed: pd.DataFrame, metric_names: dict,
-                           percentile: float = STANDARDIZATION_PERCENTILE) -> str:
-    """p(x) = x / (x + C) per provider on a log metric axis, with V marked (at the run's ``percentile``)
-    and the observed values as a rug."""
+                           percentile: float = STANDARDIZATION_PERCENTILE, ranges: dict | None = None) -> str:
+    """p(x) = x / (x + C) per provider on a log metric axis, with V marked (at the run's ``percentile``) and the
+    observed values as a rug.
+
+    ``observed`` holds (provider, metric_value) rows (a bounded sample per provider is enough); ``ranges``
+    (provider -> (min, max) of the positive values of all rows) sets the axis when the sample is partial."""
     names = list(constants)
     palette = colors(names)
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -94,7 +99,9 @@ def standardization_curves(constants: dict, observed: pd.DataFrame, metric_names
         lo, hi = min(lo, v / 100 if v > 0 else lo), max(hi, v * 100)
         values = observed.loc[observed["provider"] == provider, "metric_value"].dropna() if not observed.empty \
             else pd.Series(dtype=float)
-        if len(values):
+        if ranges and provider in ranges:
+            lo, hi = min(lo, ranges[provider][0]), max(hi, ranges[provider][1] * 2)
+        elif len(values):
             positive = values[values > 0]
             if len(positive):
                 lo, hi = min(lo, positive.min()), max(hi, positive.max() * 2)
@@ -181,8 +188,11 @@ def importances(table: pd.DataFrame, title: str, top: int = 15) -> str:
 
 
 @_styled
-def popularity_vs_authority(frame: pd.DataFrame, providers: list[str], max_points: int = 6000) -> str:
+def popularity_vs_authority(frame: pd.DataFrame, providers: list[str], total_rows: int | None = None,
+                            max_points: int = 6000) -> str:
+    """One dot per image of ``frame`` (a uniform sample of ``total_rows`` images when that is larger)."""
     palette = colors(providers)
+    total_rows = len(frame) if total_rows is None else total_rows
     sample = frame.sample(min(len(frame), max_points), random_state=0) if len(frame) > max_points else frame
     fig, ax = plt.subplots(figsize=(6.4, 5.4))
     rng = np.random.default_rng(0)
@@ -197,7 +207,7 @@ def popularity_vs_authority(frame: pd.DataFrame, providers: list[str], max_point
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("popularity (0–1)")
     ax.set_ylabel("authority (0–1)")
-    note = f" (uniform sample of {max_points:,})" if len(frame) > max_points else ""
+    note = f" (uniform sample of {len(sample):,})" if total_rows > len(sample) else ""
     ax.set_title(f"Each dot is an image{note}")
     ax.legend(loc="upper right", fontsize=8, markerscale=1.6)
     fig.tight_layout()

@@ -10,7 +10,7 @@ from imagerank.reporting import data
 def text_report(workdir: str | Path) -> str:
     workdir = Path(workdir)
     run = data.latest_run(workdir)
-    both = data.scores_with_provider(workdir)
+    summary = data.score_summary(workdir, top_k=0, browse_rows=0, sample_rows=0)
     lines = [f"run {run['run_id']}", "", "reconciliation:"]
     lines += [f"  {k}: {v}" for k, v in (run.get("reconciliation") or {}).items()]
     rejects = data.rejects_by_reason(workdir, run)
@@ -22,9 +22,8 @@ def text_report(workdir: str | Path) -> str:
     for name, entry in (card.get("models") or {}).items():
         evaluation = (entry.get("metrics") or {}).get("evaluation") or {}
         lines += ["", f"{name} model (cross-validated):"] + [f"  {k}: {v}" for k, v in evaluation.items()]
-    if not both.empty:
-        both["provider"] = both["provider"].astype(str)
-        table = both.groupby("provider")[["popularity", "authority"]].describe(percentiles=[0.5]).round(3)
+    if summary is not None:
+        table = data.describe_scores(summary).round(3)
         lines += ["", "scores per provider:", table.to_string()]
     lines += ["", "timings (s):"] + [f"  {k}: {v}" for k, v in (run.get("timings_s") or {}).items()]
     return "\n".join(lines)
