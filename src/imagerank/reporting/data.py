@@ -58,7 +58,7 @@ def latest_run(workdir: str | Path) -> dict:
 
 
 def dataset_dir(workdir: Path, family: str) -> Path | None:
-    path = location(workdir, family if family in FAMILIES else f"features/{family}")
+    path = location(workdir, family)
     return path if path.is_dir() and any(path.rglob("*.parquet")) else None
 
 
