@@ -16,6 +16,7 @@ import dask.dataframe as dd
 import pandas as pd
 from distributed import Client
 
+from imagerank import datasets
 from imagerank.catalog.postgres import TableError, TableSource, quote, scrub
 from imagerank.cluster import progress_bar
 
@@ -32,8 +33,8 @@ COLUMNS = {
 
 
 def read_scores(workdir: str | Path) -> dd.DataFrame:
-    """The scores every command reads, as a Dask frame (one place to change when datasets move)."""
-    return dd.read_parquet(str(Path(workdir) / "scores"), columns=list(COLUMNS))
+    """The committed scores as a Dask frame (local or URL work directory)."""
+    return datasets.read_ddf(workdir, "scores", columns=list(COLUMNS))
 
 
 def run_export(client: Client, workdir: str | Path, to: str) -> dict:
