@@ -187,7 +187,7 @@ def test_a_worker_killed_mid_run_does_not_change_the_result(demo_inputs, tmp_pat
     marker = tmp_path / "killed-worker"
     with make_client(n_workers=2, memory_limit="3GiB") as client:
         workers_before = set(client.run(os.getpid).values())
-        client.register_plugin(KillWorkerWhenTaskStarts("train_popularity", marker))
+        client.register_plugin(KillWorkerWhenTaskStarts("train_popularity_from_parts", marker))
         result = recalculate(_options(demo_inputs, tmp_path / "killed", client.scheduler.address), quiet=True)
         workers_after = set(client.run(os.getpid).values())
     killed_pid, killed_task = marker.read_text().split(maxsplit=1)

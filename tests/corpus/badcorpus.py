@@ -291,7 +291,7 @@ def write_corpus(root: Path, n_good: int = 60, seed: int = 7) -> Corpus:
     link_id = str(uuid.UUID(link_row["identifier"]))
     (images / f"{link_id}.jpg").unlink()
     (images / f"{link_id}.jpg").symlink_to(outside)  # a symlink out of the image root
-    bad_image_ids[link_id] = "path_escape"
+    bad_image_ids[link_id] = "path_escape|missing"  # refused when read, or never listed (never read either way)
     count("symlink_escape")
 
     # catalogs: the control (good rows only) and the hostile run's files
