@@ -484,7 +484,7 @@ def near_duplicate_pairs(images: pd.DataFrame, *, threshold: int = DEFAULT_THRES
 def visual_features_frame(catalog: pd.DataFrame, pixels: pd.DataFrame, *, threshold: int = DEFAULT_THRESHOLD,
                           index: SubstringIndex | None = None, n_bands: int | None = None,
                           n_tables: int | None = None, max_bucket: int = DEFAULT_MAX_BUCKET) -> pd.DataFrame:
-    """The whole computation in pandas (tests, demo); ``pipelines.graph.run_visual_features`` runs it on Dask."""
+    """The whole computation in pandas (tests, demo); ``pipelines.visual.run_visual_features`` runs it on Dask."""
     imgs = image_rows(catalog, pixels)
     pairs, _ = near_duplicate_pairs(imgs, threshold=threshold, index=index, max_bucket=max_bucket,
                                     n_bands=n_bands, n_tables=n_tables)
