@@ -55,7 +55,6 @@ def run_visual_features(client: Client, workdir: str | Path, *, threshold: int |
     ``errors`` in the result (the run manifest), and logged as an error.
     """
     from imagerank.features import visual as V
-    from imagerank.urls import host_of
 
     threshold = V.DEFAULT_THRESHOLD if threshold is None else threshold
     max_bucket = max_bucket or V.DEFAULT_MAX_BUCKET
@@ -65,13 +64,7 @@ def run_visual_features(client: Client, workdir: str | Path, *, threshold: int |
     imgs = pixels.merge(catalog, on="image_id", how="inner")
     ids, n = build.assign_ids(imgs[["image_id"]], "image_id")
     imgs = imgs.merge(ids, on="image_id", how="inner")
-    imgs = imgs.map_partitions(
-        lambda p: p.assign(host=pd.array([host_of(u) if isinstance(u, str) else None
-                                          for u in p["foreign_landing_url"].tolist()], dtype="string"),
-                           phash=p["phash"].astype("int64")).drop(columns=["foreign_landing_url"]),
-        meta=pd.DataFrame({"image_id": pd.Series(dtype="string"), "phash": pd.Series(dtype="int64"),
-                           "provider": pd.Series(dtype="string"), "node_id": pd.Series(dtype="int64"),
-                           "host": pd.Series(dtype="string")}))
+    imgs = imgs.map_partitions(V.with_host, meta=V.HASHED_IMAGES_META)
     imgs = persist(client, imgs, "visual: images")
     index = V.index_for(n, max_mean_bucket=max_mean_bucket or V.DEFAULT_MEAN_BUCKET)
     pairs, skipped = near_duplicate_pairs(client, imgs[["node_id", "phash"]], n, index,

@@ -513,3 +513,18 @@ def image_rows(catalog: pd.DataFrame, pixels: pd.DataFrame) -> pd.DataFrame:
                           for u in m.get("foreign_landing_url", pd.Series([None] * len(m))).tolist()], dtype="string"),
         "node_id": np.arange(len(m), dtype=np.int64),
     })
+
+
+#: One partition of the Dask stage's hashed images (pipelines/visual.py): :func:`with_host`'s output.
+HASHED_IMAGES_META = pd.DataFrame({"image_id": pd.Series(dtype="string"), "phash": pd.Series(dtype="int64"),
+                                   "provider": pd.Series(dtype="string"), "node_id": pd.Series(dtype="int64"),
+                                   "host": pd.Series(dtype="string")})
+
+
+def with_host(part: pd.DataFrame) -> pd.DataFrame:
+    """The landing host in place of the landing URL, phash as int64: what cluster statistics group by."""
+    from imagerank.urls import host_of
+
+    hosts = pd.array([host_of(u) if isinstance(u, str) else None for u in part["foreign_landing_url"].tolist()],
+                     dtype="string")
+    return part.assign(host=hosts, phash=part["phash"].astype("int64")).drop(columns=["foreign_landing_url"])
