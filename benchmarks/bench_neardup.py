@@ -88,7 +88,7 @@ def dask_index(frame: pd.DataFrame, index: V.SubstringIndex):
     import dask.dataframe as dd
     from distributed import Client, LocalCluster
 
-    from pipelines.graph import near_duplicate_pairs
+    from pipelines.visual import near_duplicate_pairs
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="3GiB",
                       dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:

@@ -263,11 +263,12 @@ def recalculate_once(csv: str, workdir: str, workers: int, memory_limit: str, ro
     from imagerank.popularity import StandardizationConfig
     from imagerank.report import write_report
     from pipelines.features import run_domain_features, run_metadata_features, run_popularity_labels
-    from pipelines.graph import run_visual_features
+    from pipelines.visual import run_visual_features
     from pipelines.ingest import run_ingest
-    from pipelines.recalculate import reconcile, train_or_reuse
+    from imagerank.runs import reconcile
     from pipelines.score import run_score
-    from pipelines.train import run_text_features
+    from pipelines.text import run_text_features
+    from pipelines.train import train_or_reuse
 
     workdir = Path(workdir)
     now = pd.Timestamp.now(tz="UTC").floor("s")

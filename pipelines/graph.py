@@ -1,11 +1,10 @@
-"""Dask jobs: crawl files -> ``W/graph/`` (edges, pages, hosts), link features and visual-duplicate features.
+"""Dask jobs: crawl files -> ``W/graph/`` (edges, pages, hosts) and link features (visual duplicates: pipelines/visual.py).
 
 - ``run_graph``: one task per WARC/WAT file writes its edge part straight into ``W/graph/edges/`` (bounded
   memory, nothing through the driver), then page and host PageRank (``imagerank.graph.build``). A part is
   named after its file's fingerprint (and the extractor version): a file already extracted by an earlier
   run is linked into the new edges dataset, with its rejects and counts, instead of being parsed again.
 - ``run_link_features``: ``W/catalog/`` + ``W/graph/`` -> ``W/features/links/``.
-- ``run_visual_features``: ``W/features/pixels/`` (phash) + ``W/catalog/`` -> ``W/features/visual/``.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from imagerank.settings import PAGERANK
 log = logging.getLogger(__name__)
 
 EDGES_SCHEMA = pa.Schema.from_pandas(W.EDGES_META, preserve_index=False)
-EXTRACTOR_VERSION = "links/1"  # bump when extraction changes: every crawl file is parsed again
 
 
 def part_name(path: str) -> str | None:
@@ -48,7 +46,7 @@ def part_name(path: str) -> str | None:
         fingerprint = input_fingerprint(path)
     except Exception:  # noqa: BLE001 - a missing file, a store error: extracted anyway, to record why
         return None
-    key = json.dumps([EXTRACTOR_VERSION, fingerprint], sort_keys=True).encode()
+    key = json.dumps([W.EXTRACTOR_VERSION, fingerprint], sort_keys=True).encode()
     return f"part.{hashlib.blake2b(key, digest_size=12).hexdigest()}.parquet"
 
 
@@ -218,93 +216,6 @@ def _mark_landing(part: pd.DataFrame) -> pd.DataFrame:
     landing = part["landing_key"].astype(object).tolist()
     flag = [isinstance(lk, str) and s == lk for s, lk in zip(src_keys, landing)]
     return part.assign(is_landing=pd.Series(flag, index=part.index, dtype=bool))
-
-
-KEY_ROWS_PER_PARTITION = 2_000_000  # index rows per shuffle partition (~48 MB): bounds a bucket task's memory
-BROADCAST_PAIRED_NODES = 1_000_000  # images with a near-duplicate joined back by broadcast up to this (~32 MB)
-
-
-def near_duplicate_pairs(client: Client, hashes: dd.DataFrame, n: int, index, *, threshold: int,
-                         max_bucket: int, label: str = "visual") -> tuple[pd.DataFrame, dict]:
-    """Verified near-duplicate pairs of ``hashes`` (node_id, phash; ``n`` rows) on the cluster: index keys are
-    shuffled on the key so every bucket is built and verified on a worker; only the verified pairs (each once)
-    and the oversized buckets' (key, size) reach the driver."""
-    from imagerank.features import visual as V
-
-    nparts = max(hashes.npartitions, -(-n * index.keys_per_image // KEY_ROWS_PER_PARTITION))
-    if nparts > hashes.npartitions:  # a keying task writes keys_per_image rows per image: keep its output bounded
-        hashes = hashes.repartition(npartitions=nparts)
-    keys = hashes.map_partitions(V.index_keys, index, meta=V.BAND_META)
-    keys = persist(client, keys.shuffle(on="band_key", npartitions=nparts), f"{label}: index shuffle")
-    pairs = keys.map_partitions(V.index_pairs, index, threshold, max_bucket, meta=V.PAIRS_META)
-    oversize = keys.map_partitions(V.oversize_buckets, max_bucket, meta=V.OVERSIZE_META)
-    pairs, oversize = client.compute([pairs, oversize], sync=True)
-    del keys
-    return pairs, V.skipped_summary(oversize)
-
-
-def run_visual_features(client: Client, workdir: str | Path, *, threshold: int | None = None,
-                        max_bucket: int | None = None, event_timestamp: pd.Timestamp | None = None,
-                        max_mean_bucket: float | None = None) -> dict:
-    """``W/features/pixels/`` (phash) + ``W/catalog/`` -> ``W/features/visual/`` (one row per catalog image).
-
-    Index keys are shuffled with Dask (``near_duplicate_pairs``), never all pairs; the index widens with the
-    number of hashed images (``visual.index_for``). Only the verified pairs travel to the driver for components
-    / VisualRank; their per-image results go back by a join on node_id (broadcast while small, else a hash
-    join: each partition receives its own images' rows). Buckets too large to compare are counted under
-    ``errors`` in the result (the run manifest), and logged as an error.
-    """
-    from imagerank.features import visual as V
-    from imagerank.urls import host_of
-
-    threshold = V.DEFAULT_THRESHOLD if threshold is None else threshold
-    max_bucket = max_bucket or V.DEFAULT_MAX_BUCKET
-    catalog = datasets.read_ddf(workdir, "catalog", columns=["image_id", "provider", "foreign_landing_url"])
-    pixels = datasets.read_ddf(workdir, "pixels", columns=["image_id", "phash"])
-    pixels = pixels.dropna(subset=["phash"]).drop_duplicates(subset=["image_id"])
-    imgs = pixels.merge(catalog, on="image_id", how="inner")
-    ids, n = build.assign_ids(imgs[["image_id"]], "image_id")
-    imgs = imgs.merge(ids, on="image_id", how="inner")
-    imgs = imgs.map_partitions(
-        lambda p: p.assign(host=pd.array([host_of(u) if isinstance(u, str) else None
-                                          for u in p["foreign_landing_url"].tolist()], dtype="string"),
-                           phash=p["phash"].astype("int64")).drop(columns=["foreign_landing_url"]),
-        meta=pd.DataFrame({"image_id": pd.Series(dtype="string"), "phash": pd.Series(dtype="int64"),
-                           "provider": pd.Series(dtype="string"), "node_id": pd.Series(dtype="int64"),
-                           "host": pd.Series(dtype="string")}))
-    imgs = persist(client, imgs, "visual: images")
-    index = V.index_for(n, max_mean_bucket=max_mean_bucket or V.DEFAULT_MEAN_BUCKET)
-    pairs, skipped = near_duplicate_pairs(client, imgs[["node_id", "phash"]], n, index,
-                                          threshold=threshold, max_bucket=max_bucket)
-    if skipped["oversize_buckets"]:
-        log.error("visual: %d buckets over %d images (%d rows, %d pairs) were not compared: identical or "
-                  "degenerate hashes (blank images?)", skipped["oversize_buckets"], max_bucket,
-                  skipped["oversize_bucket_rows"], skipped["pairs_not_compared"])
-    nodes = V.pair_graph_ranks(n, pairs["a"].to_numpy(), pairs["b"].to_numpy(), pairs["distance"].to_numpy(),
-                               threshold).astype({"component": "float64"})
-    n_paired = len(nodes)
-    isolated = V.isolated_visualrank(n, n_paired)
-    nodes = dd.from_pandas(nodes, npartitions=max(1, min(imgs.npartitions, -(-n_paired // 500_000))))
-    # up to BROADCAST_PAIRED_NODES rows (32 bytes each) the paired images go to every partition; above, a hash
-    # join sends each partition only its own images' rows
-    broadcast = n_paired <= BROADCAST_PAIRED_NODES
-    rows = imgs.merge(nodes, on="node_id", how="left", broadcast=broadcast)
-    paired = rows[~rows["component"].isna()][["component", "host", "provider"]]
-    stats = paired.shuffle(on="component").map_partitions(V.cluster_stats, meta=V.STATS_META)
-    rows = rows.merge(stats, on="component", how="left", broadcast=broadcast).map_partitions(
-        V.unpaired_filled, isolated, meta=V.ROWS_META)
-    frame = catalog[["image_id"]].merge(rows, on="image_id", how="left")
-    feats = persist(client, frame.map_partitions(V.finalize_visual, meta=V.VISUAL_META), "visual: features")
-    visual_path = datasets.location(workdir, "visual")
-    datasets.write_ddf(persist(client, keep_unchanged_timestamps(stamped(feats, event_timestamp), visual_path),
-                               "visual: stamp"), workdir, "visual")
-    out = {"visual_rows": int(feats.map_partitions(len).sum().compute()), "images_with_phash": n,
-           "near_duplicate_pairs": int(len(pairs)), "images_with_near_duplicates": n_paired,
-           **skipped, "errors": {k: v for k, v in skipped.items() if v},
-           "threshold": threshold, "max_bucket": max_bucket, **index.describe(),
-           "recall_at_threshold": index.recall(threshold)}
-    datasets.write_json(out, workdir, "visual_summary")
-    return out
 
 
 class _NoBar:

@@ -1,7 +1,8 @@
 """The whole recalculation as one Dask job: ingest -> features -> train -> score -> Feast.
 
-Each stage is a thin call into its own pipeline module; this file only orders them, times them, checks
-the reconciliation (every input row scored or rejected, every score in [0, 1]) and writes the run manifest.
+The stages and their order are :data:`pipelines.stages.STAGES`; this file runs those the options call for,
+times them, skips those an interrupted run finished, and writes the run manifest. The reconciliation (every
+input row scored or rejected, every score in [0, 1]) is :func:`imagerank.runs.reconcile`.
 """
 
 from __future__ import annotations
@@ -9,33 +10,21 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import dask.dataframe as dd
 import pandas as pd
 
 from imagerank import __version__, datasets, storage
 from imagerank.catalog.ingest import expand_catalog_paths
 from imagerank.catalog.postgres import is_postgres_url, table_fingerprint
 from imagerank.cluster import dask_client
-from imagerank.features.metadata import RELATIVE_TO_RUN
-from imagerank.features.registry import load_features
-from imagerank.io import RUN_ID_ENV, row_digest
 from imagerank.inputs import InputError, absolute_location, check_run_inputs, fingerprint as input_fingerprint
-from imagerank.runs import RunState, last_finished_run, package_versions, run_key, workdir_lock
+from imagerank.io import RUN_ID_ENV
 from imagerank.popularity import StandardizationConfig
+from imagerank.runs import RunState, last_finished_run, package_versions, run_key, workdir_lock
 from imagerank.settings import DEFAULT_RETRAIN, RETRAIN_POLICIES, ImageLimits, event_time
-from imagerank.store.feast_repo import apply_and_materialize, default_feature_repo
-from pipelines.graph import run_graph, run_link_features, run_linkgraph, run_visual_features
-from pipelines.features import run_domain_features, run_metadata_features, run_popularity_labels
-from pipelines.ingest import run_ingest
-from pipelines.score import run_score
-from pipelines.train import run_text_features, run_train
-
-
-class ReconciliationError(RuntimeError):
-    """Rows were lost or scores left [0, 1]: the run must not be published."""
+from pipelines.stages import STAGES, StageContext
 
 
 @dataclass
@@ -177,101 +166,21 @@ def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
 
 
 def _run_stages(options: RecalculateOptions, workdir: str, state: RunState, now: pd.Timestamp, quiet: bool) -> dict:
-    run_id = state.run_id
+    """Every stage of :data:`pipelines.stages.STAGES` these options call for, in the table's order."""
     stage = Stages(state, quiet)
-    manifest: dict = {"run_id": run_id, "event_timestamp": now.isoformat(),
+    manifest: dict = {"run_id": state.run_id, "event_timestamp": now.isoformat(),
                       "workdir": workdir if storage.is_url(workdir) else str(Path(workdir).resolve())}
     with dask_client(options.scheduler) as client:
-        manifest["ingest"] = stage("ingest", run_ingest, client, options.catalog, workdir)
-        manifest["features"] = {"metadata_rows": stage("features: metadata", run_metadata_features, client, workdir, now)}
-        manifest["text"] = stage("features: text", run_text_features, client, workdir, now)
-        manifest["popularity"] = stage("features: popularity", run_popularity_labels, client, workdir,
-                                       options.standardization, now)
-        if options.images:
-            from pipelines.images import run_image_features
-
-            manifest["images"] = stage("features: pixels + exif", run_image_features, client, workdir,
-                                       options.images, event_timestamp=now, reuse=options.reuse_images,
-                                       **asdict(options.image_limits))
-            manifest["visual"] = stage("features: visual duplicates", run_visual_features, client, workdir,
-                                       event_timestamp=now)
-        if options.crawl:
-            manifest["graph"] = stage("graph: extract + PageRank", run_graph, client, workdir, options.crawl)
-            manifest["links"] = stage("features: links", run_link_features, client, workdir, event_timestamp=now)
-        if options.linkgraph:  # before the domain features, which join it by landing domain
-            manifest["linkgraph"] = stage("graph: linkgraph", run_linkgraph, client, workdir, options.linkgraph,
-                                          ranks_files=options.ranks, weighting=options.linkgraph_weights)
-        manifest["domains"] = stage("features: domains", run_domain_features, client, workdir, options.ranks, now)
-        manifest["models"] = stage("train", train_or_reuse, client, workdir, run_id, options.retrain)
-        manifest["scores"] = stage("score", run_score, client, workdir, manifest["models"]["model_version"], now)
-        manifest["reconciliation"] = stage("reconcile", reconcile, workdir, manifest["ingest"])
-        if options.materialize:  # inside the cluster block: the Dask engine materializes on the same cluster
-            manifest["feast"] = stage("feast: apply + materialize", apply_and_materialize,
-                                      options.feature_repo or default_feature_repo(), workdir, now.to_pydatetime(),
-                                      client.scheduler.address, options.materialize_views)
+        context = StageContext(
+            client=client, workdir=workdir, now=now, run_id=state.run_id, catalog=options.catalog,
+            ranks=options.ranks, images=options.images, image_limits=options.image_limits,
+            reuse_images=options.reuse_images, crawl=options.crawl, linkgraph=options.linkgraph,
+            linkgraph_weights=options.linkgraph_weights, standardization=options.standardization,
+            retrain=options.retrain, feature_repo=options.feature_repo,
+            materialize_views=options.materialize_views, manifest=manifest)
+        for spec in STAGES:
+            if spec.runs(options):
+                result = stage(spec.name, spec.run, context)
+                manifest[spec.key] = {spec.manifest_field: result} if spec.manifest_field else result
     manifest["timings_s"] = stage.timings
     return manifest
-
-
-def train_or_reuse(client, workdir: str | Path, run_id: str, policy: str) -> dict:
-    """Train a new model version, or keep the last one when the policy allows and nothing it learnt from changed."""
-    if policy not in RETRAIN_POLICIES:
-        raise ValueError(f"--retrain must be one of {', '.join(RETRAIN_POLICIES)}, not {policy!r}")
-    fingerprint = training_fingerprint(workdir)
-    last = last_finished_run(workdir)
-    previous = (last or {}).get("models", {})
-    previous_ok = bool(previous.get("model_version")) and datasets.exists(
-        workdir, "models", previous["model_version"], "metrics.json")
-    if policy == "never" and not previous_ok:
-        raise FileNotFoundError("--retrain never, but no earlier model version exists in this work directory")
-    if previous_ok and (policy == "never" or (policy == "auto" and previous.get("training_fingerprint") == fingerprint)):
-        return {**previous, "reused": True, "training_fingerprint": fingerprint}
-    return {**run_train(client, workdir, run_id), "reused": False, "training_fingerprint": fingerprint}
-
-
-def training_fingerprint(workdir: str | Path) -> str:
-    """Order-independent digest of every row a model learns from (labelled or with link evidence), all features.
-
-    Ages are left out: they advance with the clock every run, which alone does not call for a new model.
-    """
-    features = load_features(workdir)
-    links = "has_link_evidence" in features.columns
-
-    def learnt(part: pd.DataFrame) -> pd.DataFrame:
-        keep = part["observed_popularity"].notna()
-        return part[keep | part["has_link_evidence"].fillna(False).astype(bool)] if links else part[keep]
-
-    rows = features.map_partitions(learnt, meta=features._meta)
-    columns = sorted(c for c in rows.columns if c != "event_timestamp" and c not in RELATIVE_TO_RUN)
-    # 31 high bits per row, summed as int64: exact and independent of row order up to ~4e9 rows
-    digests = rows.map_partitions(lambda p: pd.Series(row_digest(p, columns).to_numpy() >> 33, dtype="int64"),
-                                  meta=("d", "int64"))
-    count, total = dd.compute(digests.size, digests.sum())
-    return f"{int(count)}:{int(total)}:{','.join(columns)}"
-
-
-def reconcile(workdir: str | Path, ingest_counts: dict) -> dict:
-    """input rows = catalog + rejects; catalog rows = score rows (same ids); both numbers within [0, 1]."""
-    catalog_ids = datasets.read_ddf(workdir, "catalog", columns=["image_id"])["image_id"]
-    scores = datasets.read_ddf(workdir, "scores", columns=["image_id", "popularity", "authority"])
-    rejects = datasets.read_ddf(workdir, "rejects", columns=["reason"])
-    n_catalog, n_rejects, n_scores = (int(x) for x in dd.compute(catalog_ids.size, rejects.shape[0], scores.shape[0]))
-    joined = catalog_ids.to_frame().merge(scores[["image_id"]].assign(scored=1), on="image_id", how="left")
-    unscored = int(joined["scored"].isnull().sum().compute())
-    lo = float(scores[["popularity", "authority"]].min().min().compute()) if n_scores else 0.0
-    hi = float(scores[["popularity", "authority"]].max().max().compute()) if n_scores else 1.0
-    nulls = int(scores[["popularity", "authority"]].isnull().sum().sum().compute())
-    result = {"input_rows": ingest_counts["input_rows"], "catalog_rows": n_catalog, "rejected_rows": n_rejects,
-              "score_rows": n_scores, "unscored_catalog_rows": unscored, "min_score": lo, "max_score": hi,
-              "null_scores": nulls}
-    problems = []
-    if result["input_rows"] != n_catalog + n_rejects:
-        problems.append(f"input rows {result['input_rows']} != catalog {n_catalog} + rejects {n_rejects}")
-    if n_scores != n_catalog or unscored:
-        problems.append(f"score rows {n_scores} for {n_catalog} catalog rows ({unscored} unscored)")
-    if nulls or lo < 0 or hi > 1:
-        problems.append(f"scores outside [0, 1] or null (min {lo}, max {hi}, nulls {nulls})")
-    result["ok"] = not problems
-    if problems:
-        raise ReconciliationError("; ".join(problems))
-    return result

@@ -7,9 +7,9 @@ the sample leaves the workers, and never through the driver. That task fits its 
 joblib's Dask backend (:func:`~imagerank.models.evaluation.folds_on_cluster`), so they spread over the
 cluster.
 
-Also home of the text feature stage (``W/features/text/``: the cleaned title/description/tags document the
-popularity estimator embeds itself); :func:`run_train` writes it when it is missing, so a recalculation
-that does not call :func:`run_text_features` in its features stage still trains and scores with text.
+:func:`run_train` writes the text features (:mod:`pipelines.text`) when they are missing, so a caller that
+did not run the text stage still trains and scores with text. :func:`train_or_reuse` is the train stage of a
+recalculation (:mod:`pipelines.stages`).
 """
 
 from __future__ import annotations
@@ -26,23 +26,15 @@ from distributed import Client, futures_of
 from imagerank.cluster import persist
 from imagerank.features.registry import (IMAGE_FAMILIES, PROVIDER_PROXIES, family_columns, load_features,
                                          model_feature_columns)
-from imagerank.features.text import TEXT_META, text_documents
 from imagerank import datasets, storage
-from imagerank.io import stamped
 from imagerank.models.card import write_model_card
 from imagerank.models.evaluation import folds_on_cluster
 from imagerank.models.popularity_model import evidence_columns, headline_of, train_popularity
 from imagerank.models.sampling import ALL_ROWS, sample_shares, stratified_sample
 from imagerank.models.train import TargetConfig, TrainingLimits, save_model, train_authority
+from imagerank.runs import check_retrain_policy, previous_model, reuse_model, training_fingerprint
 from imagerank.settings import event_time
-
-
-def run_text_features(client: Client, workdir: str | Path, now: pd.Timestamp | None = None) -> int:
-    """``W/features/text/``: image_id, the cleaned document and its counts, one row per catalog image."""
-    catalog = datasets.read_ddf(workdir, "catalog", columns=["image_id", "title", "meta_data", "tags"])
-    text = persist(client, stamped(catalog.map_partitions(text_documents, meta=TEXT_META), now), "features: text")
-    datasets.write_ddf(text, workdir, "text")
-    return int(text.map_partitions(len).sum().compute())
+from pipelines.text import run_text_features
 
 
 def run_train(client: Client, workdir: str | Path, model_version: str, *, random_state: int = 0,
@@ -207,3 +199,13 @@ def _modified(fs, path: str) -> float:
     info = fs.info(path)
     value = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
     return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def train_or_reuse(client: Client, workdir: str | Path, run_id: str, policy: str) -> dict:
+    """The train stage: a new model version, or the last one when the policy allows (:func:`imagerank.runs.reuse_model`)."""
+    check_retrain_policy(policy)  # before the fingerprint's pass over the features
+    fingerprint = training_fingerprint(workdir)
+    previous, previous_exists = previous_model(workdir)
+    if reuse_model(policy, previous, previous_exists, fingerprint):
+        return {**previous, "reused": True, "training_fingerprint": fingerprint}
+    return {**run_train(client, workdir, run_id), "reused": False, "training_fingerprint": fingerprint}

@@ -245,3 +245,16 @@ def test_a_report_rebuilt_from_another_directory_has_thumbnails(demo_input, tmp_
     explained = imagerank("explain", geograph, "--workdir", str(workdir), "--no-contributions")
     assert explained.returncode == 0, explained.stderr
     assert "  landing_host: www.geograph.org.uk\n" in explained.stdout
+
+
+@pytest.mark.slow
+def test_the_text_stage_has_its_own_command(ingested, dask_client):
+    workdir, _ = ingested
+    stage = imagerank("features", "text", "--workdir", str(workdir), "--scheduler", dask_client.scheduler.address)
+    assert stage.returncode == 0, stage.stderr
+    assert json.loads(stage.stdout) == {"rows": 40}
+    import pandas as pd
+
+    text = pd.read_parquet(workdir / "features" / "text")
+    catalog = pd.read_parquet(workdir / "catalog", columns=["image_id"])
+    assert sorted(text["image_id"]) == sorted(catalog["image_id"])

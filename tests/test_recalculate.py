@@ -121,3 +121,13 @@ def test_held_out_predictions_are_stored_for_the_report(sample_run):
     held_out = pd.read_parquet(workdir / "models" / manifest["run_id"] / "oof_popularity.parquet")
     assert len(held_out) == 774 and set(held_out["provider"]) == {"flickr", "wikimedia"}
     assert held_out[["observed", "predicted"]].apply(lambda c: c.between(0, 1)).all().all()
+
+
+def test_stages_ran_in_the_tables_order(sample_run):
+    from pipelines.stages import STAGES
+
+    _, manifest = sample_run
+    options = RecalculateOptions(catalog=["catalog"], workdir="w", ranks=["ranks"])
+    expected = [s.name for s in STAGES if s.runs(options)]
+    assert list(manifest["timings_s"]) == expected
+    assert {s.key for s in STAGES if s.runs(options)} <= set(manifest)

@@ -92,7 +92,7 @@ def test_unchanged_inputs_do_next_to_nothing(demo_inputs, tmp_path, dask_client)
 
 KILL_SCRIPT = """
 import os, signal, sys
-import pipelines.recalculate as r
+import pipelines.score as r  # the score stage (pipelines/stages.py) calls it through its module
 from pipelines.recalculate import RecalculateOptions, recalculate
 original = r.run_score
 def run_score_then_die(*args, **kwargs):

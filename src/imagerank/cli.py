@@ -197,10 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     _workdir(p)
     _scheduler(p)
 
-    p = sub.add_parser("features", help="compute one feature family from W/catalog/",
-                       description="Compute one feature family into W/features/<family>/. pixels and exif need "
+    p = sub.add_parser("features", help="compute one feature family from W/catalog/ (one stage of a recalculation)",
+                       description="Compute one feature family into W/features/<family>/, as the recalculation's "
+                                   "stage of that name (pipelines/stages.py). pixels and exif need "
                                    "--images; links needs `imagerank graph` first; visual needs pixels first.")
-    p.add_argument("family", choices=["metadata", "popularity", "domains", "pixels", "exif", "links", "visual"])
+    from pipelines.stages import feature_commands
+
+    p.add_argument("family", choices=feature_commands())
     _workdir(p)
     p.add_argument("--ranks", nargs="+", default=[], metavar="FILE",
                    help="ranks files, local paths or URLs (domains family)")
@@ -385,11 +388,13 @@ def require_dataset(workdir: Path | str, name: str, how: str) -> None:
 
 
 def cmd_features(args) -> int:
+    """Run the one stage of :data:`pipelines.stages.STAGES` that computes ``args.family``."""
     from imagerank.cluster import dask_client
     from imagerank.inputs import check_files, check_image_template
     from imagerank.popularity import StandardizationConfig
-    from pipelines import features
+    from pipelines.stages import StageContext, stage_for
 
+    stage = stage_for(args.family)
     require_dataset(args.workdir, "catalog", "run `imagerank ingest` first")
     if args.family in ("pixels", "exif"):
         if not args.images:
@@ -398,25 +403,13 @@ def cmd_features(args) -> int:
     args.ranks = check_files("ranks", args.ranks)
     now = _now()
     with dask_client(args.scheduler) as client:
-        if args.family == "metadata":
-            result = {"rows": features.run_metadata_features(client, args.workdir, now)}
-        elif args.family == "popularity":
-            result = features.run_popularity_labels(client, args.workdir, StandardizationConfig(percentile=args.percentile), now)
-        elif args.family == "domains":
-            result = features.run_domain_features(client, args.workdir, args.ranks, now)
-        elif args.family in ("pixels", "exif"):
-            from pipelines.images import run_image_features
-
-            result = run_image_features(client, args.workdir, args.images, (args.family,), event_timestamp=now,
-                                        reuse=not args.recompute_images, **image_limits(args).to_dict())
-        elif args.family == "links":
-            from pipelines.graph import run_link_features
-
-            result = run_link_features(client, args.workdir, event_timestamp=now)
-        else:
-            from pipelines.graph import run_visual_features
-
-            result = run_visual_features(client, args.workdir, threshold=args.phash_threshold, event_timestamp=now)
+        context = StageContext(client=client, workdir=args.workdir, now=now, ranks=args.ranks, images=args.images,
+                               image_families=(args.family,), image_limits=image_limits(args),
+                               reuse_images=not args.recompute_images, phash_threshold=args.phash_threshold,
+                               standardization=StandardizationConfig(percentile=args.percentile))
+        result = stage.run(context)
+    if not isinstance(result, dict):  # a row count
+        result = {"rows": result}
     print(json.dumps(result, indent=2, default=str))
     return 0
 

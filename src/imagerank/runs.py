@@ -200,3 +200,104 @@ def finished_runs(workdir: str | Path) -> list[str]:
 def last_finished_run(workdir: str | Path) -> dict | None:
     runs = finished_runs(workdir)
     return json.loads(storage.read_text(runs[-1])) if runs else None
+
+
+# what a run decides and checks from its work directory: the model reuse rule and the reconciliation
+
+def previous_model(workdir: str | Path) -> tuple[dict, bool]:
+    """The last finished run's model entry, and whether its model version is still on disk."""
+    previous = (last_finished_run(workdir) or {}).get("models", {})
+    exists = bool(previous.get("model_version")) and datasets.exists(
+        workdir, "models", previous["model_version"], "metrics.json")
+    return previous, exists
+
+
+def check_retrain_policy(policy: str) -> None:
+    from imagerank.settings import RETRAIN_POLICIES
+
+    if policy not in RETRAIN_POLICIES:
+        raise ValueError(f"--retrain must be one of {', '.join(RETRAIN_POLICIES)}, not {policy!r}")
+
+
+def reuse_model(policy: str, previous: dict, previous_exists: bool, fingerprint: str) -> bool:
+    """Keep the previous model version (True) or train a new one (False) under a ``--retrain`` policy.
+
+    ``never`` keeps it (and needs one), ``auto`` keeps it while the training fingerprint is unchanged,
+    ``always`` trains.
+    """
+    check_retrain_policy(policy)
+    if policy == "never" and not previous_exists:
+        raise FileNotFoundError("--retrain never, but no earlier model version exists in this work directory")
+    return previous_exists and (policy == "never" or (
+        policy == "auto" and previous.get("training_fingerprint") == fingerprint))
+
+
+def training_fingerprint(workdir: str | Path) -> str:
+    """Order-independent digest of every row a model learns from (labelled or with link evidence), all features.
+
+    Ages are left out: they advance with the clock every run, which alone does not call for a new model.
+    """
+    import dask.dataframe as dd
+    import pandas as pd
+
+    from imagerank.features.metadata import RELATIVE_TO_RUN
+    from imagerank.features.registry import load_features
+    from imagerank.io import row_digest
+
+    features = load_features(workdir)
+    links = "has_link_evidence" in features.columns
+
+    def learnt(part: pd.DataFrame) -> pd.DataFrame:
+        keep = part["observed_popularity"].notna()
+        return part[keep | part["has_link_evidence"].fillna(False).astype(bool)] if links else part[keep]
+
+    rows = features.map_partitions(learnt, meta=features._meta)
+    columns = sorted(c for c in rows.columns if c != "event_timestamp" and c not in RELATIVE_TO_RUN)
+    # 31 high bits per row, summed as int64: exact and independent of row order up to ~4e9 rows
+    digests = rows.map_partitions(lambda p: pd.Series(row_digest(p, columns).to_numpy() >> 33, dtype="int64"),
+                                  meta=("d", "int64"))
+    count, total = dd.compute(digests.size, digests.sum())
+    return f"{int(count)}:{int(total)}:{','.join(columns)}"
+
+
+class ReconciliationError(RuntimeError):
+    """Rows were lost or scores left [0, 1]: the run must not be published."""
+
+
+def reconciliation_problems(result: dict) -> list[str]:
+    """What breaks the run's promise in its counts: every input row in the catalog or rejects, every catalog
+    row scored, every score in [0, 1]."""
+    n_catalog, n_rejects, n_scores = result["catalog_rows"], result["rejected_rows"], result["score_rows"]
+    unscored, lo, hi, nulls = (result["unscored_catalog_rows"], result["min_score"], result["max_score"],
+                               result["null_scores"])
+    problems = []
+    if result["input_rows"] != n_catalog + n_rejects:
+        problems.append(f"input rows {result['input_rows']} != catalog {n_catalog} + rejects {n_rejects}")
+    if n_scores != n_catalog or unscored:
+        problems.append(f"score rows {n_scores} for {n_catalog} catalog rows ({unscored} unscored)")
+    if nulls or lo < 0 or hi > 1:
+        problems.append(f"scores outside [0, 1] or null (min {lo}, max {hi}, nulls {nulls})")
+    return problems
+
+
+def reconcile(workdir: str | Path, ingest_counts: dict) -> dict:
+    """input rows = catalog + rejects; catalog rows = score rows (same ids); both numbers within [0, 1]."""
+    import dask.dataframe as dd
+
+    catalog_ids = datasets.read_ddf(workdir, "catalog", columns=["image_id"])["image_id"]
+    scores = datasets.read_ddf(workdir, "scores", columns=["image_id", "popularity", "authority"])
+    rejects = datasets.read_ddf(workdir, "rejects", columns=["reason"])
+    n_catalog, n_rejects, n_scores = (int(x) for x in dd.compute(catalog_ids.size, rejects.shape[0], scores.shape[0]))
+    joined = catalog_ids.to_frame().merge(scores[["image_id"]].assign(scored=1), on="image_id", how="left")
+    unscored = int(joined["scored"].isnull().sum().compute())
+    lo = float(scores[["popularity", "authority"]].min().min().compute()) if n_scores else 0.0
+    hi = float(scores[["popularity", "authority"]].max().max().compute()) if n_scores else 1.0
+    nulls = int(scores[["popularity", "authority"]].isnull().sum().sum().compute())
+    result = {"input_rows": ingest_counts["input_rows"], "catalog_rows": n_catalog, "rejected_rows": n_rejects,
+              "score_rows": n_scores, "unscored_catalog_rows": unscored, "min_score": lo, "max_score": hi,
+              "null_scores": nulls}
+    problems = reconciliation_problems(result)
+    result["ok"] = not problems
+    if problems:
+        raise ReconciliationError("; ".join(problems))
+    return result

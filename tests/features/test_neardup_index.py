@@ -135,8 +135,8 @@ def test_visualrank_from_paired_images_equals_pagerank_on_the_whole_graph():
 def test_index_on_the_cluster_matches_pandas(dask_client, monkeypatch):
     import dask.dataframe as dd
 
-    import pipelines.graph as G
-    from pipelines.graph import near_duplicate_pairs
+    import pipelines.visual as G
+    from pipelines.visual import near_duplicate_pairs
 
     monkeypatch.setattr(G, "KEY_ROWS_PER_PARTITION", 20_000)  # hashes re-split so keying tasks stay small
 
@@ -153,9 +153,9 @@ def test_index_on_the_cluster_matches_pandas(dask_client, monkeypatch):
 @pytest.mark.parametrize("broadcast_limit", [1_000_000, 0], ids=["broadcast-join", "hash-join"])
 def test_stage_reports_skipped_buckets_as_errors_and_keeps_every_row(dask_client, tmp_path, monkeypatch,
                                                                      broadcast_limit):
-    import pipelines.graph as G
+    import pipelines.visual as G
     from imagerank.io import write_frame
-    from pipelines.graph import run_visual_features
+    from pipelines.visual import run_visual_features
 
     monkeypatch.setattr(G, "BROADCAST_PAIRED_NODES", broadcast_limit)  # both ways paired images join back
 

@@ -118,7 +118,7 @@ def test_oversize_buckets_are_skipped_and_counted():
 @pytest.mark.slow
 def test_visual_stage_on_cluster(dask_client, tmp_path):
     from imagerank.io import write_frame
-    from pipelines.graph import run_visual_features
+    from pipelines.visual import run_visual_features
 
     catalog, pixels = _dataset(seed=2, n_clusters=30, n_random=150)
     write_frame(catalog, tmp_path / "catalog")

@@ -484,7 +484,7 @@ def near_duplicate_pairs(images: pd.DataFrame, *, threshold: int = DEFAULT_THRES
 def visual_features_frame(catalog: pd.DataFrame, pixels: pd.DataFrame, *, threshold: int = DEFAULT_THRESHOLD,
                           index: SubstringIndex | None = None, n_bands: int | None = None,
                           n_tables: int | None = None, max_bucket: int = DEFAULT_MAX_BUCKET) -> pd.DataFrame:
-    """The whole computation in pandas (tests, demo); ``pipelines.graph.run_visual_features`` runs it on Dask."""
+    """The whole computation in pandas (tests, demo); ``pipelines.visual.run_visual_features`` runs it on Dask."""
     imgs = image_rows(catalog, pixels)
     pairs, _ = near_duplicate_pairs(imgs, threshold=threshold, index=index, max_bucket=max_bucket,
                                     n_bands=n_bands, n_tables=n_tables)
@@ -513,3 +513,18 @@ def image_rows(catalog: pd.DataFrame, pixels: pd.DataFrame) -> pd.DataFrame:
                           for u in m.get("foreign_landing_url", pd.Series([None] * len(m))).tolist()], dtype="string"),
         "node_id": np.arange(len(m), dtype=np.int64),
     })
+
+
+#: One partition of the Dask stage's hashed images (pipelines/visual.py): :func:`with_host`'s output.
+HASHED_IMAGES_META = pd.DataFrame({"image_id": pd.Series(dtype="string"), "phash": pd.Series(dtype="int64"),
+                                   "provider": pd.Series(dtype="string"), "node_id": pd.Series(dtype="int64"),
+                                   "host": pd.Series(dtype="string")})
+
+
+def with_host(part: pd.DataFrame) -> pd.DataFrame:
+    """The landing host in place of the landing URL, phash as int64: what cluster statistics group by."""
+    from imagerank.urls import host_of
+
+    hosts = pd.array([host_of(u) if isinstance(u, str) else None for u in part["foreign_landing_url"].tolist()],
+                     dtype="string")
+    return part.assign(host=hosts, phash=part["phash"].astype("int64")).drop(columns=["foreign_landing_url"])

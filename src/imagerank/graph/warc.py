@@ -33,6 +33,7 @@ MAX_LINKS_PER_PAGE = 5000
 MAX_IMAGES_PER_PAGE = 2000
 MAX_TEXT = 200
 MAX_HTML_BYTES = 8 << 20  # Common Crawl truncates payloads at 1 MiB; anything far larger is not a page
+EXTRACTOR_VERSION = "links/1"  # bump when extraction changes: every crawl file is parsed again (pipelines/graph.py)
 
 EDGES_META = pd.DataFrame({
     "src_url": pd.Series(dtype="string"),
