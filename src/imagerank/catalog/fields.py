@@ -198,7 +198,9 @@ def _in_range(moment: datetime) -> datetime | None:
     return moment if DATE_YEARS[0] <= moment.year <= DATE_YEARS[1] else None
 
 
-def _date_text(value: Any) -> str | None:
+def clean_text(value: Any, max_chars: int) -> str | None:
+    """An untrusted text value (str, or bytes as UTF-8): up to its first NUL (a C string), printable characters
+    only, at most ``max_chars``, stripped; None when nothing is left or it is not text."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
@@ -206,7 +208,11 @@ def _date_text(value: Any) -> str | None:
     value = value.split("\x00", 1)[0]  # C string: the text ends at the first NUL
     if not value.isprintable():
         value = "".join(ch for ch in value if ch.isprintable())
-    return value[:_MAX_DATE_TEXT].strip() or None
+    return value[:max_chars].strip() or None
+
+
+def _date_text(value: Any) -> str | None:
+    return clean_text(value, _MAX_DATE_TEXT)
 
 
 # --- place --------------------------------------------------------------------------------------------

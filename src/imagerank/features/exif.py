@@ -61,7 +61,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from imagerank.catalog.fields import date_taken, location, meta_object, valid_location
+from imagerank.catalog.fields import clean_text, date_taken, location, meta_object, valid_location
 from imagerank.catalog.fields import parse_catalog_date  # noqa: F401  (its home before catalog.fields)
 from imagerank.schemas import empty_frame, pandas_dtypes
 
@@ -124,15 +124,7 @@ def empty_exif_row() -> dict[str, Any]:
 # --- value coercion: every tag value is untrusted -----------------------------------------------------
 
 def _text(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if not isinstance(value, str):
-        return None
-    value = value.split("\x00", 1)[0]  # C string: the text ends at the first NUL
-    if not value.isprintable():
-        value = "".join(ch for ch in value if ch.isprintable())
-    value = value[:MAX_TEXT].strip()
-    return value or None
+    return clean_text(value, MAX_TEXT)
 
 
 def _number(value: Any) -> float | None:
