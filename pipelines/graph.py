@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import dask.dataframe as dd
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,6 +26,7 @@ from distributed import Client, as_completed
 
 from imagerank.cluster import persist, show_progress
 from imagerank.graph import build
+from imagerank.graph import linkgraph as LG
 from imagerank.graph import warc as W
 from imagerank import datasets, storage
 from imagerank.io import keep_unchanged_timestamps, stamped
@@ -174,25 +176,19 @@ def run_link_features(client: Client, workdir: str | Path, *, damping: float = P
     img = img.drop_duplicates(subset=["key", "src_url"], split_out=nparts)
     img = persist(client, img, "links: image edges")
     counts = img[["src_url", "key"]].shuffle(on="src_url").map_partitions(
-        L.page_image_counts, meta=pd.DataFrame({"src_url": pd.Series(dtype="string"),
-                                                "n_images": pd.Series(dtype="int64")}))
+        L.page_image_counts, meta=L.PAGE_IMAGE_COUNTS_META)
     pr = pages[["url", "pagerank"]].rename(columns={"url": "src_url"})
     img = img.merge(counts, on="src_url", how="left").merge(pr, on="src_url", how="left")
     img = img.map_partitions(L.add_share, n_pages, damping,
-                             meta=L.IMAGE_EDGES_META.assign(n_images=pd.Series(dtype="int64"),
-                                                            pagerank=pd.Series(dtype="float64"),
-                                                            share=pd.Series(dtype="float64")))
+                             meta=L.SHARED_EDGES_META)
     keys = catalog.map_partitions(L.catalog_image_keys, meta=L.CATALOG_KEYS_META)
-    landing = catalog.map_partitions(L.landing_frame, meta=pd.DataFrame({
-        "image_id": pd.Series(dtype="string"), "page_key": pd.Series(dtype="string")}))
+    landing = catalog.map_partitions(L.landing_frame, meta=L.LANDING_META)
     landing = persist(client, landing, "links: landing pages")
     matches = keys.merge(img, on="key", how="inner")
     matches = matches.merge(landing.rename(columns={"page_key": "landing_key"}), on="image_id", how="left")
-    matches = matches.map_partitions(_mark_landing, meta=matches._meta.assign(is_landing=pd.Series(dtype="bool")))
+    matches = matches.map_partitions(L.mark_landing_key, meta=matches._meta.assign(is_landing=pd.Series(dtype="bool")))
     evidence = matches.shuffle(on="image_id").map_partitions(L.aggregate_evidence, meta=L.EVIDENCE_META)
-    page_keys = pages.map_partitions(L.page_frame, meta=pd.DataFrame({
-        "page_key": pd.Series(dtype="string"), "landing_pagerank": pd.Series(dtype="float64"),
-        "landing_in_links": pd.Series(dtype="int64")}))
+    page_keys = pages.map_partitions(L.page_frame, meta=L.PAGE_KEYS_META)
     lp = landing.merge(page_keys, on="page_key", how="inner").drop(columns="page_key")
     lp = lp.drop_duplicates(subset=["image_id"])
     frame = catalog[["image_id"]].merge(evidence, on="image_id", how="left").merge(lp, on="image_id", how="left")
@@ -207,15 +203,6 @@ def run_link_features(client: Client, workdir: str | Path, *, damping: float = P
            "images_with_crawled_landing": int(summary["landing_crawled"]), "n_pages": n_pages}
     datasets.write_json(out, workdir, "links_summary")
     return out
-
-
-def _mark_landing(part: pd.DataFrame) -> pd.DataFrame:
-    from imagerank.features.links import page_key
-
-    src_keys = [page_key(u) for u in part["src_url"].tolist()]
-    landing = part["landing_key"].astype(object).tolist()
-    flag = [isinstance(lk, str) and s == lk for s, lk in zip(src_keys, landing)]
-    return part.assign(is_landing=pd.Series(flag, index=part.index, dtype=bool))
 
 
 class _NoBar:
@@ -233,58 +220,14 @@ def _bar(total: int, label: str):
 
 # ------------------------------------------------------------------------------------------- --linkgraph
 
-import numpy as np  # noqa: E402 (used by the --linkgraph jobs below)
-
-LINKGRAPH_DOMAINS_META = pd.DataFrame({
-    "domain": pd.Series(dtype="string"),
-    "pagerank": pd.Series(dtype="float64"),
-    "harmonic_centrality": pd.Series(dtype="float64"),
-    "in_domains": pd.Series(dtype="int64"),  # distinct registered domains linking here (self excluded)
-    "out_domains": pd.Series(dtype="int64"),
-    "in_links": pd.Series(dtype="int64"),  # link occurrences from other domains
-    "pagerank_score": pd.Series(dtype="float64"),  # log-scaled PageRank position in [0, 1] (1 = top)
-    "harmonic_score": pd.Series(dtype="float64"),  # the same for harmonic centrality
-})
-LINKGRAPH_REJECTS_META = pd.DataFrame({
-    "source_file": pd.Series(dtype="string"), "row": pd.Series(dtype="int64"), "level": pd.Series(dtype="string"),
-    "reason": pd.Series(dtype="string"), "raw": pd.Series(dtype="string"), "input_rows": pd.Series(dtype="int64"),
-})
-
-
-def _linkgraph_rejects(part: pd.DataFrame) -> pd.DataFrame:
-    """Rejected rows of a read partition; an unusable link inside a usable page is a ``link``-level reject."""
-    from imagerank.graph import linkgraph as LG
-
-    bad = part[part["reason"].notna()]
-    link_level = (bad["page_id"] != -1) & bad["reason"].isin([LG.R_TARGET, LG.R_COUNT])
-    out = bad[["source_file", "row", "reason", "raw", "input_rows"]].copy()
-    out.insert(2, "level", pd.array(np.where(link_level, "link", "row"), dtype="string"))
-    return out.astype(LINKGRAPH_REJECTS_META.dtypes.to_dict())
-
-
-def _linkgraph_domain_rows(part: pd.DataFrame, lo: int, pagerank, harmonic, in_domains, out_domains, in_links,
-                           pagerank_score, harmonic_score) -> pd.DataFrame:
-    """One row per domain of ``part``; the arrays are the ``[lo, hi)`` slices of its node ids."""
-    ids = part["node_id"].to_numpy(np.int64) - lo
-    return pd.DataFrame({
-        "domain": part["domain"].astype("string").to_numpy(),
-        "pagerank": pagerank[ids], "harmonic_centrality": harmonic[ids],
-        "in_domains": in_domains[ids].astype(np.int64), "out_domains": out_domains[ids].astype(np.int64),
-        "in_links": in_links[ids].astype(np.int64),
-        "pagerank_score": pagerank_score[ids], "harmonic_score": harmonic_score[ids],
-    })
-
-
 def linkgraph_edges(client: Client, paths: list[str]):
     """Read every part on the workers -> (usable link rows, rejects, counts); pages counted once per target."""
-    from imagerank.graph import linkgraph as LG
-
     files = LG.expand_paths([str(p) for p in paths])
     parts = LG.plan_parts(files)
     rows = persist(client, dd.from_map(LG.read_part, parts, meta=LG.ROWS_META, enforce_metadata=False),
                    "linkgraph: read")
     nparts = max(1, rows.npartitions)
-    rejects = rows.map_partitions(_linkgraph_rejects, meta=LINKGRAPH_REJECTS_META)
+    rejects = rows.map_partitions(LG.reject_rows, meta=LG.REJECTS_META)
     good = rows[rows["reason"].isnull() & rows["src_domain"].notnull()][
         ["page_id", "src_domain", "dst_domain", "links", "input_rows"]]
     from_pages = good["page_id"] != -1
@@ -314,7 +257,6 @@ def run_linkgraph(client: Client, workdir: str | Path, paths: list[str], *, rank
     """``--linkgraph``: crawl-derived link graph files -> ``W/graph/domains/`` (PageRank, harmonic centrality,
     in-domains per registered domain), ``W/graph/linkgraph_rejects/`` and, with ranks files, how the result
     agrees with Common Crawl's ranks (returned and in ``W/graph/domains_summary.json``)."""
-    from imagerank.graph import linkgraph as LG
     from imagerank.graph.pagerank import map_node_slices, pagerank
 
     LG.edge_weight(np.ones(1), weighting)  # refuse an unknown weighting before any work
@@ -345,7 +287,7 @@ def run_linkgraph(client: Client, workdir: str | Path, paths: list[str], *, rank
                                            harmonic_samples, harmonic_block)
     vectors = [res.scores, harmonic, in_domains, out_domains, in_links,
                LG.position_score(res.scores), LG.position_score(harmonic)]
-    domains = map_node_slices(ids, _linkgraph_domain_rows, vectors, LINKGRAPH_DOMAINS_META, client=client)
+    domains = map_node_slices(ids, LG.domain_rows, vectors, LG.DOMAINS_META, client=client)
     domains = persist(client, domains, "linkgraph: domain rows")
     datasets.write_ddf(domains, workdir, "graph_domains", schema=datasets.schema("graph_domains"))
     datasets.write_ddf(rejects, workdir, "linkgraph_rejects", schema=datasets.schema("linkgraph_rejects"))
@@ -375,8 +317,6 @@ def run_linkgraph(client: Client, workdir: str | Path, paths: list[str], *, rank
 def _harmonic_on_workers(client: Client, src, dst, n: int, out_degree, max_exact_sources: int, samples: int,
                          block: int) -> tuple[np.ndarray, dict]:
     """Harmonic centrality: BFS from blocks of source domains on the workers, summed on the driver in block order."""
-    from imagerank.graph import linkgraph as LG
-
     t0 = time.perf_counter()
     sources, scale, exact = LG.harmonic_plan(out_degree, max_exact_sources, samples)
     a = LG.adjacency(src, dst, n)

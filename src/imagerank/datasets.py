@@ -59,9 +59,9 @@ _ENTRIES = [
     Dataset("graph_rejects", "graph/rejects", schema_ref="imagerank.graph.warc:REJECTS_META"),
     Dataset("graph_extract_counts", "graph/extract_counts", schema_ref="imagerank.graph.warc:COUNTS_META"),
     Dataset("graph_summary", "graph/summary.json", kind="json"),
-    Dataset("graph_domains", "graph/domains", schema_ref="pipelines.graph:LINKGRAPH_DOMAINS_META",
+    Dataset("graph_domains", "graph/domains", schema_ref="imagerank.graph.linkgraph:DOMAINS_META",
             doc="--linkgraph: PageRank and harmonic centrality per registered domain"),
-    Dataset("linkgraph_rejects", "graph/linkgraph_rejects", schema_ref="pipelines.graph:LINKGRAPH_REJECTS_META"),
+    Dataset("linkgraph_rejects", "graph/linkgraph_rejects", schema_ref="imagerank.graph.linkgraph:REJECTS_META"),
     Dataset("linkgraph_summary", "graph/domains_summary.json", kind="json"),
     # models, scores, bookkeeping
     Dataset("scores", "scores", schema_ref="imagerank.scoring:SCORES_SCHEMA"),

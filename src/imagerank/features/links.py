@@ -256,3 +256,21 @@ def mark_landing(matches: pd.DataFrame, landing: pd.DataFrame) -> pd.DataFrame:
     m = m.merge(lk, on=["image_id", "src_key"], how="left")
     m["is_landing"] = m["is_landing"].astype("boolean").fillna(False).astype(bool)
     return m.drop(columns="src_key")
+
+
+def mark_landing_key(part: pd.DataFrame) -> pd.DataFrame:
+    """Partition function, as :func:`mark_landing` for matches that already carry their image's ``landing_key``
+    (joined on the cluster): ``is_landing`` — the linking page is the image's own landing page."""
+    src_keys = [page_key(u) for u in part["src_url"].tolist()]
+    landing = part["landing_key"].astype(object).tolist()
+    flag = [isinstance(lk, str) and s == lk for s, lk in zip(src_keys, landing)]
+    return part.assign(is_landing=pd.Series(flag, index=part.index, dtype=bool))
+
+
+#: Frames the link-features stage passes between its partition functions.
+PAGE_IMAGE_COUNTS_META = pd.DataFrame({"src_url": pd.Series(dtype="string"), "n_images": pd.Series(dtype="int64")})
+SHARED_EDGES_META = IMAGE_EDGES_META.assign(n_images=pd.Series(dtype="int64"), pagerank=pd.Series(dtype="float64"),
+                                            share=pd.Series(dtype="float64"))
+LANDING_META = pd.DataFrame({"image_id": pd.Series(dtype="string"), "page_key": pd.Series(dtype="string")})
+PAGE_KEYS_META = pd.DataFrame({"page_key": pd.Series(dtype="string"), "landing_pagerank": pd.Series(dtype="float64"),
+                               "landing_in_links": pd.Series(dtype="int64")})

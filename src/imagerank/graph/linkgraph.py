@@ -440,3 +440,43 @@ def ranks_agreement(domains: pd.DataFrame, ranks) -> dict:
             "spearman_in_domains_vs_harmonic": spearman(both["in_domains"], both["hc_val"]),
         }
     return out
+
+
+# ------------------------------------------------------------------------------------------- W/graph/domains
+
+DOMAINS_META = pd.DataFrame({
+    "domain": pd.Series(dtype="string"),
+    "pagerank": pd.Series(dtype="float64"),
+    "harmonic_centrality": pd.Series(dtype="float64"),
+    "in_domains": pd.Series(dtype="int64"),  # distinct registered domains linking here (self excluded)
+    "out_domains": pd.Series(dtype="int64"),
+    "in_links": pd.Series(dtype="int64"),  # link occurrences from other domains
+    "pagerank_score": pd.Series(dtype="float64"),  # log-scaled PageRank position in [0, 1] (1 = top)
+    "harmonic_score": pd.Series(dtype="float64"),  # the same for harmonic centrality
+})
+REJECTS_META = pd.DataFrame({
+    "source_file": pd.Series(dtype="string"), "row": pd.Series(dtype="int64"), "level": pd.Series(dtype="string"),
+    "reason": pd.Series(dtype="string"), "raw": pd.Series(dtype="string"), "input_rows": pd.Series(dtype="int64"),
+})
+
+
+def reject_rows(part: pd.DataFrame) -> pd.DataFrame:
+    """Rejected rows of a read partition; an unusable link inside a usable page is a ``link``-level reject."""
+    bad = part[part["reason"].notna()]
+    link_level = (bad["page_id"] != -1) & bad["reason"].isin([R_TARGET, R_COUNT])
+    out = bad[["source_file", "row", "reason", "raw", "input_rows"]].copy()
+    out.insert(2, "level", pd.array(np.where(link_level, "link", "row"), dtype="string"))
+    return out.astype(REJECTS_META.dtypes.to_dict())
+
+
+def domain_rows(part: pd.DataFrame, lo: int, pagerank, harmonic, in_domains, out_domains, in_links,
+                pagerank_score, harmonic_score) -> pd.DataFrame:
+    """One row per domain of ``part``; the arrays are the ``[lo, hi)`` slices of its node ids."""
+    ids = part["node_id"].to_numpy(np.int64) - lo
+    return pd.DataFrame({
+        "domain": part["domain"].astype("string").to_numpy(),
+        "pagerank": pagerank[ids], "harmonic_centrality": harmonic[ids],
+        "in_domains": in_domains[ids].astype(np.int64), "out_domains": out_domains[ids].astype(np.int64),
+        "in_links": in_links[ids].astype(np.int64),
+        "pagerank_score": pagerank_score[ids], "harmonic_score": harmonic_score[ids],
+    })
