@@ -201,16 +201,9 @@ def with_image_paths(catalog: pd.DataFrame, source: ImageSource) -> pd.DataFrame
 # --- the catalog in slices -----------------------------------------------------------------------------------
 
 def catalog_pieces(catalog_path: str) -> list[tuple[str, int, int]]:
-    """``(file, row group, rows)`` of every row group of a Parquet dataset, from the footers (no data read)."""
-    fs, root = storage.filesystem(catalog_path)
-    files = sorted(p for p in fs.find(root) if p.endswith(".parquet"))
-    pieces = []
-    for file in files:
-        with fs.open(file, "rb") as handle:
-            meta = pq.ParquetFile(handle).metadata
-        relative = file[len(root.rstrip("/")) + 1:]
-        pieces.extend((relative, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups))
-    return pieces
+    """``(file, row group, rows)`` of every row group of a Parquet dataset, from the footers (no data read;
+    the footers of all files fetched together: :func:`imagerank.io.parquet_pieces`)."""
+    return io.parquet_pieces(catalog_path)
 
 
 def plan_slices(pieces: list[tuple[str, int, int]], n_tasks: int) -> list[list[tuple[str, int, int, int]]]:

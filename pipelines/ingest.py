@@ -203,6 +203,7 @@ def parquet_files(directory: str | Path) -> list[str]:
 
 
 def parquet_rows(directory: str | Path) -> int:
-    """Rows of a Parquet dataset directory, from its files' footers (no data is read)."""
+    """Rows of a Parquet dataset directory, from its files' footers (no data is read; the footers of all
+    files fetched together: :func:`imagerank.io.parquet_row_groups`)."""
     fs, _ = storage.filesystem(directory)
-    return sum(pq.read_metadata(path, filesystem=fs).num_rows for path in parquet_files(directory))
+    return sum(sum(groups) for groups in io.parquet_row_groups(fs, parquet_files(directory)))
