@@ -101,17 +101,7 @@ def run_image_features(client, workdir: str, images: str, families: Iterable[str
         else:
             n_tasks = max(1, len({f for f, _, _ in pieces}))
         slices = plan_slices(pieces, n_tasks)
-        catalog = dd.from_map(read_catalog_slice, slices, catalog_path=catalog_path, columns=columns,
-                              meta=_catalog_meta(columns), divisions=[None] * (len(slices) + 1),
-                              label="catalog-slice", enforce_metadata=False)
-        catalog = catalog.map_partitions(with_image_paths, source, meta=with_image_paths(_catalog_meta(columns), source))
-        if location is not None:
-            listing = dd.read_parquet(location, storage_options=storage.storage_options(location))
-            listing = listing.astype({LISTED_PATH: KEY_DTYPE, "image.version": KEY_DTYPE})
-            catalog = catalog.merge(listing, on=LISTED_PATH, how="left", npartitions=catalog.npartitions)
-        if reuse:
-            catalog = _with_previous(catalog, targets)
-
+        catalog = joined_catalog(catalog_path, slices, columns, source, location, targets if reuse else {})
         features = catalog.map_partitions(image_features, source, families, limit, event_timestamp,
                                           meta=IMAGE_FEATURES_META, align_dataframes=False)
         n_files = max(1, math.ceil(n_rows / rows_per_file))
@@ -146,7 +136,7 @@ def _listing(source: ImageSource, location: str) -> Iterator[tuple[str | None, i
         return
     fs, path = storage.filesystem(location)
     try:
-        n = write_listing(source, fs, path)
+        n = write_listing(source, fs, path, rows_per_file=LISTING_ROWS_PER_FILE)
         yield location, n
     finally:
         try:
@@ -259,21 +249,103 @@ def _catalog_columns(catalog_path: str, relative: str) -> set[str]:
         return set(pq.read_schema(handle).names)
 
 
-def _with_previous(catalog: dd.DataFrame, targets: dict[str, str]) -> dd.DataFrame:
-    """The catalog with each family's previous rows joined on as ``previous.<family>.<column>``
-    (families without a previous dataset, or one written before digests existed, are left out)."""
+def joined_catalog(catalog_path: str, slices: list[list[tuple[str, int, int, int]]], columns: list[str],
+                   source: ImageSource, listing: str | None, targets: dict[str, str]) -> dd.DataFrame:
+    """One partition per slice: its catalog rows (``columns``), the listing's entry joined on by the image's
+    path (when there is a listing) and the previous run's rows of ``targets``' families joined on by
+    ``image_id`` (one join for all families: :func:`previous_rows`).
+
+    At most two hash joins, each shuffling only what the next step needs: the catalog's own columns
+    (``meta_data`` and the template's fields are needed by the partition function, so they travel), the
+    listing's size and version; the path, the first join's key, is dropped before the second."""
+    catalog = dd.from_map(read_catalog_slice, slices, catalog_path=catalog_path, columns=columns,
+                          meta=_catalog_meta(columns), divisions=[None] * (len(slices) + 1),
+                          label="catalog-slice", enforce_metadata=False)
+    if listing is not None:
+        catalog = catalog.map_partitions(with_image_paths, source,
+                                         meta=with_image_paths(_catalog_meta(columns), source))
+        listed = dd.read_parquet(listing, storage_options=storage.storage_options(listing))
+        listed = listed.astype({LISTED_PATH: KEY_DTYPE, "image.version": KEY_DTYPE})
+        catalog = catalog.merge(listed, on=LISTED_PATH, how="left", npartitions=catalog.npartitions)
+        catalog = catalog.drop(columns=LISTED_PATH)  # the partition function derives paths from the template
+    previous = previous_rows(targets)
+    if previous is not None:
+        catalog = catalog.astype({"image_id": KEY_DTYPE}).merge(previous, on="image_id", how="left",
+                                                                npartitions=catalog.npartitions)
+    return catalog
+
+
+def previous_rows(targets: dict[str, str]) -> dd.DataFrame | None:
+    """The previous run's rows of every family in ``targets`` that has a dataset with digests, as one frame
+    of ``image_id`` and ``previous.<family>.<column>`` columns (None when no family has one).
+
+    The image stage writes its families from the same partitions into files of the same names and rows
+    (:func:`_write_together`); when the footers confirm that (same files, same row groups and row counts),
+    the families are read side by side, file by file, and the catalog needs one join for all of them,
+    not one per family. Otherwise (a family written by another run) they are merged on ``image_id``.
+    """
+    found: dict[str, tuple[str, list[str], list[tuple[str, int, int]]]] = {}
     for family, target in targets.items():
         path = io.current(target)
         if path is None:
             continue
-        previous = io.read_ddf(path)
-        if "input_digest" not in previous.columns:
+        pieces = io.parquet_pieces(path)
+        names = _catalog_columns(path, pieces[0][0]) if pieces else set()
+        if "input_digest" not in names:  # written before digests existed: nothing to reuse
             continue
-        columns = [c for c in COLUMNS[family] if c != "image_id"]
-        previous = previous[["image_id", *columns]].astype({"image_id": KEY_DTYPE}).rename(columns={c: f"{PREVIOUS}{family}.{c}" for c in columns})
-        catalog = catalog.astype({"image_id": KEY_DTYPE}).merge(previous, on="image_id", how="left",
-                                                                npartitions=catalog.npartitions)
-    return catalog
+        found[family] = (path, [c for c in COLUMNS[family] if c != "image_id"], pieces)
+    if not found:
+        return None
+    metas = {family: _previous_meta(family, path, columns) for family, (path, columns, _) in found.items()}
+    meta = pd.concat([metas[f] if i == 0 else metas[f].drop(columns="image_id") for i, f in enumerate(found)],
+                     axis=1)
+    layouts = [pieces for _, _, pieces in found.values()]
+    if all(layout == layouts[0] for layout in layouts):
+        files = list(dict.fromkeys(file for file, _, _ in layouts[0]))
+        reads = {family: (path, columns) for family, (path, columns, _) in found.items()}
+        return dd.from_map(read_previous_side_by_side, files, reads=reads, metas=metas, meta=meta,
+                           divisions=[None] * (len(files) + 1), label="previous-rows", enforce_metadata=False)
+    log.info("previous %s datasets were written apart: merging them on image_id", " and ".join(found))
+    frames = [io.read_ddf(path, columns=["image_id", *columns]).rename(columns=_prefixer(family))
+              .astype(metas[family].dtypes.to_dict()) for family, (path, columns, _) in found.items()]
+    previous = frames[0]
+    for frame in frames[1:]:
+        previous = previous.merge(frame, on="image_id", how="outer")
+    return previous[list(meta.columns)]
+
+
+def read_previous_side_by_side(file: str, reads: dict[str, tuple[str, list[str]]],
+                               metas: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One file name's rows of every family, side by side (``previous.<family>.<column>``).
+
+    The files were written from the same partition, so their ``image_id`` columns are equal and the
+    columns are simply put together. Should they differ, the first family's rows are kept and the
+    others' joined on by ``image_id`` within the file: a row never appears twice, and a family's
+    row found elsewhere only goes unreused (recomputed), never wrong.
+    """
+    frames = []
+    for family, (path, columns) in reads.items():
+        fs, root = storage.filesystem(path)
+        with fs.open(f"{root.rstrip('/')}/{file}", "rb") as handle:
+            table = pq.read_table(handle, columns=["image_id", *columns])
+        frames.append(table.to_pandas().rename(columns=_prefixer(family)).astype(metas[family].dtypes.to_dict()))
+    out = frames[0]
+    for frame in frames[1:]:
+        if frame["image_id"].reset_index(drop=True).equals(out["image_id"].reset_index(drop=True)):
+            out = pd.concat([out, frame.drop(columns="image_id").set_axis(out.index)], axis=1)
+        else:
+            out = out.merge(frame.drop_duplicates("image_id"), on="image_id", how="left")
+    return out
+
+
+def _previous_meta(family: str, path: str, columns: list[str]) -> pd.DataFrame:
+    """The empty frame of a family's previous rows, typed as Dask reads the dataset (join key as in the catalog)."""
+    meta = io.read_ddf(path, columns=["image_id", *columns])._meta.astype({"image_id": KEY_DTYPE})
+    return meta.rename(columns=_prefixer(family))
+
+
+def _prefixer(family: str):
+    return lambda c: c if c == "image_id" else f"{PREVIOUS}{family}.{c}"
 
 
 ERROR_COUNTS_META = pd.DataFrame({"family": pd.Series(dtype="string"), "code": pd.Series(dtype="string"),
