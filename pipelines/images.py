@@ -7,8 +7,9 @@ Planned for a catalog of hundreds of millions of rows whose images sit in an obj
 2. **Size tasks by work**: ``ceil(listed images / images_per_task)`` tasks (at least ``rows / max_rows_per_task``
    so that no task holds too many catalog rows), each reading its own contiguous slice of ``W/catalog/``
    row groups (no shuffle, no task depending on another's read).
-3. **Join** the listing (by path) and the previous run's rows (by ``image_id``) onto each slice: a listing
-   or previous dataset of one file is broadcast to every task; larger ones are hash-joined.
+3. **Join** the listing (by path) and the previous run's rows (by ``image_id``; the pixels and EXIF rows
+   read side by side, one join for both: :func:`previous_rows`) onto each slice: a listing or previous
+   dataset of one file is broadcast to every task; larger ones are hash-joined.
 4. **Fetch and decode** in :func:`imagerank.features.images.image_features`: rows the listing settles
    (not listed, too large, unchanged since the last run) cost no request; the rest are fetched many per call,
    bounded by the ``fetch_bytes`` limit per task.
