@@ -153,10 +153,13 @@ def load_features(workdir: str | Path) -> dd.DataFrame:
     stale = stale_families(workdir)
     if stale == []:
         return datasets.read_ddf(workdir, JOINED)
-    reason = "no joined dataset" if stale is None else f"the joined dataset predates {', '.join(stale)}"
-    print(f"[imagerank] features: {reason}; joining the families on the fly (run `imagerank features join` to "
-          "join them once)", file=sys.stderr, flush=True)
+    print(f"[imagerank] features: {stale_reason(stale)}; joining the families on the fly (run `imagerank features "
+          "join` to join them once)", file=sys.stderr, flush=True)
     return join_families(family_versions(workdir))
+
+
+def stale_reason(stale: list[str] | None) -> str:
+    return "no joined dataset" if stale is None else f"the joined dataset predates {', '.join(stale)}"
 
 
 def refresh_joined_features(workdir: str | Path) -> bool:
@@ -165,8 +168,7 @@ def refresh_joined_features(workdir: str | Path) -> bool:
     stale = stale_families(workdir)
     if stale == []:
         return False
-    reason = "no joined dataset" if stale is None else f"the joined dataset predates {', '.join(stale)}"
-    print(f"[imagerank] features: {reason}; joining the families once", file=sys.stderr, flush=True)
+    print(f"[imagerank] features: {stale_reason(stale)}; joining the families once", file=sys.stderr, flush=True)
     write_joined_features(workdir)
     return True
 
