@@ -128,6 +128,12 @@ def _domains(ctx: StageContext):
     return run_domain_features(ctx.client, ctx.workdir, ctx.ranks, ctx.now)
 
 
+def _join(ctx: StageContext):
+    from imagerank.features.registry import write_joined_features
+
+    return write_joined_features(ctx.workdir)
+
+
 def _train(ctx: StageContext):
     from pipelines.train import train_or_reuse
 
@@ -178,9 +184,14 @@ STAGES: tuple[Stage, ...] = (
           writes=("graph_domains", "linkgraph_rejects", "linkgraph_summary"), when="linkgraph"),
     Stage("features: domains", "domains", _domains, reads=("metadata", "popularity", "graph_hosts", "graph_domains"),
           writes=("domains", "domain_stats"), commands=("domains",)),
-    Stage("train", "models", _train, reads=("catalog", *FEATURE_FAMILIES, "linkgraph_summary", "runs", "models"),
-          writes=("models",)),
-    Stage("score", "scores", _score, reads=("catalog", *FEATURE_FAMILIES, "models"), writes=("scores",)),
+    # every family joined once per run: train, score and the training fingerprint read it with no shuffle
+    # (`imagerank features join` rejoins after a family is rerun by hand)
+    Stage("features: join", "joined_features", _join, reads=FEATURE_FAMILIES, writes=("features",),
+          commands=("join",)),
+    # the joined features when current, else the families (train then rewrites the joined features first)
+    Stage("train", "models", _train, reads=("catalog", "features", *FEATURE_FAMILIES, "linkgraph_summary", "runs",
+                                             "models"), writes=("models", "features")),
+    Stage("score", "scores", _score, reads=("catalog", "features", *FEATURE_FAMILIES, "models"), writes=("scores",)),
     Stage("reconcile", "reconciliation", _reconcile, reads=("catalog", "rejects", "scores"), writes=()),
     Stage("feast: apply + materialize", "feast", _feast, reads=("scores", *FEATURE_FAMILIES), writes=("feast",),
           when="materialize"),

@@ -7,6 +7,9 @@ the sample leaves the workers, and never through the driver. That task fits its 
 joblib's Dask backend (:func:`~imagerank.models.evaluation.folds_on_cluster`), so they spread over the
 cluster.
 
+The features are the joined dataset (``W/features/joined/``, :mod:`imagerank.features.registry`): each
+use below reads its Parquet files, none re-runs the families' join (rewritten first if a family changed).
+
 :func:`run_train` writes the text features (:mod:`pipelines.text`) when they are missing, so a caller that
 did not run the text stage still trains and scores with text. :func:`train_or_reuse` is the train stage of a
 recalculation (:mod:`pipelines.stages`).
@@ -24,8 +27,8 @@ import pandas as pd
 from distributed import Client, futures_of
 
 from imagerank.cluster import persist
-from imagerank.features.registry import (IMAGE_FAMILIES, PROVIDER_PROXIES, family_columns, load_features,
-                                         model_feature_columns)
+from imagerank.features.registry import (IMAGE_FAMILIES, PROVIDER_PROXIES, family_columns, joined_features,
+                                         model_feature_columns, refresh_joined_features)
 from imagerank import datasets, storage
 from imagerank.models.card import write_model_card
 from imagerank.models.evaluation import folds_on_cluster
@@ -45,7 +48,7 @@ def run_train(client: Client, workdir: str | Path, model_version: str, *, random
     limits = TrainingLimits.from_env() if limits is None else limits
     if not datasets.exists(workdir, "text") and datasets.exists(workdir, "catalog"):
         run_text_features(client, workdir, event_time())
-    features = load_features(workdir)
+    features = joined_features(workdir)  # read by every use below: the families' join never runs again here
     ablations = {"image features (pixels, EXIF, visual)": family_columns(workdir, IMAGE_FAMILIES)}
     models = train_models(client, features, target=target, random_state=random_state, ablations=ablations,
                           previous=previous_headline(workdir, model_version), limits=limits)
@@ -175,8 +178,8 @@ def provider_evidence(features: dd.DataFrame, columns: list[str]) -> pd.DataFram
     if not columns:
         return None
     frame = features[["provider", *columns]]
-    means = frame.groupby("provider").mean().compute()
-    means["images"] = features.groupby("provider").size().compute()
+    means, images = dd.compute(frame.groupby("provider").mean(), frame.groupby("provider").size())  # one read
+    means["images"] = images
     return means.reset_index()
 
 
@@ -204,6 +207,7 @@ def _modified(fs, path: str) -> float:
 def train_or_reuse(client: Client, workdir: str | Path, run_id: str, policy: str) -> dict:
     """The train stage: a new model version, or the last one when the policy allows (:func:`imagerank.runs.reuse_model`)."""
     check_retrain_policy(policy)  # before the fingerprint's pass over the features
+    refresh_joined_features(workdir)  # a family rerun since the join stage: rejoin once for fingerprint and training
     fingerprint = training_fingerprint(workdir)
     previous, previous_exists = previous_model(workdir)
     if reuse_model(policy, previous, previous_exists, fingerprint):

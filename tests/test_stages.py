@@ -55,8 +55,8 @@ def test_optional_stages_run_only_with_their_input():
     bare = RecalculateOptions(catalog=["c.csv"], workdir="w", materialize=False)
     full = dataclasses.replace(bare, images="i/{image_id}", crawl=["c.warc"], linkgraph=["g"], materialize=True)
     assert [s.name for s in STAGES if s.runs(bare)] == [
-        "ingest", "features: metadata", "features: text", "features: popularity", "features: domains", "train",
-        "score", "reconcile"]
+        "ingest", "features: metadata", "features: text", "features: popularity", "features: domains", "features: join",
+        "train", "score", "reconcile"]
     assert [s.name for s in STAGES if s.runs(full)] == [s.name for s in STAGES]
 
 

@@ -49,6 +49,9 @@ _ENTRIES = [
     Dataset("links", "features/links", schema_ref="imagerank.features.links:LINKS_META"),
     Dataset("visual", "features/visual", schema_ref="imagerank.features.visual:VISUAL_META"),
     Dataset("text", "features/text", schema_ref="imagerank.features.text:TEXT_META"),
+    Dataset("features", "features/joined",
+            doc="every family left-joined per image, written once per run (features.registry.write_joined_features; "
+                "its columns are the families' own); its schema metadata records the family versions it joined"),
     Dataset("links_summary", "features/links_summary.json", kind="json"),
     Dataset("visual_summary", "features/visual_summary.json", kind="json"),
     # graph

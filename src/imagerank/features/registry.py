@@ -1,7 +1,16 @@
-"""The feature families of the work directory and how they join into one frame per image."""
+"""The feature families of the work directory and how they join into one frame per image.
+
+The join (a left merge per family on image_id: a shuffle each) is written once per run as the ``features``
+dataset (:func:`write_joined_features`, the stage "features: join"); training, scoring and the training
+fingerprint read it back with no shuffle. It records the committed version of every family it was built
+from, so a family rewritten since (``imagerank features X``) makes it stale, and :func:`load_features` then
+joins on the fly instead.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -53,16 +62,121 @@ def available_families(workdir: str | Path) -> list[str]:
     return [name for name in FAMILIES if datasets.exists(workdir, name)]
 
 
-def load_features(workdir: str | Path) -> dd.DataFrame:
-    """Every available family left-joined on image_id onto the metadata features (one row per image)."""
-    frame = datasets.read_ddf(workdir, "metadata")
-    for name in available_families(workdir):
-        if name == "metadata":
+#: The joined dataset (in :mod:`imagerank.datasets`) and the Parquet schema metadata key of its sources.
+JOINED = "features"
+SOURCES_KEY = b"imagerank.sources"
+
+
+def family_versions(workdir: str | Path) -> dict[str, str]:
+    """The committed version a reader opens of every available family (its dataset location)."""
+    found = {name: datasets.current(workdir, name) for name in FAMILY_NAMES}
+    return {name: location for name, location in found.items() if location is not None}
+
+
+def version_label(location: str) -> str:
+    """What identifies a committed version independently of where the work directory lives: its last two path
+    parts (``.pixels.v/<version id>``; every commit makes a new one)."""
+    return "/".join(location.rstrip("/").replace("\\", "/").split("/")[-2:])
+
+
+def join_families(versions: dict[str, str]) -> dd.DataFrame:
+    """The given family versions left-joined on image_id onto the metadata features (one row per image)."""
+    from imagerank import io
+
+    frame = io.read_ddf(versions["metadata"])
+    for name in FAMILY_NAMES:
+        if name == "metadata" or name not in versions:
             continue
-        other = datasets.read_ddf(workdir, name)
+        other = io.read_ddf(versions[name])
         keep = ["image_id"] + [c for c in other.columns if c not in frame.columns]
         frame = frame.merge(other[keep], on="image_id", how="left")
     return frame
+
+
+def joined_sources(workdir: str | Path) -> dict[str, str] | None:
+    """The family versions the committed joined dataset was built from, or None when there is none."""
+    import pyarrow.dataset as ds
+
+    from imagerank import storage
+
+    found = datasets.current(workdir, JOINED)
+    if found is None:
+        return None
+    fs, path = storage.filesystem(found)
+    metadata = ds.dataset(path, format="parquet", filesystem=fs).schema.metadata or {}
+    return json.loads(metadata[SOURCES_KEY]) if SOURCES_KEY in metadata else None
+
+
+def stale_families(workdir: str | Path) -> list[str] | None:
+    """Families whose committed version differs from the joined dataset's (added, rewritten or removed); None
+    when there is no joined dataset. An empty list: the joined dataset is current."""
+    sources = joined_sources(workdir)
+    if sources is None:
+        return None
+    now = {name: version_label(location) for name, location in family_versions(workdir).items()}
+    return sorted(name for name in set(now) | set(sources) if now.get(name) != sources.get(name))
+
+
+def write_joined_features(workdir: str | Path) -> dict:
+    """Join every available family once and publish the rows as the ``features`` dataset, recording the
+    family versions it read (so a later rewrite of one makes it stale)."""
+    import pyarrow as pa
+
+    versions = family_versions(workdir)
+    if "metadata" not in versions:
+        raise FileNotFoundError(f"{datasets.location(workdir, 'metadata')} does not exist: the joined features "
+                                "need the metadata features (run `imagerank features metadata`)")
+    frame = join_families(versions)
+    sources = {name: version_label(location) for name, location in versions.items()}
+    schema = pa.Schema.from_pandas(frame._meta, preserve_index=False)
+    schema = schema.with_metadata({**(schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()})
+    written = datasets.write_ddf(frame, workdir, JOINED, schema=schema)
+    return {"rows": parquet_rows(written), "families": sorted(sources)}
+
+
+def parquet_rows(location: str) -> int:
+    """Row count of a Parquet dataset from its file footers (no data read)."""
+    import pyarrow.dataset as ds
+
+    from imagerank import storage
+
+    fs, path = storage.filesystem(location)
+    return sum(f.metadata.num_rows for f in ds.dataset(path, format="parquet", filesystem=fs).get_fragments())
+
+
+def load_features(workdir: str | Path) -> dd.DataFrame:
+    """Every available family joined on image_id onto the metadata features (one row per image).
+
+    The joined dataset when it was built from the families' current versions (a Parquet read, no shuffle);
+    otherwise the join built on the fly (a shuffle per family), said in one line on stderr.
+    """
+    stale = stale_families(workdir)
+    if stale == []:
+        return datasets.read_ddf(workdir, JOINED)
+    print(f"[imagerank] features: {stale_reason(stale)}; joining the families on the fly (run `imagerank features "
+          "join` to join them once)", file=sys.stderr, flush=True)
+    return join_families(family_versions(workdir))
+
+
+def stale_reason(stale: list[str] | None) -> str:
+    return "no joined dataset" if stale is None else f"the joined dataset predates {', '.join(stale)}"
+
+
+def refresh_joined_features(workdir: str | Path) -> bool:
+    """Rewrite the joined dataset when it is missing or stale (True if it did): for callers that read the
+    features more than once, so the join's shuffles run once rather than at every read."""
+    stale = stale_families(workdir)
+    if stale == []:
+        return False
+    print(f"[imagerank] features: {stale_reason(stale)}; joining the families once", file=sys.stderr, flush=True)
+    write_joined_features(workdir)
+    return True
+
+
+def joined_features(workdir: str | Path) -> dd.DataFrame:
+    """The joined dataset, rewritten first when stale: read it as often as needed, no shuffle at any read."""
+    refresh_joined_features(workdir)
+    return datasets.read_ddf(workdir, JOINED)
 
 
 def model_feature_columns(frame: pd.DataFrame | dd.DataFrame) -> list[str]:
