@@ -16,7 +16,7 @@ from pathlib import Path
 import dask.dataframe as dd
 import pandas as pd
 
-from imagerank import datasets
+from imagerank import datasets, io
 
 #: family -> its dataset's location relative to the work directory (the family is also its name in
 #: ``imagerank.datasets``); ``metadata`` is the base every image has. ``text`` is the cleaned text document
@@ -81,8 +81,6 @@ def version_label(location: str) -> str:
 
 def join_families(versions: dict[str, str]) -> dd.DataFrame:
     """The given family versions left-joined on image_id onto the metadata features (one row per image)."""
-    from imagerank import io
-
     frame = io.read_ddf(versions["metadata"])
     for name in FAMILY_NAMES:
         if name == "metadata" or name not in versions:
@@ -131,17 +129,7 @@ def write_joined_features(workdir: str | Path) -> dict:
     schema = pa.Schema.from_pandas(frame._meta, preserve_index=False)
     schema = schema.with_metadata({**(schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()})
     written = datasets.write_ddf(frame, workdir, JOINED, schema=schema)
-    return {"rows": parquet_rows(written), "families": sorted(sources)}
-
-
-def parquet_rows(location: str) -> int:
-    """Row count of a Parquet dataset from its file footers (no data read)."""
-    import pyarrow.dataset as ds
-
-    from imagerank import storage
-
-    fs, path = storage.filesystem(location)
-    return sum(f.metadata.num_rows for f in ds.dataset(path, format="parquet", filesystem=fs).get_fragments())
+    return {"rows": sum(rows for *_, rows in io.parquet_pieces(written)), "families": sorted(sources)}
 
 
 def load_features(workdir: str | Path) -> dd.DataFrame:
