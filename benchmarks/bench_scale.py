@@ -146,8 +146,8 @@ def write_image_stage(client, workdir: Path, event_timestamp: pd.Timestamp) -> d
     catalog = dd.read_parquet(str(workdir / "catalog"), columns=["image_id"])
     frames = {"pixels": catalog.map_partitions(synthetic_pixels, event_timestamp, meta=PIXELS_META),
               "exif": catalog.map_partitions(synthetic_exif, event_timestamp, meta=EXIF_META)}
-    outcomes = frames["pixels"][["pixels_error"]].assign(pixels_reused=False).map_partitions(
-        _outcome_counts, ("pixels",), meta=ERROR_COUNTS_META)
+    outcomes = frames["pixels"][["pixels_error"]].assign(pixels_reused=False, image_fetched=False).map_partitions(
+        _outcome_counts, ("pixels",), meta=ERROR_COUNTS_META)  # no image fetched: the bytes are synthetic
     totals = _write_together(client, frames, {f: workdir / "features" / f for f in frames}, outcomes, show=False)
     return {"pixels": {"rows": int(totals["n"].sum()), "synthetic": True}}
 

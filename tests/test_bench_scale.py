@@ -46,3 +46,19 @@ def test_planted_copies_are_one_to_six_bits_from_their_original_and_others_are_f
     assert set(bits.tolist()) == set(range(1, MAX_PLANTED_BITS + 1))
     others = numbers[(numbers % PAIR_EVERY) > 1]
     assert hamming(hashes[others[1:]], hashes[others[:-1]]).min() > MAX_PLANTED_BITS
+
+
+def test_synthetic_pixel_rows_are_counted_by_the_image_stages_own_outcome_counts():
+    import uuid
+
+    import pandas as pd
+
+    from benchmarks.bench_scale import synthetic_pixels
+    from imagerank.features.pixels import PIXELS_META
+    from pipelines.images import _outcome_counts
+
+    catalog = pd.DataFrame({"image_id": [str(uuid.UUID(int=n + 1)) for n in range(6)]})
+    pixels = synthetic_pixels(catalog, pd.Timestamp("2026-01-01", tz="UTC"))
+    assert list(pixels.columns) == list(PIXELS_META.columns)
+    counts = _outcome_counts(pixels[["pixels_error"]].assign(pixels_reused=False, image_fetched=False), ("pixels",))
+    assert counts[["code", "n", "fetched"]].values.tolist() == [["ok", 6, 0]]
