@@ -1,6 +1,7 @@
 """Scheduler memory and time for the task count: what a graph of N tasks costs the Dask scheduler.
 
     python -m benchmarks.bench_scheduler [--quick] [--partitions N ...] [--repeat R] [--shapes map join]
+                                         [--run-repeat R] [--run-max-partitions N] [--memory-limit 1GiB]
 
 A 500 M-row recalculation plans tens of thousands of tasks per stage; the scheduler keeps a record of every
 task of a submitted graph until its result is released. This measures what one task costs it, on graphs
@@ -267,7 +268,8 @@ def main(argv=None) -> dict:
                     if r < args.repeat:
                         run = held_run(client, shape, partitions)
                         held.append(run)
-                        print(f"[bench_scheduler] {shape} {partitions:,} partitions held {r + 1}: {run['tasks']:,} tasks, "
+                        print(f"[bench_scheduler] {shape} {partitions:,} partitions held {r + 1}: {run['tasks']:,} "
+                              f"tasks, "
                               f"scheduler RSS {run['before_rss'] / 2**20:.0f} -> peak {run['peak_rss'] / 2**20:.0f} "
                               f"-> after {run['after_rss'] / 2**20:.0f} MB", file=sys.stderr, flush=True)
                     if partitions <= run_max and r < run_repeat:
@@ -282,7 +284,8 @@ def main(argv=None) -> dict:
     for shape, rows in results.items():
         for row in rows:
             print(f"{shape:<6} {row['partitions']:>10,} {row['tasks']:>8,} {row['peak_growth_mb']:>9.1f} "
-                  f"{row['bytes_per_task']:>8,} {row['after_growth_mb']:>10.1f} {row.get('seconds', float('nan')):>8.2f} "
+                  f"{row['bytes_per_task']:>8,} {row['after_growth_mb']:>10.1f} "
+                  f"{row.get('seconds', float('nan')):>8.2f} "
                   f"{row.get('ms_per_task', float('nan')):>8.3f}")
     marginal = {shape: marginal_bytes_per_task(rows) for shape, rows in results.items()}
     for shape, value in marginal.items():

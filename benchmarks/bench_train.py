@@ -7,8 +7,8 @@ Data: Openverse-shaped joined feature rows (the real feature columns of the meta
 links and text families, with their dtypes), generated partition by partition on the workers of a
 LocalCluster (2 single-threaded workers, explicit memory limit): ~45 % Flickr rows with views, ~15 %
 Wikimedia rows with (mostly zero) usage, the rest from providers without a metric; ~20 images per creator;
-5 % of rows (``--link-evidence-share``) with link evidence over 2,000 landing domains; views and link authority driven by a hidden
-quality that some columns (text length, tags, dimensions) reflect with noise.
+5 % of rows (``--link-evidence-share``) with link evidence over 2,000 landing domains; views and link
+authority driven by a hidden quality that some columns (text length, tags, dimensions) reflect with noise.
 
 Paths, each on the same persisted frame:
 - ``project``: :func:`pipelines.train.train_models` with :meth:`TrainingLimits.from_env` (the defaults unless
