@@ -7,16 +7,18 @@ process (so each driver peak is its own):
 
 1. an Openverse-shaped CSV: rows of the Openverse sample with fresh identifiers (``image_id`` n is
    ``UUID(int=n + 1)``); every 100th row re-exports an earlier image, so de-duplication has work;
-2. on a fresh LocalCluster (``--workers`` single-threaded worker processes, ``--memory-limit`` each), the
-   stages in the order ``recalculate`` runs them — ingest, metadata, text, popularity labels, the image
-   stage, visual near-duplicates, domains, train, score, reconcile — then the run report, which
-   ``recalculate`` writes after the cluster is closed, as it does. The stage functions are called directly
-   (``pipelines.*``), because one stage is replaced: instead of decoding images (``bench_pixels`` measures
-   that), the image stage's two datasets ``W/features/pixels`` and ``W/features/exif`` are written from the
-   catalog on the workers with the image stage's schemas, synthetic pixel features and a random 64-bit
-   perceptual hash per image. Planted near-duplicates: image ``n`` with ``n % 200 == 1`` gets the hash of
-   image ``n - 1`` with 1-6 bits flipped. No crawl, ranks or Feast materialization (PageRank and
-   materialization have their own benchmarks).
+2. on a fresh LocalCluster (``--workers`` single-threaded worker processes, ``--memory-limit`` each), every
+   stage of the stage table :data:`pipelines.stages.STAGES` that ``recalculate`` runs for a catalog and an
+   image template without crawl, link graph, ranks or Feast materialization (PageRank and materialization
+   have their own benchmarks), in the table's order and through each stage's own wiring (so a stage added
+   to the table is benchmarked with no change here) — then the run report, which ``recalculate`` writes
+   after the cluster is closed, as it does. One stage is replaced: instead of decoding images
+   (``bench_pixels`` measures that), the image stage's two datasets ``W/features/pixels`` and
+   ``W/features/exif`` are written from the catalog on the workers with the image stage's schemas,
+   synthetic pixel features and a random 64-bit perceptual hash per image. Planted near-duplicates: image
+   ``n`` with ``n % 200 == 1`` gets the hash of image ``n - 1`` with 1-6 bits flipped. Ingest runs its own
+   wiring with the benchmark's block and partition sizes (16 MiB and 5,000 rows with ``--quick``, so both
+   sizes have several partitions; 64 MiB and 250,000 rows, the run's defaults, otherwise).
 3. measured: wall seconds per stage; the driver's peak RSS per stage (a thread samples
    ``/proc/self/status`` every 20 ms); each worker's peak RSS per stage (its high-water mark, reset at
    every stage start through ``/proc/self/clear_refs``); worker restarts (a worker killed at its memory
@@ -144,8 +146,8 @@ def write_image_stage(client, workdir: Path, event_timestamp: pd.Timestamp) -> d
     catalog = dd.read_parquet(str(workdir / "catalog"), columns=["image_id"])
     frames = {"pixels": catalog.map_partitions(synthetic_pixels, event_timestamp, meta=PIXELS_META),
               "exif": catalog.map_partitions(synthetic_exif, event_timestamp, meta=EXIF_META)}
-    outcomes = frames["pixels"][["pixels_error"]].assign(pixels_reused=False).map_partitions(
-        _outcome_counts, ("pixels",), meta=ERROR_COUNTS_META)
+    outcomes = frames["pixels"][["pixels_error"]].assign(pixels_reused=False, image_fetched=False).map_partitions(
+        _outcome_counts, ("pixels",), meta=ERROR_COUNTS_META)  # no image fetched: the bytes are synthetic
     totals = _write_together(client, frames, {f: workdir / "features" / f for f in frames}, outcomes, show=False)
     return {"pixels": {"rows": int(totals["n"].sum()), "synthetic": True}}
 
@@ -254,44 +256,80 @@ def _cluster(workers: int, memory_limit: str):
         yield client
 
 
+#: The stage of :data:`pipelines.stages.STAGES` this benchmark replaces with :func:`write_image_stage`.
+IMAGE_STAGE = "features: pixels + exif"
+#: The image template the options carry: it only makes ``recalculate`` plan the image stages (never read).
+SYNTHETIC_IMAGES = "synthetic://{image_id}"
+
+
+def benchmark_options(csv: str, workdir: str):
+    """The options of the ``recalculate`` this benchmark stands for: a catalog and images, nothing else."""
+    from pipelines.recalculate import RecalculateOptions
+
+    return RecalculateOptions(catalog=[csv], workdir=workdir, images=SYNTHETIC_IMAGES, materialize=False)
+
+
+def planned_stages(options, stages=None) -> list:
+    """The stages ``recalculate`` runs for ``options``, in the table's order (default table:
+    :data:`pipelines.stages.STAGES`); the image stage must be among them, or there is nothing to replace."""
+    if stages is None:
+        from pipelines.stages import STAGES as stages
+    planned = [stage for stage in stages if stage.runs(options)]
+    if IMAGE_STAGE not in {stage.name for stage in planned}:
+        raise RuntimeError(f"the stage table has no stage {IMAGE_STAGE!r} for these options: bench_scale replaces "
+                           f"it with synthetic output; stages planned: {[stage.name for stage in planned]}")
+    return planned
+
+
+def synthetic_image_stage(ctx) -> dict:
+    """Runs in place of the image stage: its datasets, synthetic (see :func:`write_image_stage`)."""
+    return write_image_stage(ctx.client, Path(ctx.workdir), ctx.now)
+
+
+@contextmanager
+def ingest_sizes(block_bytes: int, rows_per_partition: int):
+    """The ingest stage's own wiring, calling ``pipelines.ingest.run_ingest`` with these block and partition
+    sizes (the stage table passes none; this process is the benchmark's own child)."""
+    import functools
+
+    import pipelines.ingest as module
+
+    original = module.run_ingest
+    module.run_ingest = functools.partial(original, block_bytes=block_bytes, rows_per_partition=rows_per_partition)
+    try:
+        yield
+    finally:
+        module.run_ingest = original
+
+
 def recalculate_once(csv: str, workdir: str, workers: int, memory_limit: str, rows_per_partition: int,
                      block_bytes: int, out) -> None:
-    """One size in its own process: every stage in recalculate's order, measured (see the module docstring)."""
+    """One size in its own process: every stage recalculate runs, in its order, measured (module docstring)."""
     from dask.utils import parse_bytes
 
     from imagerank.io import write_json
-    from imagerank.popularity import StandardizationConfig
     from imagerank.report import write_report
-    from pipelines.features import run_domain_features, run_metadata_features, run_popularity_labels
-    from pipelines.visual import run_visual_features
-    from pipelines.ingest import run_ingest
-    from imagerank.runs import reconcile
-    from pipelines.score import run_score
-    from pipelines.text import run_text_features
-    from pipelines.train import train_or_reuse
+    from pipelines.stages import StageContext
 
+    options = benchmark_options(csv, workdir)
+    stages = planned_stages(options)
     workdir = Path(workdir)
     now = pd.Timestamp.now(tz="UTC").floor("s")
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
     manifest: dict = {"run_id": run_id, "event_timestamp": now.isoformat(), "workdir": str(workdir)}
-    with DriverSampler() as sampler:
+    with DriverSampler() as sampler, ingest_sizes(block_bytes, rows_per_partition):
         stage = StageClock(sampler)
         start = time.perf_counter()
         with _cluster(workers, memory_limit) as client:
             stage.client = client
-            manifest["ingest"] = stage("ingest", run_ingest, client, [csv], workdir, block_bytes=block_bytes,
-                                       rows_per_partition=rows_per_partition)
-            stage("features: metadata", run_metadata_features, client, workdir, now)
-            stage("features: text", run_text_features, client, workdir, now)
-            manifest["popularity"] = stage("features: popularity", run_popularity_labels, client, workdir,
-                                           StandardizationConfig(), now)
-            stage("features: pixels + exif (synthetic, no decode)", write_image_stage, client, workdir, now)
-            manifest["visual"] = stage("features: visual duplicates", run_visual_features, client, workdir,
-                                       event_timestamp=now)
-            stage("features: domains", run_domain_features, client, workdir, [], now)
-            manifest["models"] = stage("train", train_or_reuse, client, workdir, run_id, "always")
-            stage("score", run_score, client, workdir, manifest["models"]["model_version"], now)
-            manifest["reconciliation"] = stage("reconcile", reconcile, workdir, manifest["ingest"])
+            context = StageContext(client=client, workdir=workdir, now=now, run_id=run_id, catalog=options.catalog,
+                                   images=options.images, retrain="always", manifest=manifest)
+            for spec in stages:
+                if spec.name == IMAGE_STAGE:
+                    result = stage(f"{spec.name} (synthetic, no decode)", synthetic_image_stage, context)
+                else:
+                    result = stage(spec.name, spec.run, context)
+                manifest[spec.key] = {spec.manifest_field: result} if spec.manifest_field else result
             recall = planted_recall(workdir)  # measured, not timed: not part of a run
             stage.client = None
         manifest["timings_s"] = {row["stage"]: row["seconds"] for row in stage.rows}

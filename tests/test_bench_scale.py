@@ -1,0 +1,64 @@
+"""benchmarks.bench_scale plans its stages from the stage table, and its planted hashes are what it claims."""
+
+import numpy as np
+import pytest
+
+from benchmarks.bench_scale import (IMAGE_STAGE, MAX_PLANTED_BITS, PAIR_EVERY, benchmark_options, hamming,
+                                    planned_stages, planted_phash)
+from pipelines.stages import STAGES, Stage
+
+
+def _names(stages):
+    return [stage.name for stage in stages]
+
+
+def test_planned_stages_are_the_tables_stages_recalculate_runs_for_a_catalog_and_images(tmp_path):
+    planned = _names(planned_stages(benchmark_options(str(tmp_path / "c.csv"), str(tmp_path / "w"))))
+    for name in ("ingest", "features: metadata", IMAGE_STAGE, "features: visual duplicates", "train", "score",
+                 "reconcile"):
+        assert name in planned
+    for name in ("graph: extract + PageRank", "graph: linkgraph", "feast: apply + materialize"):
+        assert name not in planned  # no crawl, link graph or materialization in this benchmark
+    table = _names(STAGES)
+    assert planned == sorted(planned, key=table.index)  # the table's order
+
+
+def test_a_stage_added_to_the_table_is_benchmarked_in_its_place(tmp_path):
+    joined = Stage("features: join", "join", lambda ctx: None, reads=("catalog",), writes=("joined",))
+    at = _names(STAGES).index("train")
+    table = (*STAGES[:at], joined, *STAGES[at:])
+    planned = _names(planned_stages(benchmark_options(str(tmp_path / "c.csv"), str(tmp_path / "w")), table))
+    assert planned.index("features: join") == planned.index("train") - 1
+
+
+def test_a_table_without_the_image_stage_is_refused(tmp_path):
+    table = tuple(stage for stage in STAGES if stage.name != IMAGE_STAGE)
+    with pytest.raises(RuntimeError, match="no stage"):
+        planned_stages(benchmark_options(str(tmp_path / "c.csv"), str(tmp_path / "w")), table)
+
+
+def test_planted_copies_are_one_to_six_bits_from_their_original_and_others_are_far():
+    numbers = np.arange(0, PAIR_EVERY * 60, dtype="int64")
+    hashes = planted_phash(numbers)
+    copies = numbers[numbers % PAIR_EVERY == 1]
+    bits = hamming(hashes[copies], hashes[copies - 1])
+    assert bits.min() == 1 and bits.max() == MAX_PLANTED_BITS
+    assert set(bits.tolist()) == set(range(1, MAX_PLANTED_BITS + 1))
+    others = numbers[(numbers % PAIR_EVERY) > 1]
+    assert hamming(hashes[others[1:]], hashes[others[:-1]]).min() > MAX_PLANTED_BITS
+
+
+def test_synthetic_pixel_rows_are_counted_by_the_image_stages_own_outcome_counts():
+    import uuid
+
+    import pandas as pd
+
+    from benchmarks.bench_scale import synthetic_pixels
+    from imagerank.features.pixels import PIXELS_META
+    from pipelines.images import _outcome_counts
+
+    catalog = pd.DataFrame({"image_id": [str(uuid.UUID(int=n + 1)) for n in range(6)]})
+    pixels = synthetic_pixels(catalog, pd.Timestamp("2026-01-01", tz="UTC"))
+    assert list(pixels.columns) == list(PIXELS_META.columns)
+    counts = _outcome_counts(pixels[["pixels_error"]].assign(pixels_reused=False, image_fetched=False), ("pixels",))
+    assert counts[["code", "n", "fetched"]].values.tolist() == [["ok", 6, 0]]
