@@ -54,6 +54,15 @@ def test_the_sample_is_the_same_rows_whatever_the_partitioning():
     assert len(evaluation_sample(rows, 1000)) < 1200 and evaluation_sample(rows, None).equals(rows)
 
 
+def test_the_evaluation_sample_of_a_training_sample_is_bounded_too():
+    """The training sample is an id-hash draw; the evaluation drawn from it must still shrink to its bound."""
+    rows = catalog_rows(20_000)
+    training = stratified_sample(rows, {ALL_ROWS: 0.2}, None, random_state=0)  # ~4,000 rows, hashes < 0.2
+    evaluation = evaluation_sample(training, 400, random_state=0)
+    assert 300 < len(evaluation) < 500, len(evaluation)
+    assert set(evaluation["image_id"]) <= set(training["image_id"])
+
+
 def test_training_limits_come_from_the_environment_or_fail_clearly():
     limits = TrainingLimits.from_env({"IMAGERANK_TRAIN_ROWS_PER_PROVIDER": "20000",
                                       "IMAGERANK_TRAIN_FOREST_MAX_SAMPLES": "none"})

@@ -53,11 +53,16 @@ def ablation_summary(evaluation: dict, variants: dict[str, list[str]], columns: 
 
 
 def evaluation_sample(rows: pd.DataFrame, evaluation_rows: int | None, random_state: int = 0) -> pd.DataFrame:
-    """At most about ``evaluation_rows`` of ``rows`` (an id-hash sample when there are more), index reset."""
+    """At most about ``evaluation_rows`` of ``rows`` (an id-hash sample when there are more), index reset.
+
+    ``rows`` is usually itself an id-hash sample drawn with ``random_state`` (the training sample): its hashes
+    all lie below that draw's share, so a second draw with the same hash would keep every row. The
+    evaluation draws with the next ``random_state``: a hash independent of the first."""
     rows = rows.reset_index(drop=True)
     if evaluation_rows is None or len(rows) <= evaluation_rows or "image_id" not in rows:
         return rows
-    return stratified_sample(rows, {ALL_ROWS: evaluation_rows / len(rows)}, None, random_state).reset_index(drop=True)
+    share = {ALL_ROWS: evaluation_rows / len(rows)}
+    return stratified_sample(rows, share, None, random_state + 1).reset_index(drop=True)
 
 
 def evaluate_authority(rows: pd.DataFrame, X: pd.DataFrame, y: pd.Series, make, *, columns: list[str],
