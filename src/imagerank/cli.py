@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("features", help="compute one feature family from W/catalog/ (one stage of a recalculation)",
                        description="Compute one feature family into W/features/<family>/, as the recalculation's "
                                    "stage of that name (pipelines/stages.py). pixels and exif need "
-                                   "--images; links needs `imagerank graph` first; visual needs pixels first.")
+                                   "--images; links needs `imagerank graph` first; visual needs pixels first; join "
+                                   "writes every family joined into W/features/joined/ (train and score read it).")
     from pipelines.stages import feature_commands
 
     p.add_argument("family", choices=feature_commands())
