@@ -51,11 +51,15 @@ system-deps:
 demo: setup
 	$(BIN)/imagerank demo --workdir $(WORKDIR)
 
+# The suite runs in TEST_PROCESSES pytest processes (pytest-xdist; whole modules per process, see tests/conftest.py);
+# `make test TEST_PROCESSES=0` runs it in this one process.
+TEST_PROCESSES ?= 2
+
 test: system-deps setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES)
 
 test-fast: system-deps setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) -m "not slow"
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python -m benchmarks.$$(basename $$b .py) --quick || exit 1; done

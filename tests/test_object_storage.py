@@ -43,10 +43,12 @@ def recalculate_command(catalog: str, ranks: str, workdir: str, *extra: str) -> 
 
 
 @pytest.fixture(scope="module")
-def local_scores(inputs, tmp_path_factory) -> pd.DataFrame:
-    """An uninterrupted run with a local work directory: the reference."""
+def local_scores(inputs, tmp_path_factory, dask_client) -> pd.DataFrame:
+    """An uninterrupted run with a local work directory: the reference (on the session's cluster; the S3 run
+    starts its own, to be killed with it)."""
     workdir = tmp_path_factory.mktemp("local") / "w"
-    subprocess.run(recalculate_command(inputs["catalog"], inputs["ranks"], str(workdir), "--no-materialize"),
+    subprocess.run(recalculate_command(inputs["catalog"], inputs["ranks"], str(workdir), "--no-materialize",
+                                       "--scheduler", dask_client.scheduler.address),
                    check=True, stdout=subprocess.DEVNULL)
     return sorted_scores(datasets.read_frame(workdir, "scores"))
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from imagerank.store.postgres_server import PASSWORD
+from imagerank.testing import shared_fixture
 from pipelines.export import run_export
 from pipelines.recalculate import RecalculateOptions, recalculate
 
@@ -16,14 +17,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, dask_client, sample_table, sample_catalog):
-    runs = {}
-    for name, catalog in (("table", sample_table), ("csv", str(sample_catalog))):
-        workdir = tmp_path_factory.mktemp(f"recalculate-{name}")
-        manifest = recalculate(RecalculateOptions(catalog=[catalog], workdir=workdir, materialize=False,
-                                                  scheduler=dask_client.scheduler.address), quiet=True)
-        runs[name] = (workdir, manifest)
-    return runs
+def two_runs(tmp_path_factory, dask_client, sample_table, sample_recalculation):
+    """The table run, and the session's run of the same rows from the CSV file (tests/conftest.py): the same
+    options (ranks included) but for the catalog; the CSV run also materializes, which changes no score."""
+    ranks = sorted(str(p) for p in shared_fixture("ranks").glob("*.txt.gz"))
+    workdir = tmp_path_factory.mktemp("recalculate-table")
+    manifest = recalculate(RecalculateOptions(catalog=[sample_table], workdir=workdir, ranks=ranks,
+                                              materialize=False, scheduler=dask_client.scheduler.address), quiet=True)
+    return {"table": (workdir, manifest), "csv": sample_recalculation}
 
 
 def scores(workdir) -> pd.DataFrame:

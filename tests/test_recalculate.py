@@ -8,20 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imagerank.testing import shared_fixture
 from imagerank.store.feast_repo import default_feature_repo, lookup
-from pipelines.recalculate import RecalculateOptions, recalculate
+from pipelines.recalculate import RecalculateOptions
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory, sample_catalog, dask_client):
-    workdir = tmp_path_factory.mktemp("recalculate")
-    ranks = sorted(str(p) for p in shared_fixture("ranks").glob("*.txt.gz"))
-    manifest = recalculate(RecalculateOptions(catalog=[str(sample_catalog)], workdir=workdir, ranks=ranks,
-                                              scheduler=dask_client.scheduler.address), quiet=True)
-    return workdir, manifest
+def sample_run(sample_recalculation):
+    """The session's run of the sample (tests/conftest.py; test_postgres_recalculate compares a table run with it)."""
+    return sample_recalculation
 
 
 def test_every_row_is_scored_and_reconciled(sample_run):

@@ -70,6 +70,15 @@ def demo_inputs(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("demo-input"), rows=150)
 
 
+@pytest.fixture(scope="module")
+def reference_run(demo_inputs, tmp_path_factory, dask_client):
+    """One uninterrupted run of the demo inputs, shared by the tests that compare with it or rerun it unchanged
+    (they only read its work directory)."""
+    workdir = tmp_path_factory.mktemp("reference")
+    manifest = recalculate(_options(demo_inputs, workdir, dask_client.scheduler.address), quiet=True)
+    return workdir, manifest
+
+
 def _options(inputs, workdir, scheduler, **extra):
     return RecalculateOptions(catalog=inputs["catalog"], workdir=workdir, ranks=inputs["ranks"], materialize=False,
                               scheduler=scheduler, **extra)
@@ -80,14 +89,13 @@ def _scores(workdir):
 
 
 @pytest.mark.slow
-def test_unchanged_inputs_do_next_to_nothing(demo_inputs, tmp_path, dask_client):
-    address = dask_client.scheduler.address
-    first = recalculate(_options(demo_inputs, tmp_path, address), quiet=True)
+def test_unchanged_inputs_do_next_to_nothing(demo_inputs, reference_run, dask_client):
+    workdir, first = reference_run
     started = time.perf_counter()
-    second = recalculate(_options(demo_inputs, tmp_path, address), quiet=True)
+    second = recalculate(_options(demo_inputs, workdir, dask_client.scheduler.address), quiet=True)
     assert second["unchanged"] and second["run_id"] == first["run_id"]
     assert time.perf_counter() - started < sum(first["timings_s"].values())
-    assert len(list((tmp_path / "runs").glob("*.json"))) == 1
+    assert len(list((workdir / "runs").glob("*.json"))) == 1
 
 
 KILL_SCRIPT = """
@@ -104,7 +112,7 @@ recalculate(RecalculateOptions(catalog=sys.argv[1].split(','), ranks=[sys.argv[2
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_to_the_uninterrupted_result(demo_inputs, tmp_path, dask_client):
+def test_a_killed_run_resumes_to_the_uninterrupted_result(demo_inputs, reference_run, tmp_path, dask_client):
     address = dask_client.scheduler.address
     killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, ",".join(demo_inputs["catalog"]), demo_inputs["ranks"][0],
                              str(tmp_path / "w"), address], capture_output=True, text=True, timeout=600)
@@ -117,9 +125,9 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(demo_inputs, tmp_path,
     assert resumed["resumed"] and resumed["run_id"] == state["run_id"]
     assert not (tmp_path / "w" / "runs" / "in-progress.json").exists()
 
-    uninterrupted = recalculate(_options(demo_inputs, tmp_path / "u", address), quiet=True)
+    uninterrupted, _ = reference_run
     pd.testing.assert_frame_equal(_scores(tmp_path / "w").drop(columns=["model_version", "event_timestamp"]),
-                                  _scores(tmp_path / "u").drop(columns=["model_version", "event_timestamp"]))
+                                  _scores(uninterrupted).drop(columns=["model_version", "event_timestamp"]))
 
 
 def _changed_catalog(inputs, tmp_path, images=None):
@@ -174,7 +182,7 @@ def test_retrain_policy_reuses_the_model_when_nothing_it_learnt_from_changed(dem
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_run_does_not_change_the_result(demo_inputs, tmp_path, dask_client):
+def test_a_worker_killed_mid_run_does_not_change_the_result(demo_inputs, reference_run, tmp_path):
     """A worker process dies (``os._exit``, as in a crash) the moment the popularity model's training task
     starts, with the persisted features of the earlier stages on it; Dask reruns the task and recomputes the lost
     pieces on the workers left (and on the one its nanny restarts), and the scores equal those of an undisturbed
@@ -182,8 +190,7 @@ def test_a_worker_killed_mid_run_does_not_change_the_result(demo_inputs, tmp_pat
     from imagerank.cluster import dask_client as make_client
     from imagerank.testing import KillWorkerWhenTaskStarts
 
-    reference_dir = tmp_path / "reference"
-    recalculate(_options(demo_inputs, reference_dir, dask_client.scheduler.address), quiet=True)
+    reference_dir, _ = reference_run
     marker = tmp_path / "killed-worker"
     with make_client(n_workers=2, memory_limit="3GiB") as client:
         workers_before = set(client.run(os.getpid).values())

@@ -213,7 +213,7 @@ def test_the_daskjob_runner_completes_from_the_installed_wheel(venv, tmp_path):
     scheduler_argv = with_options(command_line(pods["scheduler"], pod_env("scheduler")),
                                   {"--port": str(scheduler_port), "--dashboard-address": ":0"})
     worker_argv = with_options([mapped(a, mounts) for a in command_line(pods["worker"], pod_env("worker"))],
-                               {"--nworkers": "1", "--dashboard-address": ":0"})
+                               {"--dashboard-address": ":0"})  # the pod's two worker processes, as the manifest says
     redis_proc = start_redis(redis_port, tmp_path)
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -224,7 +224,7 @@ def test_the_daskjob_runner_completes_from_the_installed_wheel(venv, tmp_path):
                 daemons.append(subprocess.Popen(argv, cwd=elsewhere, env=pod_env(name), stdout=subprocess.DEVNULL,
                                                 stderr=log))
         with Client(address, timeout="60s") as client:
-            client.wait_for_workers(1, timeout=180)
+            client.wait_for_workers(int(worker_argv[worker_argv.index("--nworkers") + 1]), timeout=180)
 
         run(command_line(pods["job"], pod_env("job")), cwd=elsewhere, env=pod_env("job"), timeout=1800)
         (manifest_path,) = [p for p in (workdir / "runs").glob("*.json") if p.name != "in-progress.json"]

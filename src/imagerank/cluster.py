@@ -38,6 +38,7 @@ def unlock_dask_cached_properties() -> int:
     import dask.array  # noqa: F401 - load every dask class that declares cached properties
     import dask.dataframe  # noqa: F401
 
+    _import_expression_modules()
     patched = 0
     for obj in gc.get_objects():
         if isinstance(obj, functools.cached_property) and getattr(obj.func, "__module__", "").startswith("dask") \
@@ -45,6 +46,35 @@ def unlock_dask_cached_properties() -> int:
             obj.lock = _NoLock()
             patched += 1
     return patched
+
+
+
+#: packages of dask expression classes whose modules dask imports only on first use (cumsum, rolling, .loc, ...)
+_LAZY_DASK_PACKAGES = ("dask.dataframe.dask_expr", "dask.dataframe.tseries", "dask.array._array_expr")
+
+
+def _import_expression_modules() -> None:
+    """Import every module of :data:`_LAZY_DASK_PACKAGES` (tests aside), so that the classes of the lazily
+    imported ones (``_cumulative``, ``_rolling``, ...) are patched too, not only those loaded so far."""
+    import pkgutil
+
+    def walk(package: str) -> None:
+        module = _try_import(package)
+        for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
+            if info.ispkg and info.name != "tests":
+                walk(f"{package}.{info.name}")
+            elif not info.ispkg:
+                _try_import(f"{package}.{info.name}")
+
+    for package in _LAZY_DASK_PACKAGES:
+        walk(package)
+
+
+def _try_import(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # an optional dependency of dask that is not installed
+        return None
 
 
 unlock_dask_cached_properties()

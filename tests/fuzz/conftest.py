@@ -7,13 +7,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fuzzkit import TRIED  # noqa: E402  (importing fuzzkit registers and loads the profile)
+from fuzzkit import TRIED, summary  # noqa: E402  (importing fuzzkit registers and loads the profile)
 from hypothesis import settings  # noqa: E402
 
 
 def pytest_terminal_summary(terminalreporter):
     if TRIED:
-        total = sum(len(v) for v in TRIED.values())
-        per = ", ".join(f"{k} {len(v)}" for k, v in sorted(TRIED.items()))
-        terminalreporter.write_line(f"fuzz: {total} distinct hostile inputs tried ({per}); "
-                                    f"profile {settings.default.max_examples} examples/property")
+        terminalreporter.write_line(summary(TRIED, settings.default.max_examples))
+
+
+def pytest_sessionfinish(session):
+    """In a pytest-xdist worker: hand the tally to the controlling process, which reports the whole run's
+    (tests/conftest.py)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and TRIED:
+        workeroutput["fuzz_tried"] = {family: sorted(digests) for family, digests in TRIED.items()}
+        workeroutput["fuzz_max_examples"] = settings.default.max_examples

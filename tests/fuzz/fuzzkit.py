@@ -42,3 +42,10 @@ def tried(family: str, value) -> None:
     data = value if isinstance(value, bytes) else repr(value).encode("utf-8", "surrogatepass")
     TRIED[family].add(hashlib.blake2b(data, digest_size=12).hexdigest())
 
+
+
+def summary(tried: dict[str, set[str]], max_examples: int) -> str:
+    """The line the run ends with: distinct inputs per family and the profile's examples per property."""
+    total = sum(len(v) for v in tried.values())
+    per = ", ".join(f"{k} {len(v)}" for k, v in sorted(tried.items()))
+    return f"fuzz: {total} distinct hostile inputs tried ({per}); profile {max_examples} examples/property"
