@@ -9,7 +9,8 @@ from benchmarks.bench_scheduler import (ROWS_PER_PARTITION, build_graph, make_pa
 
 @pytest.mark.parametrize("shape", ["map", "join"])
 def test_each_shape_counts_every_row_of_every_partition(shape):
-    with dask.config.set(scheduler="sync"):
+    # in-process, whatever cluster another test left as the default client (P2P shuffles need one)
+    with dask.config.set(scheduler="sync", **{"dataframe.shuffle.method": "tasks"}):
         counts = build_graph(shape, 7).compute()
     assert int(counts["rows"].sum()) == 7 * ROWS_PER_PARTITION
     assert counts["total"].notna().all()

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from imagerank import storage
-from imagerank.testing import s3_environment, shared_fixture
+from imagerank.testing import WorkerEnvironment, s3_environment, shared_fixture
 
 LINKGRAPH_DIR = shared_fixture("linkgraph/cccatalog-cc-main-2018-22")
 RANKS = sorted(shared_fixture("ranks").glob("*.txt.gz"))
@@ -37,9 +37,9 @@ def prefix(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def s3_cluster(s3_endpoint, dask_client):
-    """The session's Dask cluster, its workers pointed at the S3 server (they may have started before it)."""
-    env = s3_environment(s3_endpoint)
-    dask_client.run(os.environ.update, env)
+    """The session's Dask cluster, its workers pointed at the S3 server (they may have started before it, and
+    a worker restarted after a kill by another test gets it too)."""
+    dask_client.register_plugin(WorkerEnvironment(s3_environment(s3_endpoint)))
     return dask_client
 
 

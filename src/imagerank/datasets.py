@@ -143,9 +143,9 @@ def read_frame(workdir: str | os.PathLike, name: str, columns: list[str] | None 
     return io.read_frame(location(workdir, name), columns=columns)
 
 
-def write_ddf(ddf, workdir: str | os.PathLike, name: str, *, schema=None) -> str:
+def write_ddf(ddf, workdir: str | os.PathLike, name: str, *, schema=None, metadata: dict[str, str] | None = None) -> str:
     """Write and publish a Dask DataFrame (one part per partition); returns the committed version."""
-    return io.write_ddf(ddf, location(workdir, name), schema=schema)
+    return io.write_ddf(ddf, location(workdir, name), schema=schema, metadata=metadata)
 
 
 def write_frame(frame, workdir: str | os.PathLike, name: str, *, schema=None) -> str:

@@ -186,11 +186,13 @@ def write_frame(df: pd.DataFrame, target: str | os.PathLike, *, schema: pa.Schem
     return current(target)
 
 
-def write_ddf(ddf, target: str | os.PathLike, *, schema=None) -> str:
-    """Write a Dask DataFrame as a Parquet dataset (one file per partition, each worker its own) and publish it."""
+def write_ddf(ddf, target: str | os.PathLike, *, schema=None, metadata: dict[str, str] | None = None) -> str:
+    """Write a Dask DataFrame as a Parquet dataset (one file per partition, each worker its own) and publish it.
+
+    ``metadata``: key/value pairs for every file's footer (committed with the rows they describe)."""
     with publishing(target) as version:
         ddf.to_parquet(version, write_index=False, schema=schema if schema is not None else "infer",
-                       storage_options=storage.storage_options(version) or None)
+                       custom_metadata=metadata, storage_options=storage.storage_options(version) or None)
     return current(target)
 
 

@@ -27,6 +27,20 @@ def shared_fixture(relative: str) -> Path:
     return path
 
 
+class WorkerEnvironment(WorkerPlugin):
+    """Environment variables on every worker of a cluster, workers that join later included: a nanny restarts
+    a killed worker with the environment the nanny started with, so a one-off ``client.run`` is lost then.
+    Register it with ``client.register_plugin(WorkerEnvironment(env))``."""
+
+    name = "imagerank-worker-environment"
+
+    def __init__(self, env: dict[str, str]):
+        self.env = dict(env)
+
+    def setup(self, worker) -> None:
+        os.environ.update(self.env)
+
+
 class KillWorkerWhenTaskStarts(WorkerPlugin):
     """A Dask worker plugin that kills its worker process (``os._exit``, as a crash would) the moment a task of
     ``task_prefix`` (Dask's key prefix, e.g. ``score_partition``) starts executing, once for the whole cluster.

@@ -29,10 +29,9 @@ def s3_client(s3_endpoint, dask_client):
     ``s3_endpoint`` inherit it; a cluster an earlier test started gets it here."""
     import os
 
-    from imagerank.testing import s3_environment
+    from imagerank.testing import WorkerEnvironment, s3_environment
 
-    env = s3_environment(s3_endpoint)
-    dask_client.run(lambda: os.environ.update(env))
+    dask_client.register_plugin(WorkerEnvironment(s3_environment(s3_endpoint)))  # restarted workers too
     assert set(dask_client.run(lambda: os.environ.get("AWS_ENDPOINT_URL")).values()) == {s3_endpoint}
     return dask_client
 

@@ -118,18 +118,26 @@ def stale_families(workdir: str | Path) -> list[str] | None:
 def write_joined_features(workdir: str | Path) -> dict:
     """Join every available family once and publish the rows as the ``features`` dataset, recording the
     family versions it read (so a later rewrite of one makes it stale)."""
-    import pyarrow as pa
-
     versions = family_versions(workdir)
     if "metadata" not in versions:
         raise FileNotFoundError(f"{datasets.location(workdir, 'metadata')} does not exist: the joined features "
                                 "need the metadata features (run `imagerank features metadata`)")
     frame = join_families(versions)
     sources = {name: version_label(location) for name, location in versions.items()}
-    schema = pa.Schema.from_pandas(frame._meta, preserve_index=False)
-    schema = schema.with_metadata({**(schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()})
-    written = datasets.write_ddf(frame, workdir, JOINED, schema=schema)
+    written = datasets.write_ddf(frame, workdir, JOINED, schema=text_as_string(frame._meta),
+                                 metadata={SOURCES_KEY.decode(): json.dumps(sources)})
     return {"rows": sum(rows for *_, rows in io.parquet_pieces(written)), "families": sorted(sources)}
+
+
+def text_as_string(meta: pd.DataFrame):
+    """The Arrow schema of ``meta`` with its object columns (text here: ids, names, error codes) as strings:
+    an empty meta types them null, and a schema inferred from the first partition would fail on a later one
+    whose values are not all null."""
+    import pyarrow as pa
+
+    schema = pa.Schema.from_pandas(meta, preserve_index=False)
+    return pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema],
+                     metadata=schema.metadata)
 
 
 def load_features(workdir: str | Path) -> dd.DataFrame:
