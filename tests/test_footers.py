@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from benchmarks.bench_footers import sequential_pieces  # the reading the shared helper replaces
 from imagerank import io, storage
 from pipelines.images import catalog_pieces
 from pipelines.ingest import parquet_rows
@@ -31,18 +32,6 @@ def write_dataset(location: str, n_files: int = 7) -> None:
     fs.makedirs(f"{root}/nested", exist_ok=True)
     with fs.open(f"{root}/nested/part.9.parquet", "wb") as handle:  # a dataset may have sub-folders
         pq.write_table(pa.table({"image_id": ["x", "y"]}), handle)
-
-
-def sequential_pieces(location: str) -> list[tuple[str, int, int]]:
-    """The reading the helper replaces: every file opened in turn, its footer parsed by pyarrow."""
-    fs, root = storage.filesystem(location)
-    root = root.rstrip("/")
-    pieces = []
-    for file in sorted(p for p in fs.find(root) if p.endswith(".parquet")):
-        with fs.open(file, "rb") as handle:
-            meta = pq.ParquetFile(handle).metadata
-        pieces.extend((file[len(root) + 1:], g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups))
-    return pieces
 
 
 def check_equal_to_sequential(location: str, monkeypatch) -> None:
