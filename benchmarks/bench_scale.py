@@ -11,8 +11,8 @@ process (so each driver peak is its own):
    stage of the stage table :data:`pipelines.stages.STAGES` that ``recalculate`` runs for a catalog and an
    image template without crawl, link graph, ranks or Feast materialization (PageRank and materialization
    have their own benchmarks), in the table's order and through each stage's own wiring (so a stage added
-   to the table is benchmarked with no change here) — then the run report, which ``recalculate`` writes
-   after the cluster is closed, as it does. One stage is replaced: instead of decoding images
+   to the table is benchmarked with no change here) — then the run report, on the same cluster, as
+   ``recalculate`` writes it. One stage is replaced: instead of decoding images
    (``bench_pixels`` measures that), the image stage's two datasets ``W/features/pixels`` and
    ``W/features/exif`` are written from the catalog on the workers with the image stage's schemas,
    synthetic pixel features and a random 64-bit perceptual hash per image. Planted near-duplicates: image
@@ -330,12 +330,12 @@ def recalculate_once(csv: str, workdir: str, workers: int, memory_limit: str, ro
                 else:
                     result = stage(spec.name, spec.run, context)
                 manifest[spec.key] = {spec.manifest_field: result} if spec.manifest_field else result
+            manifest["timings_s"] = {row["stage"]: row["seconds"] for row in stage.rows}
+            write_json(manifest, workdir / "runs" / f"{run_id}.json")
+            stage("report (on the cluster, as recalculate)", write_report, workdir, thumbnails=False)
+            seconds = time.perf_counter() - start
             recall = planted_recall(workdir)  # measured, not timed: not part of a run
             stage.client = None
-        manifest["timings_s"] = {row["stage"]: row["seconds"] for row in stage.rows}
-        write_json(manifest, workdir / "runs" / f"{run_id}.json")
-        stage("report (after the cluster, as recalculate)", write_report, workdir, thumbnails=False)
-        seconds = time.perf_counter() - start
     out.put({"seconds": seconds, "stages": stage.rows, "recall": recall, "visual": manifest["visual"],
              "catalog_rows": manifest["reconciliation"]["catalog_rows"],
              "input_rows": manifest["ingest"]["input_rows"],

@@ -140,47 +140,56 @@ def recalculate(options: RecalculateOptions, *, quiet: bool = False) -> dict:
             print(f"[imagerank] resuming run {state.run_id} after its interruption", file=sys.stderr)
         previous_run = os.environ.get(RUN_ID_ENV)
         os.environ[RUN_ID_ENV] = state.run_id  # every version this run publishes carries its id (and workers')
-        try:
-            manifest = _run_stages(options, workdir, state, pd.Timestamp(state.event_timestamp), quiet)
-        finally:
-            if previous_run is None:
-                os.environ.pop(RUN_ID_ENV, None)
-            else:
-                os.environ[RUN_ID_ENV] = previous_run
-        manifest.update(key=key, inputs=inputs, parameters=parameters, packages=package_versions(),
-                        resumed=state.resumed)
-        datasets.write_json(manifest, workdir, "runs", f"{state.run_id}.json")
-        state.finish()
-        if options.report and storage.is_url(workdir):
-            manifest["report"] = None
-            if not quiet:
-                print("[imagerank] no report: the report reads a local work directory (run `imagerank report` "
-                      "on a local copy)", file=sys.stderr)
-        elif options.report:
-            from imagerank.report import write_report
-
-            manifest["report"] = str(write_report(workdir))
-            if not quiet:
-                print(f"[imagerank] report: {manifest['report']}", file=sys.stderr)
+        # one cluster for the stages and the report: the report's Dask aggregations run on the workers (the
+        # client is the default), so only their small results reach this process
+        with dask_client(options.scheduler) as client:
+            try:
+                manifest = _run_stages(options, client, state, pd.Timestamp(state.event_timestamp), quiet)
+            finally:
+                if previous_run is None:
+                    os.environ.pop(RUN_ID_ENV, None)
+                else:
+                    os.environ[RUN_ID_ENV] = previous_run
+            manifest.update(key=key, inputs=inputs, parameters=parameters, packages=package_versions(),
+                            resumed=state.resumed)
+            datasets.write_json(manifest, workdir, "runs", f"{state.run_id}.json")
+            state.finish()
+            if options.report:
+                manifest["report"] = _write_report(workdir, quiet)
         return manifest
 
 
-def _run_stages(options: RecalculateOptions, workdir: str, state: RunState, now: pd.Timestamp, quiet: bool) -> dict:
+def _write_report(workdir: str, quiet: bool) -> str | None:
+    """The run's HTML report, built on the current client's cluster; None for a URL work directory."""
+    if storage.is_url(workdir):
+        if not quiet:
+            print("[imagerank] no report: the report reads a local work directory (run `imagerank report` "
+                  "on a local copy)", file=sys.stderr)
+        return None
+    from imagerank.report import write_report
+
+    path = str(write_report(workdir))
+    if not quiet:
+        print(f"[imagerank] report: {path}", file=sys.stderr)
+    return path
+
+
+def _run_stages(options: RecalculateOptions, client, state: RunState, now: pd.Timestamp, quiet: bool) -> dict:
     """Every stage of :data:`pipelines.stages.STAGES` these options call for, in the table's order."""
     stage = Stages(state, quiet)
+    workdir = options.workdir
     manifest: dict = {"run_id": state.run_id, "event_timestamp": now.isoformat(),
                       "workdir": workdir if storage.is_url(workdir) else str(Path(workdir).resolve())}
-    with dask_client(options.scheduler) as client:
-        context = StageContext(
-            client=client, workdir=workdir, now=now, run_id=state.run_id, catalog=options.catalog,
-            ranks=options.ranks, images=options.images, image_limits=options.image_limits,
-            reuse_images=options.reuse_images, crawl=options.crawl, linkgraph=options.linkgraph,
-            linkgraph_weights=options.linkgraph_weights, standardization=options.standardization,
-            retrain=options.retrain, feature_repo=options.feature_repo,
-            materialize_views=options.materialize_views, manifest=manifest)
-        for spec in STAGES:
-            if spec.runs(options):
-                result = stage(spec.name, spec.run, context)
-                manifest[spec.key] = {spec.manifest_field: result} if spec.manifest_field else result
+    context = StageContext(
+        client=client, workdir=workdir, now=now, run_id=state.run_id, catalog=options.catalog,
+        ranks=options.ranks, images=options.images, image_limits=options.image_limits,
+        reuse_images=options.reuse_images, crawl=options.crawl, linkgraph=options.linkgraph,
+        linkgraph_weights=options.linkgraph_weights, standardization=options.standardization,
+        retrain=options.retrain, feature_repo=options.feature_repo,
+        materialize_views=options.materialize_views, manifest=manifest)
+    for spec in STAGES:
+        if spec.runs(options):
+            result = stage(spec.name, spec.run, context)
+            manifest[spec.key] = {spec.manifest_field: result} if spec.manifest_field else result
     manifest["timings_s"] = stage.timings
     return manifest

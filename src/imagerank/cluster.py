@@ -186,16 +186,35 @@ def show_progress() -> bool:
     return flag == "1" if flag is not None else sys.stderr.isatty()
 
 
-def persist(client: Client, collection, label: str):
-    """Persist a Dask collection on the cluster, with a progress bar for long stages.
+def persist(client: Client | None, collection, label: str | None = None):
+    """Persist a Dask collection on the cluster and wait for it, with a progress bar for long stages.
 
-    The collection's own ``persist`` on ``client`` (the current client) rather than ``client.persist`` or
-    ``dask.persist``: a ``to_parquet`` of what those return failed with "lost dependencies" in the score
-    stage on the real sample.
+    ``client``: None for the default client, or, without one, Dask's local scheduler (which computes in
+    place). The collection's own ``persist`` under ``client.as_current()`` rather than ``client.persist`` or
+    ``dask.persist``: a ``to_parquet`` of what those return failed with "lost dependencies" in the score stage.
+
+    It waits because a LocalCluster's scheduler deserializes the graph in a thread of this process: a driver
+    building its next expressions meanwhile raced it inside dask's expression caches, which are not
+    thread-safe, and the persisted graph was lost ("lost dependencies" at the next write). Waiting also
+    raises a failed piece's own error here, under the stage that persisted it.
     """
+    from distributed import futures_of, wait
+
+    if client is None:
+        try:
+            from distributed import default_client
+
+            client = default_client()
+        except ValueError:
+            return collection.persist()  # no cluster: the local scheduler has computed it on return
     with client.as_current():
         persisted = collection.persist()
     progress_bar(persisted, label)
+    futures = futures_of(persisted)
+    wait(futures)
+    for future in futures:
+        if future.status != "finished":
+            future.result()  # raises the piece's error (or why it was cancelled)
     return persisted
 
 

@@ -28,6 +28,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from imagerank.cluster import persist
 from imagerank.graph.pagerank import (PageRankResult, map_node_slices, pagerank, pagerank_blocked,
                                       transition_matrix)
 from imagerank.settings import PAGERANK
@@ -72,7 +73,7 @@ def assign_ids(keys, key: str, split_out: int | None = None):
     import dask.dataframe as dd
 
     split_out = split_out or max(1, keys.npartitions)
-    uniq = keys[[key]].dropna().drop_duplicates(split_out=split_out).persist()
+    uniq = persist(None, keys[[key]].dropna().drop_duplicates(split_out=split_out))
     lengths = uniq.map_partitions(len).compute().tolist()
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     meta = pd.DataFrame({key: pd.Series(dtype=uniq.dtypes[key]), "node_id": pd.Series(dtype="int64")})
@@ -115,7 +116,7 @@ def _rank(joined, n: int, client, blocked: bool | None, label: str, **kwargs):
     """PageRank of the id edges ``joined``: on the driver, or blocked on the workers when ``blocked`` (None:
     when the graph has more than ``DRIVER_PAGERANK_MAX_EDGES`` edges and a client is given).
     Returns (result, [scores, in-degree, out-degree] as arrays or BlockVectors, number of edges)."""
-    joined = client.persist(joined) if client is not None else joined.persist()
+    joined = persist(client, joined)
     lengths = joined.map_partitions(len).compute().tolist()
     n_edges = int(sum(lengths))
     if blocked is None:
@@ -169,13 +170,13 @@ def page_graph(edges, *, damping: float = PAGERANK.damping, tol: float = PAGERAN
     t0 = time.perf_counter()
     links = edges[edges["kind"] == "link"][["src_url", "dst_url"]]
     links = links[links["src_url"] != links["dst_url"]]
-    links = links.drop_duplicates(split_out=max(1, edges.npartitions)).persist()
+    links = persist(client, links.drop_duplicates(split_out=max(1, edges.npartitions)))
     import dask.dataframe as dd
 
     keys = dd.concat([links[["src_url"]].rename(columns={"src_url": "url"}),
                       links[["dst_url"]].rename(columns={"dst_url": "url"})])
     ids, n = assign_ids(keys, "url")
-    ids = ids.persist()
+    ids = persist(client, ids)
     joined = _joined_ids(links, "src_url", "dst_url", ids, "url")
     res, vectors, n_edges = _rank(joined, n, client, blocked, "page", damping=damping, tol=tol, max_iter=max_iter)
     log.info("page graph: %d nodes, %d edges (%.1fs)", n, n_edges, time.perf_counter() - t0)
@@ -204,7 +205,7 @@ def host_graph(edges, *, damping: float = PAGERANK.damping, tol: float = PAGERAN
                          "dst_host": pd.Series(dtype="string"), "dst_domain": pd.Series(dtype="string"),
                          "same_domain": pd.Series(dtype="bool")})
     hl = edges.map_partitions(host_edge_frame, meta=meta)
-    hl = hl.drop_duplicates(split_out=max(1, edges.npartitions)).persist()
+    hl = persist(client, hl.drop_duplicates(split_out=max(1, edges.npartitions)))
     # every host seen at either end of a link is a node, even if all its links were dropped by the rule
     all_links = edges[edges["kind"] == "link"]
     keys = dd.concat([
@@ -212,7 +213,7 @@ def host_graph(edges, *, damping: float = PAGERANK.damping, tol: float = PAGERAN
         all_links[["dst_host", "dst_domain"]].rename(columns={"dst_host": "host", "dst_domain": "domain"}),
     ])
     ids, n = assign_ids(keys, "host")
-    ids = ids.persist()
+    ids = persist(client, ids)
     kept = hl[~hl["same_domain"]]
     joined = _joined_ids(kept[["src_host", "dst_host"]], "src_host", "dst_host", ids, "host")
     # teleport: uniform over registered domains, split among each domain's hosts
