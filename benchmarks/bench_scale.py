@@ -43,6 +43,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -386,6 +387,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--rows", type=int, default=None, help="the smaller size (the larger is 4x)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-limit", default=None, help="per worker (default 1.5GiB with --quick, else 3.5GiB)")
+    parser.add_argument("--keep", metavar="DIR", default=None,
+                        help="write the work directories (w-<rows>/) into DIR and keep them, to study a size's "
+                             "datasets or report afterwards (default: a temporary directory, removed)")
     args = parser.parse_args(argv)
     from benchmarks.bench_ingest import write_openverse_csv
     from imagerank.testing import SHARED_FIXTURES
@@ -400,7 +404,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"{sample} is missing: the benchmark copies its Openverse rows")
     template = pd.read_csv(sample, dtype=str, keep_default_na=False)
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+    with _work_root(args.keep) as tmp:
         for rows in sizes:
             csv = Path(tmp) / f"catalog-{rows}.csv"
             print(f"[bench] writing {rows:,} Openverse-shaped rows", file=sys.stderr, flush=True)
@@ -427,6 +431,16 @@ def main(argv=None) -> dict:
                "rows_per_partition": rows_per_partition, "targets": checks}
     print(json.dumps(figures))
     return figures
+
+
+@contextmanager
+def _work_root(keep: str | None) -> Iterator[str]:
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        yield tmp
 
 
 def print_table(results: list[dict]) -> None:

@@ -65,19 +65,26 @@ def dataset_dir(workdir: Path, family: str) -> Path | None:
 def read_columns(path: Path | None, columns: Iterable[str], filters=None) -> pd.DataFrame:
     """The requested columns that exist in the dataset at ``path`` (an empty frame when it is absent).
 
-    Reads everything that matches into this process: only for bounded selections (``filters`` by a few ids,
-    or datasets of a few rows); whole-catalog datasets go through :func:`dask_columns`.
+    ``filters`` (column, values): the rows whose column is in values, found by a Dask read with the filter
+    pushed into each file's scan, on the current cluster: only the matching rows reach this process, however
+    large the dataset. Without filters everything is read here: only for datasets of a few rows; whole-catalog
+    datasets go through :func:`dask_columns`.
     """
     columns = list(dict.fromkeys(columns))
     if path is None or not Path(path).is_dir():
         return pd.DataFrame(columns=columns)
     dataset = ds.dataset(str(path), format="parquet")
     present = [c for c in columns if c in dataset.schema.names]
-    expression = None
-    if filters is not None:
-        name, values = filters
-        expression = ds.field(name).isin(list(values))
-    return dataset.to_table(columns=present, filter=expression).to_pandas()
+    if filters is None:
+        return dataset.to_table(columns=present).to_pandas()
+    import dask.dataframe as dd
+
+    name, values = filters
+    values = list(dict.fromkeys(values))
+    if not values or not dataset.files:
+        return dataset.schema.empty_table().select(present).to_pandas()
+    found = dd.read_parquet(str(path), columns=present, filters=[(name, "in", values)])
+    return found.compute().reset_index(drop=True)
 
 
 def dask_columns(path: Path | None, columns: Iterable[str]):
@@ -406,22 +413,21 @@ def score_summary(workdir: str | Path, *, top_k: int = 4, browse_rows: int = 200
 
 
 def feature_rows(workdir: Path, ids: Iterable[str] | None = None) -> pd.DataFrame:
-    """Every available feature family joined on image_id onto the metadata features, for ``ids`` (or all)."""
+    """Every available feature family joined on image_id onto the metadata features, for ``ids`` (or all:
+    small work directories only). Each family is a filtered read on the cluster (:func:`read_columns`)."""
     workdir = Path(workdir)
-    filters = ("image_id", list(ids)) if ids is not None else None
+    filters = ("image_id", [str(i) for i in ids]) if ids is not None else None
     base = dataset_dir(workdir, "metadata")
     if base is None:
         return pd.DataFrame(columns=["image_id"])
-    frame = ds.dataset(str(base), format="parquet")
-    frame = frame.to_table(filter=ds.field("image_id").isin(filters[1]) if filters else None).to_pandas()
+    frame = read_columns(base, ds.dataset(str(base), format="parquet").schema.names, filters)
     for family in FAMILIES:
         path = dataset_dir(workdir, family)
         if family == "metadata" or path is None:
             continue
-        other = ds.dataset(str(path), format="parquet")
-        keep = ["image_id"] + [c for c in other.schema.names if c not in frame.columns]
-        other = other.to_table(columns=keep, filter=ds.field("image_id").isin(filters[1]) if filters else None)
-        frame = frame.merge(other.to_pandas().drop_duplicates("image_id"), on="image_id", how="left")
+        names = ds.dataset(str(path), format="parquet").schema.names
+        other = read_columns(path, ["image_id"] + [c for c in names if c not in frame.columns], filters)
+        frame = frame.merge(other.drop_duplicates("image_id"), on="image_id", how="left")
     frame["image_id"] = frame["image_id"].astype(str)
     return frame
 
