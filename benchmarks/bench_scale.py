@@ -22,8 +22,9 @@ process (so each driver peak is its own):
 3. measured: wall seconds per stage; the driver's peak RSS per stage (a thread samples
    ``/proc/self/status`` every 20 ms); each worker's peak RSS per stage (its high-water mark, reset at
    every stage start through ``/proc/self/clear_refs``); worker restarts (a worker killed at its memory
-   limit is replaced by the nanny: the run then says so); the share of planted pairs the visual stage
-   found (both images of the pair have a verified near-duplicate).
+   limit is replaced by the nanny: the run then says so); the bytes the workers wrote to local disk per
+   stage, spilled by Dask's memory manager and written by P2P shuffles (Dask's own per-worker counters);
+   the share of planted pairs the visual stage found (both images of the pair have a verified near-duplicate).
 
 Prints a per-stage table and the targets as pass/fail (stderr carries progress), and ends with one JSON
 line: ``{"benchmark": "scale", "sizes": [{"rows", "seconds", "driver_peak_mb", "worker_peak_mb",
@@ -199,6 +200,18 @@ def _worker_peak() -> tuple[int, float]:
         return os.getpid(), _status_mb(handle.read(), "VmHWM")
 
 
+def _worker_disk_writes(dask_worker) -> tuple[float, float]:
+    """Bytes this worker wrote to its local disk so far: (spilled by the memory manager, P2P shuffle buffers)."""
+    spilled = shuffled = 0.0
+    for key, value in dask_worker.digests_total.items():
+        if isinstance(key, tuple) and key[-2:] == ("disk-write", "bytes"):
+            if key[0] == "p2p":
+                shuffled += value
+            else:
+                spilled += value
+    return spilled, shuffled
+
+
 class DriverSampler:
     """A thread that samples this process's resident memory and keeps the peak of the current stage."""
 
@@ -231,6 +244,7 @@ class StageClock:
     def __call__(self, name: str, fn, *args, **kwargs):
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         before = self.client.run(_worker_reset_peak) if self.client is not None else {}
+        written = self.client.run(_worker_disk_writes) if self.client is not None else {}
         self.sampler.stage = name
         time.sleep(self.sampler.interval * 2)  # the sampler has seen the stage start
         start = time.perf_counter()
@@ -242,9 +256,13 @@ class StageClock:
             after = self.client.run(_worker_peak)
             row["worker_peak_mb"] = round(max(mb for _, mb in after.values()), 1)
             row["worker_restarts"] = len({pid for pid in before.values()} - {pid for pid, _ in after.values()})
+            now = self.client.run(_worker_disk_writes)
+            for i, field in enumerate(("spilled_mb", "shuffle_disk_mb")):  # workers restarted meanwhile count from 0
+                row[field] = round(sum(v[i] - written.get(w, (0.0, 0.0))[i] for w, v in now.items()) / 2**20, 1)
         self.rows.append(row)
         print(f"[bench] {name}: {seconds:.1f} s, driver peak {row['driver_peak_mb']:.0f} MB"
-              + (f", worker peak {row['worker_peak_mb']:.0f} MB" if "worker_peak_mb" in row else ""),
+              + (f", worker peak {row['worker_peak_mb']:.0f} MB, spilled {row['spilled_mb']:.0f} MB, shuffle disk "
+                 f"{row['shuffle_disk_mb']:.0f} MB" if "worker_peak_mb" in row else ""),
               file=sys.stderr, flush=True)
         return result
 
@@ -343,6 +361,8 @@ def recalculate_once(csv: str, workdir: str, workers: int, memory_limit: str, ro
              "driver_peak_mb": max(row["driver_peak_mb"] for row in stage.rows),
              "worker_peak_mb": max(row.get("worker_peak_mb", 0) for row in stage.rows),
              "worker_restarts": sum(row.get("worker_restarts", 0) for row in stage.rows),
+             "spilled_mb": round(sum(row.get("spilled_mb", 0) for row in stage.rows), 1),
+             "shuffle_disk_mb": round(sum(row.get("shuffle_disk_mb", 0) for row in stage.rows), 1),
              "worker_limit_mb": parse_bytes(memory_limit) / 2**20})
 
 
@@ -417,7 +437,8 @@ def main(argv=None) -> dict:
                             "worker_limit_mb": run["worker_limit_mb"],
                             "planted_duplicates_found": run["recall"]["planted_duplicates_found"],
                             "planted_pairs": run["recall"]["planted_pairs"], "catalog_rows": run["catalog_rows"],
-                            "worker_restarts": run["worker_restarts"],
+                            "worker_restarts": run["worker_restarts"], "spilled_mb": run["spilled_mb"],
+                            "shuffle_disk_mb": run["shuffle_disk_mb"],
                             "visual_errors": run["visual"].get("errors", {}), "stages": run["stages"]})
             print(f"[bench] {rows:,} rows: {json.dumps(results[-1])}", file=sys.stderr, flush=True)
             csv.unlink()

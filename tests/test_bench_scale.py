@@ -1,6 +1,7 @@
 """benchmarks.bench_scale plans its stages from the stage table, and its planted hashes are what it claims."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks.bench_scale import (IMAGE_STAGE, MAX_PLANTED_BITS, PAIR_EVERY, benchmark_options, hamming,
@@ -63,3 +64,21 @@ def test_synthetic_pixel_rows_are_counted_by_the_image_stages_own_outcome_counts
     assert list(pixels.columns) == list(PIXELS_META.columns)
     counts = _outcome_counts(pixels[["pixels_error"]].assign(pixels_reused=False, image_fetched=False), ("pixels",))
     assert counts[["code", "n", "fetched"]].values.tolist() == [["ok", 6, 0]]
+
+
+def test_disk_writes_count_a_p2p_shuffle_and_no_spill_for_a_small_frame(dask_client):
+    import dask
+    import dask.dataframe as dd
+
+    from benchmarks.bench_scale import _worker_disk_writes
+
+    before = dask_client.run(_worker_disk_writes)
+    frame = dd.from_pandas(pd.DataFrame({"key": np.arange(20_000) % 97, "value": np.arange(20_000)}), npartitions=4)
+    with dask.config.set({"dataframe.shuffle.method": "p2p"}):
+        total = int(frame.shuffle("key")["value"].sum().compute())
+    assert total == sum(range(20_000))
+    after = dask_client.run(_worker_disk_writes)
+    spilled = sum(after[w][0] - before.get(w, (0.0, 0.0))[0] for w in after)
+    shuffled = sum(after[w][1] - before.get(w, (0.0, 0.0))[1] for w in after)
+    assert spilled == 0
+    assert shuffled >= 20_000 * 16  # both int64 columns of every row went through the shuffle's disk buffers
