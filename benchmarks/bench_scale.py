@@ -482,6 +482,9 @@ def print_table(results: list[dict]) -> None:
         print(line)
     print(f"{'total':<48}" + "".join(f"{r['seconds']:>14.1f}{r['driver_peak_mb']:>10.0f}{r['worker_peak_mb']:>10.0f}"
                                      for r in results))
+    for r in results:
+        print(f"{r['rows']:,} rows: workers wrote {r['spilled_mb']:,.0f} MB spilled by Dask's memory manager and "
+              f"{r['shuffle_disk_mb']:,.0f} MB of P2P shuffle buffers to local disk")
 
 
 if __name__ == "__main__":
