@@ -14,7 +14,7 @@ import pandas as pd
 from distributed import Client
 
 from imagerank import datasets
-from imagerank.cluster import persist
+from imagerank.cluster import persist, progress_bar
 from imagerank.graph import build
 from imagerank.io import keep_unchanged_timestamps, stamped
 
@@ -28,18 +28,21 @@ def near_duplicate_pairs(client: Client, hashes: dd.DataFrame, n: int, index, *,
                          max_bucket: int, label: str = "visual") -> tuple[pd.DataFrame, dict]:
     """Verified near-duplicate pairs of ``hashes`` (node_id, phash; ``n`` rows) on the cluster: index keys are
     shuffled on the key so every bucket is built and verified on a worker; only the verified pairs (each once)
-    and the oversized buckets' (key, size) reach the driver."""
+    and the oversized buckets' (key, size) reach the driver.
+
+    The shuffled index (``keys_per_image`` rows per image: ~8 GB at 4 M images) is never persisted: pairs and
+    oversized buckets are computed in one graph, so each shuffled partition is read by both and released."""
     from imagerank.features import visual as V
 
     nparts = max(hashes.npartitions, -(-n * index.keys_per_image // KEY_ROWS_PER_PARTITION))
     if nparts > hashes.npartitions:  # a keying task writes keys_per_image rows per image: keep its output bounded
         hashes = hashes.repartition(npartitions=nparts)
-    keys = hashes.map_partitions(V.index_keys, index, meta=V.BAND_META)
-    keys = persist(client, keys.shuffle(on="band_key", npartitions=nparts), f"{label}: index shuffle")
+    keys = hashes.map_partitions(V.index_keys, index, meta=V.BAND_META).shuffle(on="band_key", npartitions=nparts)
     pairs = keys.map_partitions(V.index_pairs, index, threshold, max_bucket, meta=V.PAIRS_META)
     oversize = keys.map_partitions(V.oversize_buckets, max_bucket, meta=V.OVERSIZE_META)
-    pairs, oversize = client.compute([pairs, oversize], sync=True)
-    del keys
+    futures = client.compute([pairs, oversize])
+    progress_bar(futures, f"{label}: index shuffle and buckets")
+    pairs, oversize = client.gather(futures)
     return pairs, V.skipped_summary(oversize)
 
 
