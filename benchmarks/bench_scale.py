@@ -155,22 +155,29 @@ def write_image_stage(client, workdir: Path, event_timestamp: pd.Timestamp) -> d
 
 
 def _planted_members(part: pd.DataFrame) -> pd.DataFrame:
-    """(pair, found) for every image that belongs to a planted pair, found = it has a verified near-duplicate."""
+    """(pair, found) for every image that belongs to a planted pair, found = it has a verified near-duplicate
+    (an image the visual stage has no row or no hash for counts as not found)."""
     numbers = image_number(part["image_id"])
     member = (numbers >= 0) & ((numbers % PAIR_EVERY) <= 1)
-    return pd.DataFrame({"pair": numbers[member] // PAIR_EVERY,
-                         "found": part["dup_neighbors"].to_numpy()[member] > 0})
+    found = part["dup_neighbors"].fillna(0).to_numpy()[member] > 0
+    found &= part["has_phash"].astype("boolean").fillna(False).to_numpy(dtype=bool)[member]
+    return pd.DataFrame({"pair": numbers[member] // PAIR_EVERY, "found": found})
 
 
 def planted_recall(workdir: Path) -> dict:
-    """Share of planted pairs (both images in the catalog with a hash) of which both images were found."""
+    """Share of planted pairs (both images in the catalog) of which the visual stage found both images.
+
+    The pairs are counted from ``W/catalog``, not from the visual stage's output: a stage that loses images
+    (it once lost half the catalog's partitions in a join at 1 M rows) fails this check instead of shrinking
+    its denominator."""
     import dask.dataframe as dd
 
+    catalog = dd.read_parquet(str(workdir / "catalog"), columns=["image_id"])
     visual = dd.read_parquet(str(workdir / "features" / "visual"), columns=["image_id", "dup_neighbors",
                                                                             "has_phash"])
-    visual = visual[visual["has_phash"]]
-    members = visual.map_partitions(_planted_members, meta=pd.DataFrame({"pair": pd.Series(dtype="int64"),
-                                                                         "found": pd.Series(dtype="bool")}))
+    rows = catalog.merge(visual, on="image_id", how="left")
+    members = rows.map_partitions(_planted_members, meta=pd.DataFrame({"pair": pd.Series(dtype="int64"),
+                                                                       "found": pd.Series(dtype="bool")}))
     per_pair = members.groupby("pair").agg({"found": ["size", "sum"]}).compute()
     per_pair.columns = ["members", "found"]
     complete = per_pair[per_pair["members"] == 2]

@@ -190,7 +190,7 @@ def run_link_features(client: Client, workdir: str | Path, *, damping: float = P
     evidence = matches.shuffle(on="image_id").map_partitions(L.aggregate_evidence, meta=L.EVIDENCE_META)
     page_keys = pages.map_partitions(L.page_frame, meta=L.PAGE_KEYS_META)
     lp = landing.merge(page_keys, on="page_key", how="inner").drop(columns="page_key")
-    lp = lp.drop_duplicates(subset=["image_id"])
+    lp = lp.drop_duplicates(subset=["image_id"], split_out=lp.npartitions)  # explicit: see pipelines.visual
     frame = catalog[["image_id"]].merge(evidence, on="image_id", how="left").merge(lp, on="image_id", how="left")
     feats = frame.map_partitions(L.finalize_link_features, n_pages, meta=L.LINKS_META)
     feats = persist(client, feats, "links: features")

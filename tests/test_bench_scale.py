@@ -82,3 +82,19 @@ def test_disk_writes_count_a_p2p_shuffle_and_no_spill_for_a_small_frame(dask_cli
     shuffled = sum(after[w][1] - before.get(w, (0.0, 0.0))[1] for w in after)
     assert spilled == 0
     assert shuffled >= 20_000 * 16  # both int64 columns of every row went through the shuffle's disk buffers
+
+
+def test_planted_pairs_are_counted_from_the_catalog_so_a_lost_image_is_not_found(tmp_path):
+    """An image the visual stage lost (no row) fails its pair instead of leaving the pair out of the count."""
+    import uuid
+
+    from benchmarks.bench_scale import planted_recall
+
+    numbers = [0, 1, 200, 201, 5]  # pairs 0 and 1 (n % 200 in {0, 1}) and an unpaired image
+    ids = [str(uuid.UUID(int=n + 1)) for n in numbers]
+    (tmp_path / "catalog").mkdir()
+    pd.DataFrame({"image_id": ids}).to_parquet(tmp_path / "catalog" / "part.0.parquet", index=False)
+    visual = pd.DataFrame({"image_id": ids[:3] + ids[4:], "dup_neighbors": [1, 1, 1, 0], "has_phash": True})
+    (tmp_path / "features" / "visual").mkdir(parents=True)
+    visual.to_parquet(tmp_path / "features" / "visual" / "part.0.parquet", index=False)
+    assert planted_recall(tmp_path) == {"planted_pairs": 2, "planted_pairs_found": 1, "planted_duplicates_found": 0.5}

@@ -529,7 +529,7 @@ def coverage(workdir: Path, providers=None) -> pd.DataFrame:
         family_frame = dask_columns(path, ["image_id", *wanted])
         flags = family_frame.map_partitions(_evidence_flags, how, column, name,
                                             meta=_evidence_flags(family_frame._meta, how, column, name))
-        flags = flags.drop_duplicates(subset=["image_id"])
+        flags = flags.drop_duplicates(subset=["image_id"], split_out=flags.npartitions)  # see pipelines.visual
         merged = base.merge(flags, on="image_id", how="left")
         merged[name] = merged[name].fillna(False).astype(bool)
         sums.append(merged.groupby("provider")[name].sum())
