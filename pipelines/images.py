@@ -376,7 +376,7 @@ def _write_together(client, frames: dict[str, dd.DataFrame], targets: dict[str, 
     with ExitStack() as stack:
         tmp = {f: stack.enter_context(io.publishing(targets[f])) for f in frames}
         writes = [frames[f].to_parquet(tmp[f], write_index=False, schema=SCHEMAS[f], compute=False,
-                                       storage_options=storage.storage_options(tmp[f]) or None)
+                                       row_group_size=io.ROW_GROUP_ROWS, storage_options=storage.storage_options(tmp[f]) or None)
                   for f in frames]
         if client is None:
             *_, totals = dask.compute(*writes, errors)

@@ -46,51 +46,37 @@ def run_ingest(client: Client, catalog_files: list[str], workdir: str | Path, *,
     files = expand_catalog_paths([str(f) for f in catalog_files if not is_postgres_url(f)])
     if files or not tables:
         check_catalog_files(files)
-    remove_stale_staging(workdir)
-    staging = storage.join(storage.absolute(workdir), f"{STAGING_PREFIX}{uuid.uuid4().hex[:8]}")
-    try:
-        with datasets.publishing(workdir, "rejects") as rejects_dir, \
-                datasets.publishing(workdir, "catalog") as catalog_dir, \
-                planned_tables(tables, len(files)) as table_plans:
-            storage.filesystem(staging)[0].makedirs(storage.filesystem(staging)[1], exist_ok=True)
-            plans = _run(client, [dask.delayed(plan_file)(f, i, block_bytes) for i, f in enumerate(files)],
-                         "ingest: plan blocks")
-            blocks = [block for plan in plans for block in plan] + [r for plan in table_plans for r in plan.ranges]
-            read = _run(client, [dask.delayed(ingest_block)(b, staging, rejects_dir) for b in blocks],
-                        "ingest: read + validate")
-            check_rows_read(table_plans, blocks, read)  # rows counted from each table = rows read from it
-            n_good = sum(r["good_rows"] for r in read)
-            dedup = _deduplicate(client, staging, n_good, rows_per_partition, catalog_dir, rejects_dir)
-            if not parquet_files(rejects_dir):
-                write_parquet(empty_frame(REJECTS_SCHEMA), storage.join(rejects_dir, "part.empty.parquet"),
-                              REJECTS_SCHEMA)
-            by_reason = Counter()
-            for counts in read + dedup:
-                by_reason.update(counts["rejects_by_reason"])
-            n_staged = parquet_rows(staging)
-            n_catalog = parquet_rows(catalog_dir)
-            n_rejected = parquet_rows(rejects_dir)
-            n_input = n_staged + sum(r["rejected_rows"] for r in read)
-            if n_input != n_catalog + n_rejected or n_staged != n_good:
-                raise RuntimeError(f"ingest lost rows: {n_input} read, {n_catalog} catalog + {n_rejected} rejects "
-                                   f"written ({n_staged} of {n_good} validated rows staged)")
-    finally:
-        io._remove(staging)
+    with datasets.staging(workdir, STAGING) as staging, \
+            datasets.publishing(workdir, "rejects") as rejects_dir, \
+            datasets.publishing(workdir, "catalog") as catalog_dir, \
+            planned_tables(tables, len(files)) as table_plans:
+        plans = _run(client, [dask.delayed(plan_file)(f, i, block_bytes) for i, f in enumerate(files)],
+                     "ingest: plan blocks")
+        blocks = [block for plan in plans for block in plan] + [r for plan in table_plans for r in plan.ranges]
+        read = _run(client, [dask.delayed(ingest_block)(b, staging, rejects_dir) for b in blocks],
+                    "ingest: read + validate")
+        check_rows_read(table_plans, blocks, read)  # rows counted from each table = rows read from it
+        n_good = sum(r["good_rows"] for r in read)
+        dedup = _deduplicate(client, staging, n_good, rows_per_partition, catalog_dir, rejects_dir)
+        if not parquet_files(rejects_dir):
+            write_parquet(empty_frame(REJECTS_SCHEMA), storage.join(rejects_dir, "part.empty.parquet"),
+                          REJECTS_SCHEMA)
+        by_reason = Counter()
+        for counts in read + dedup:
+            by_reason.update(counts["rejects_by_reason"])
+        n_staged = parquet_rows(staging)
+        n_catalog = parquet_rows(catalog_dir)
+        n_rejected = parquet_rows(rejects_dir)
+        n_input = n_staged + sum(r["rejected_rows"] for r in read)
+        if n_input != n_catalog + n_rejected or n_staged != n_good:
+            raise RuntimeError(f"ingest lost rows: {n_input} read, {n_catalog} catalog + {n_rejected} rejects "
+                               f"written ({n_staged} of {n_good} validated rows staged)")
     return {"input_rows": n_input, "catalog_rows": n_catalog, "rejected_rows": n_rejected,
             "rejects_by_reason": {str(k): int(v) for k, v in sorted(by_reason.items())},
             "files": files + [masked(t) for t in tables], "blocks": len(blocks)}
 
 
-STAGING_PREFIX = ".ingest-staging-"
-
-
-def remove_stale_staging(workdir: str | Path) -> list[str]:
-    """Staging datasets left by a killed ingest (never read: only the run that made one reads it)."""
-    fs, path = storage.filesystem(storage.absolute(workdir))
-    stale = fs.glob(f"{path.rstrip('/')}/{STAGING_PREFIX}*") if fs.isdir(path) else []
-    for found in stale:
-        fs.rm(found, recursive=True)
-    return stale
+STAGING = "ingest"  # the validated rows are staged in W/.ingest-staging-<id> (imagerank.datasets.staging)
 
 
 def _deduplicate(client: Client, staging: str, n_good: int, rows_per_partition: int, catalog_dir: str,

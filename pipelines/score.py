@@ -11,7 +11,7 @@ import pandas as pd
 from distributed import Client
 
 from imagerank.cluster import persist
-from imagerank.features.registry import load_features
+from imagerank.features.registry import joined_features
 from imagerank import datasets, storage
 from imagerank.io import keep_unchanged_timestamps
 from imagerank.models.train import load_model
@@ -70,7 +70,7 @@ def run_score(client: Client, workdir: str | Path, model_version: str, event_tim
     models = load_models(workdir, model_version, recorded_digests(workdir, model_version))
     popularity = client.scatter(models.get("popularity"), broadcast=True)
     authority = client.scatter(models.get("authority"), broadcast=True)
-    features = load_features(workdir)
+    features = joined_features(workdir)
     scores = features.map_partitions(score_partition, popularity, authority, model_version, event_timestamp,
                                      meta=SCORES_META)
     # Unchanged scores keep their model_version and event_timestamp: materialize-incremental skips them.

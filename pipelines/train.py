@@ -28,7 +28,7 @@ from distributed import Client, futures_of
 
 from imagerank.cluster import persist
 from imagerank.features.registry import (IMAGE_FAMILIES, PROVIDER_PROXIES, family_columns, joined_features,
-                                         model_feature_columns, refresh_joined_features)
+                                         model_feature_columns)
 from imagerank import datasets, storage
 from imagerank.models.card import write_model_card
 from imagerank.models.evaluation import folds_on_cluster
@@ -207,7 +207,6 @@ def _modified(fs, path: str) -> float:
 def train_or_reuse(client: Client, workdir: str | Path, run_id: str, policy: str) -> dict:
     """The train stage: a new model version, or the last one when the policy allows (:func:`imagerank.runs.reuse_model`)."""
     check_retrain_policy(policy)  # before the fingerprint's pass over the features
-    refresh_joined_features(workdir)  # a family rerun since the join stage: rejoin once for fingerprint and training
     fingerprint = training_fingerprint(workdir)
     previous, previous_exists = previous_model(workdir)
     if reuse_model(policy, previous, previous_exists, fingerprint):

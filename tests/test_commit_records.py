@@ -186,13 +186,17 @@ def test_catalog_locations_and_schemas():
         datasets.location("/w", "nope")
 
 
-def test_an_ingest_removes_the_staging_left_by_a_killed_one(workdir):
-    from pipelines.ingest import STAGING_PREFIX, remove_stale_staging
-
-    with storage.open_file(storage.join(workdir, f"{STAGING_PREFIX}dead", "part.000000-000000.parquet"), "wb") as out:
+def test_staging_removes_the_scratch_a_killed_writer_left(workdir):
+    prefix = datasets.staging_prefix("ingest")
+    with storage.open_file(storage.join(workdir, f"{prefix}dead", "part.000000-000000.parquet"), "wb") as out:
         out.write(b"rows of a killed ingest")
     datasets.write_frame(frame(1), workdir, "catalog")
-    assert len(remove_stale_staging(workdir)) == 1
     fs, root = storage.filesystem(workdir)
-    assert not fs.glob(f"{root}/{STAGING_PREFIX}*")
+    with pytest.raises(RuntimeError, match="writer failed"), datasets.staging(workdir, "ingest") as scratch:
+        with storage.open_file(storage.join(scratch, "part.0.parquet"), "wb") as out:
+            out.write(b"rows of this writer")
+        fs.invalidate_cache()
+        assert fs.glob(f"{root}/{prefix}*") == [storage.filesystem(scratch)[1]]  # the dead one is gone, ours is new
+        raise RuntimeError("writer failed")
+    assert not fs.glob(f"{root}/{prefix}*")  # removed on error too
     assert datasets.read_frame(workdir, "catalog")["value"].tolist() == [1, 2]  # datasets untouched

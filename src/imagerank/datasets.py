@@ -18,8 +18,11 @@ this module imports nothing heavy and never moves a definition.
 from __future__ import annotations
 
 import os
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import import_module
+from typing import Iterator
 
 from imagerank import io, storage
 
@@ -173,3 +176,31 @@ def list_files(workdir: str | os.PathLike, name: str, pattern: str = "*") -> lis
         return []
     found = sorted(fs.glob(f"{path.rstrip('/')}/{pattern}"))
     return [storage.join(base, p.rstrip("/").rsplit("/", 1)[-1]) for p in found]
+
+
+def staging_prefix(purpose: str) -> str:
+    return f".{purpose}-staging-"
+
+
+@contextmanager
+def staging(workdir: str | os.PathLike, purpose: str) -> Iterator[str]:
+    """A fresh scratch location ``W/.<purpose>-staging-<id>`` for one writer's intermediate files, removed
+    afterwards whatever happens. Scratch a killed writer of the same purpose left is removed first: only the
+    writer that made it reads it, and one recalculation runs at a time."""
+    remove_stale_staging(workdir, purpose)
+    found = storage.join(storage.absolute(workdir), f"{staging_prefix(purpose)}{uuid.uuid4().hex[:8]}")
+    fs, path = storage.filesystem(found)
+    fs.makedirs(path, exist_ok=True)
+    try:
+        yield found
+    finally:
+        io._remove(found)
+
+
+def remove_stale_staging(workdir: str | os.PathLike, purpose: str) -> list[str]:
+    """Scratch locations of ``purpose`` left by killed writers (the paths removed)."""
+    fs, path = storage.filesystem(storage.absolute(workdir))
+    stale = fs.glob(f"{path.rstrip('/')}/{staging_prefix(purpose)}*") if fs.isdir(path) else []
+    for found in stale:
+        fs.rm(found, recursive=True)
+    return stale

@@ -36,6 +36,9 @@ from imagerank import storage
 RUN_ID_ENV = "IMAGERANK_RUN_ID"  # set by a recalculation: version prefixes carry the run they belong to
 VERSIONS_SUFFIX = ".v"
 RECORD = "_current.json"
+#: Rows per Parquet row group written by the stages: a reader can take any dataset in pieces of at most this
+#: many rows (``split_row_groups=True``), whatever rows each file holds.
+ROW_GROUP_ROWS = 250_000
 
 
 def versions_dir(target: str | os.PathLike) -> str:
@@ -192,6 +195,7 @@ def write_ddf(ddf, target: str | os.PathLike, *, schema=None, metadata: dict[str
     ``metadata``: key/value pairs for every file's footer (committed with the rows they describe)."""
     with publishing(target) as version:
         ddf.to_parquet(version, write_index=False, schema=schema if schema is not None else "infer",
+                       row_group_size=ROW_GROUP_ROWS,
                        custom_metadata=metadata, storage_options=storage.storage_options(version) or None)
     return current(target)
 

@@ -241,10 +241,10 @@ def training_fingerprint(workdir: str | Path) -> str:
     import pandas as pd
 
     from imagerank.features.metadata import RELATIVE_TO_RUN
-    from imagerank.features.registry import load_features
+    from imagerank.features.registry import joined_features
     from imagerank.io import row_digest
 
-    features = load_features(workdir)
+    features = joined_features(workdir)
     links = "has_link_evidence" in features.columns
 
     def learnt(part: pd.DataFrame) -> pd.DataFrame:

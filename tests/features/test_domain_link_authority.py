@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from imagerank.features.domains import LINK_AUTHORITY_COLUMNS
-from imagerank.features.registry import load_features, model_feature_columns
+from imagerank.features.registry import joined_features, model_feature_columns
 from imagerank.popularity import StandardizationConfig
 from imagerank.urls import host_of, registered_domain
 from pipelines.features import run_domain_features, run_metadata_features, run_popularity_labels
@@ -51,7 +51,7 @@ def test_link_authority_joins_images_by_landing_domain_never_the_cdn(tmp_path, d
     assert result["images_with_link_authority"] == int(expected.notna().sum()) == len(flickr) + len(wikimedia)
 
     # the models find the new columns through the feature registry
-    columns = model_feature_columns(load_features(tmp_path))
+    columns = model_feature_columns(joined_features(tmp_path))
     assert set(LINK_AUTHORITY_COLUMNS.values()) <= set(columns)
 
 

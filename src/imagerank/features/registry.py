@@ -1,22 +1,26 @@
 """The feature families of the work directory and how they join into one frame per image.
 
-The join (a left merge per family on image_id: a shuffle each) is written once per run as the ``features``
-dataset (:func:`write_joined_features`, the stage "features: join"); training, scoring and the training
-fingerprint read it back with no shuffle. It records the committed version of every family it was built
-from, so a family rewritten since (``imagerank features X``) makes it stale, and :func:`load_features` then
-joins on the fly instead.
+The join (every family left-joined on image_id) is written once per run as the ``features`` dataset
+(:func:`write_joined_features`, the stage "features: join"); training, scoring and the training fingerprint
+read it back with no shuffle. It records the committed version of every family it was built from, so a
+family rewritten since (``imagerank features X``) makes it stale, and :func:`joined_features` then writes it
+again before reading it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
+import dask
 import dask.dataframe as dd
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from imagerank import datasets, io
+from imagerank import datasets, io, storage
 
 #: family -> its dataset's location relative to the work directory (the family is also its name in
 #: ``imagerank.datasets``); ``metadata`` is the base every image has. ``text`` is the cleaned text document
@@ -45,8 +49,6 @@ IMAGE_FAMILIES = ("pixels", "exif", "visual")
 def family_columns(workdir: str | Path, families: tuple[str, ...]) -> list[str]:
     """Columns of the given families' datasets (from their Parquet schemas), without the key."""
     import pyarrow.dataset as ds
-
-    from imagerank import storage
 
     columns: list[str] = []
     for name in families:
@@ -79,23 +81,9 @@ def version_label(location: str) -> str:
     return "/".join(location.rstrip("/").replace("\\", "/").split("/")[-2:])
 
 
-def join_families(versions: dict[str, str]) -> dd.DataFrame:
-    """The given family versions left-joined on image_id onto the metadata features (one row per image)."""
-    frame = io.read_ddf(versions["metadata"])
-    for name in FAMILY_NAMES:
-        if name == "metadata" or name not in versions:
-            continue
-        other = io.read_ddf(versions[name])
-        keep = ["image_id"] + [c for c in other.columns if c not in frame.columns]
-        frame = frame.merge(other[keep], on="image_id", how="left")
-    return frame
-
-
 def joined_sources(workdir: str | Path) -> dict[str, str] | None:
     """The family versions the committed joined dataset was built from, or None when there is none."""
     import pyarrow.dataset as ds
-
-    from imagerank import storage
 
     found = datasets.current(workdir, JOINED)
     if found is None:
@@ -115,63 +103,117 @@ def stale_families(workdir: str | Path) -> list[str] | None:
     return sorted(name for name in set(now) | set(sources) if now.get(name) != sources.get(name))
 
 
-def write_joined_features(workdir: str | Path) -> dict:
+#: Images per bucket of the join: the most rows one join task holds (every family's columns of that many images).
+ROWS_PER_BUCKET = 250_000
+#: The join's scratch space under the work directory (``W/.join-staging-<id>``, :func:`imagerank.datasets.staging`).
+STAGING = "join"
+
+
+def write_joined_features(workdir: str | Path, *, rows_per_bucket: int = ROWS_PER_BUCKET) -> dict:
     """Join every available family once and publish the rows as the ``features`` dataset, recording the
-    family versions it read (so a later rewrite of one makes it stale)."""
+    family versions it read (so a later rewrite of one makes it stale).
+
+    A bucketed join, each step bounded in memory whatever the catalog size: every family in turn is shuffled
+    on image_id into the same buckets and written to scratch space (one shuffle at a time, each finished
+    before the next starts); then one task per bucket reads that bucket of every family, left-joins them onto
+    the metadata rows and writes one file. Chained Dask merges instead kept shuffled partitions of several
+    families in worker memory at once: at 4 M images they killed both 3.5 GiB workers of ``bench_scale``.
+    """
     versions = family_versions(workdir)
     if "metadata" not in versions:
         raise FileNotFoundError(f"{datasets.location(workdir, 'metadata')} does not exist: the joined features "
                                 "need the metadata features (run `imagerank features metadata`)")
-    frame = join_families(versions)
+    schemas = join_schemas(versions)
+    images = sum(rows for *_, rows in io.parquet_pieces(versions["metadata"]))
+    buckets = max(1, math.ceil(images / rows_per_bucket))
     sources = {name: version_label(location) for name, location in versions.items()}
-    written = datasets.write_ddf(frame, workdir, JOINED, schema=text_as_string(frame._meta),
-                                 metadata={SOURCES_KEY.decode(): json.dumps(sources)})
-    return {"rows": sum(rows for *_, rows in io.parquet_pieces(written)), "families": sorted(sources)}
+    schema = joined_schema(schemas).with_metadata({SOURCES_KEY: json.dumps(sources).encode()})
+    with datasets.staging(workdir, STAGING) as staging, datasets.publishing(workdir, JOINED) as target:
+        for name, family_schema in schemas.items():
+            write_buckets(versions[name], family_schema, buckets, storage.join(staging, name))
+        counts = dask.compute(*[dask.delayed(write_joined_bucket)(b, staging, schemas, schema, target)
+                                for b in range(buckets)])
+    unmatched = {name: sum(c["unmatched"][name] for c in counts) for name in schemas if name != "metadata"}
+    return {"rows": sum(c["rows"] for c in counts), "families": sorted(sources), "buckets": buckets,
+            "unmatched_rows": {name: n for name, n in unmatched.items() if n}}
 
 
-def text_as_string(meta: pd.DataFrame):
-    """The Arrow schema of ``meta`` with its object columns (text here: ids, names, error codes) as strings:
-    an empty meta types them null, and a schema inferred from the first partition would fail on a later one
-    whose values are not all null."""
-    import pyarrow as pa
+def join_schemas(versions: dict[str, str]) -> dict[str, pa.Schema]:
+    """family -> the Arrow schema of what it adds to the join: image_id and its columns no earlier family has
+    (metadata first, then :data:`FAMILY_NAMES` order)."""
+    import pyarrow.dataset as ds
 
-    schema = pa.Schema.from_pandas(meta, preserve_index=False)
-    return pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema],
-                     metadata=schema.metadata)
+    schemas: dict[str, pa.Schema] = {}
+    seen: set[str] = set()
+    for name in FAMILY_NAMES:
+        if name not in versions:
+            continue
+        fs, path = storage.filesystem(versions[name])
+        full = ds.dataset(path, format="parquet", filesystem=fs).schema
+        fields = [full.field("image_id")] + [f for f in full if f.name != "image_id" and f.name not in seen]
+        schemas[name] = pa.schema(fields)
+        seen.update(f.name for f in fields)
+    return schemas
 
 
-def load_features(workdir: str | Path) -> dd.DataFrame:
-    """Every available family joined on image_id onto the metadata features (one row per image).
+def joined_schema(schemas: dict[str, pa.Schema]) -> pa.Schema:
+    return pa.schema([f for i, schema in enumerate(schemas.values()) for f in (schema if i == 0 else list(schema)[1:])])
 
-    The joined dataset when it was built from the families' current versions (a Parquet read, no shuffle);
-    otherwise the join built on the fly (a shuffle per family), said in one line on stderr.
-    """
-    stale = stale_families(workdir)
-    if stale == []:
-        return datasets.read_ddf(workdir, JOINED)
-    print(f"[imagerank] features: {stale_reason(stale)}; joining the families on the fly (run `imagerank features "
-          "join` to join them once)", file=sys.stderr, flush=True)
-    return join_families(family_versions(workdir))
+
+def bucket_file(bucket: int) -> str:
+    return f"part.{bucket:06d}.parquet"
+
+
+def write_buckets(location: str, schema: pa.Schema, buckets: int, target: str) -> None:
+    """Shuffle one family's columns on image_id into ``buckets`` partitions (Dask's hash partitioning: the same
+    image lands in the same bucket in every family) and write partition ``i`` as :func:`bucket_file` ``(i)``.
+    Read one row group per task (at most :data:`imagerank.io.ROW_GROUP_ROWS` rows): a family's files may hold
+    millions of rows."""
+    family = io.read_ddf(location, columns=schema.names, split_row_groups=True)
+    family.shuffle(on="image_id", npartitions=buckets).to_parquet(
+        target, write_index=False, schema=schema, name_function=bucket_file,
+        storage_options=storage.storage_options(target) or None)
+
+
+def write_joined_bucket(bucket: int, staging: str, schemas: dict[str, pa.Schema], schema: pa.Schema,
+                        target: str) -> dict:
+    """Join one bucket of every family and write it as one file of the joined dataset; returns its row count
+    and, per family, its rows that matched no image (rows of images no longer in the catalog: dropped)."""
+    frames = {name: read_bucket(storage.join(staging, name, bucket_file(bucket)), family_schema)
+              for name, family_schema in schemas.items()}
+    joined = left_join(list(frames.values()))
+    images = set(frames["metadata"]["image_id"])
+    unmatched = {name: int((~frame["image_id"].isin(images)).sum()) for name, frame in frames.items()}
+    fs, path = storage.filesystem(storage.join(target, bucket_file(bucket)))
+    pq.write_table(pa.Table.from_pandas(joined, schema=schema, preserve_index=False), path, filesystem=fs)
+    return {"rows": len(joined), "unmatched": unmatched}
+
+
+def read_bucket(path: str, schema: pa.Schema) -> pd.DataFrame:
+    fs, found = storage.filesystem(path)
+    return pq.read_table(found, columns=schema.names, filesystem=fs).to_pandas()
+
+
+def left_join(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames left-joined on image_id onto the first (the metadata features: one row per image)."""
+    joined = frames[0]
+    for other in frames[1:]:
+        joined = joined.merge(other, on="image_id", how="left")
+    return joined
 
 
 def stale_reason(stale: list[str] | None) -> str:
     return "no joined dataset" if stale is None else f"the joined dataset predates {', '.join(stale)}"
 
 
-def refresh_joined_features(workdir: str | Path) -> bool:
-    """Rewrite the joined dataset when it is missing or stale (True if it did): for callers that read the
-    features more than once, so the join's shuffles run once rather than at every read."""
-    stale = stale_families(workdir)
-    if stale == []:
-        return False
-    print(f"[imagerank] features: {stale_reason(stale)}; joining the families once", file=sys.stderr, flush=True)
-    write_joined_features(workdir)
-    return True
-
-
 def joined_features(workdir: str | Path) -> dd.DataFrame:
-    """The joined dataset, rewritten first when stale: read it as often as needed, no shuffle at any read."""
-    refresh_joined_features(workdir)
+    """Every available family joined on image_id onto the metadata features (one row per image): the joined
+    dataset, rewritten first when missing or stale (a family rewritten since; said in one line), then read
+    with no shuffle."""
+    stale = stale_families(workdir)
+    if stale != []:
+        print(f"[imagerank] features: {stale_reason(stale)}; joining the families once", file=sys.stderr, flush=True)
+        write_joined_features(workdir)
     return datasets.read_ddf(workdir, JOINED)
 
 
