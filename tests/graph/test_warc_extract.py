@@ -177,6 +177,48 @@ def test_wat_records(tmp_path):
     assert got == {("http://w.org/base/q.html", "link", "Q"), ("http://w.org/base/i.jpg", "image", "I")}
 
 
+def _wat_file(path, envelopes) -> str:
+    members = []
+    for env in envelopes:
+        payload = json.dumps(env).encode()
+        head = (f"WARC/1.0\r\nWARC-Type: metadata\r\nWARC-Target-URI: "
+                f"{env['Envelope']['WARC-Header-Metadata']['WARC-Target-URI']}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
+        members.append(gzip.compress(head + payload + b"\r\n\r\n"))
+    path.write_bytes(b"".join(members))
+    return str(path)
+
+
+def _wat_envelope(url: str, status: str, headers: dict, html: dict | None) -> dict:
+    http = {"Response-Message": {"Status": status}, "Headers": headers}
+    if html is not None:
+        http["HTML-Metadata"] = html
+    return {"Envelope": {"WARC-Header-Metadata": {"WARC-Type": "response", "WARC-Target-URI": url},
+                         "Payload-Metadata": {"HTTP-Response-Metadata": http}}}
+
+
+def test_wat_records_follow_the_warc_paths_rules(tmp_path):
+    """As from the WARC's HTML: a 3xx is one redirect edge, another non-200 is a status reject, and a video
+    poster and ``<link rel=image_src>`` are images."""
+    links = {"Links": [{"path": "A@/href", "url": "/next", "text": "next"}]}
+    path = _wat_file(tmp_path / "s.wat.gz", [
+        _wat_envelope("http://w.org/gone", "404", {}, links),
+        _wat_envelope("http://w.org/old", "301", {"Location": "http://w.org/new"}, None),
+        _wat_envelope("http://w.org/nowhere", "302", {}, None),
+        _wat_envelope("http://w.org/ok", "200", {}, {
+            "Head": {"Link": [{"path": "LINK@/href", "url": "/card.jpg", "rel": "image_src"},
+                              {"path": "LINK@/href", "url": "/s.css", "rel": "stylesheet"}]},
+            "Links": [{"path": "VIDEO@/poster", "url": "/poster.jpg"}, {"path": "A@/href", "url": "/a"}]}),
+    ])
+    edges, rejects, counts = W.extract_file(path)
+    got = set(zip(edges.src_url, edges.dst_url, edges.kind, edges.via))
+    assert got == {("http://w.org/old", "http://w.org/new", "link", "redirect"),
+                   ("http://w.org/ok", "http://w.org/card.jpg", "image", "link-rel"),
+                   ("http://w.org/ok", "http://w.org/poster.jpg", "image", "poster"),
+                   ("http://w.org/ok", "http://w.org/a", "link", "wat")}
+    assert sorted(zip(rejects.reason, rejects.detail)) == [("http_status", "302"), ("http_status", "404")]
+
+
 def test_srcset_parser():
     assert W.parse_srcset("a.jpg 1x, b.jpg 2x") == ["a.jpg", "b.jpg"]
     assert W.parse_srcset("x,y.jpg 100w,z.jpg") == ["x,y.jpg", "z.jpg"]

@@ -300,6 +300,8 @@ def wat_links(envelope: dict, page_url: str, counts: Counter | None = None) -> P
         url = link.get("url")
         if path.startswith("IMG@"):
             page.add(url, "image", "wat", _clean_text(link.get("alt") or link.get("title")))
+        elif path == "VIDEO@/poster":
+            page.add(url, "image", "poster")
         elif path.startswith(("A@", "AREA@")):
             page.add(url, "link", "wat", _clean_text(link.get("text") or link.get("title") or link.get("alt")))
         else:
@@ -308,6 +310,9 @@ def wat_links(envelope: dict, page_url: str, counts: Counter | None = None) -> P
         name = link.get("property") or link.get("name") if isinstance(link, dict) else None
         if isinstance(name, str) and name.lower() in _META_IMAGE:
             page.add(link.get("content"), "image", "meta")
+    for link in _list(head.get("Link")):
+        if isinstance(link, dict) and "image_src" in str(link.get("rel") or "").lower().split():
+            page.add(link.get("url"), "image", "link-rel")
     return page
 
 
@@ -414,14 +419,7 @@ def _extract_record(record, source: str, rows: _EdgeColumns, rejects: list, coun
         return
     status = int(http.status_code or 0)
     if 300 <= status < 400:
-        location = http.get("Location")
-        if location:
-            page = PageLinks(page_url, page_url, counts)
-            page.add(location, "link", "redirect")
-            _emit(page, source, rows)
-            counts["pages_redirect"] += 1
-        else:
-            reject(R_STATUS, str(status))
+        _redirect(page_url, http.get("Location"), str(status), source, rows, counts, reject)
         return
     if status != 200:
         reject(R_STATUS, str(status))
@@ -458,6 +456,17 @@ def _extract_record(record, source: str, rows: _EdgeColumns, rejects: list, coun
     _emit(page, source, rows)
 
 
+def _redirect(page_url: str, location, status: str, source, rows, counts, reject) -> None:
+    """A 3xx page is one edge to its Location (a redirect passes authority); without one, a status reject."""
+    if isinstance(location, str) and location:
+        page = PageLinks(page_url, page_url, counts)
+        page.add(location, "link", "redirect")
+        _emit(page, source, rows)
+        counts["pages_redirect"] += 1
+    else:
+        reject(R_STATUS, status)
+
+
 def _extract_wat(record, source, target, rows, counts, reject) -> None:
     try:
         envelope = json.loads(record.reader.read())
@@ -478,6 +487,13 @@ def _extract_wat(record, source, target, rows, counts, reject) -> None:
         reject(R_BAD_PAGE_URL, reason or "")
         return
     meta = _dict(_dict(env.get("Payload-Metadata")).get("HTTP-Response-Metadata"))
+    status = str(_dict(meta.get("Response-Message")).get("Status") or "200")  # as the WARC path: 200 or a redirect
+    if status.startswith("3"):
+        _redirect(page_url, _dict(meta.get("Headers")).get("Location"), status[:10], source, rows, counts, reject)
+        return
+    if status != "200":
+        reject(R_STATUS, status[:10])
+        return
     if not isinstance(meta.get("HTML-Metadata"), dict):
         counts["skipped_record:wat_not_html"] += 1
         return
