@@ -185,7 +185,8 @@ def write_joined_bucket(bucket: int, staging: str, schemas: dict[str, pa.Schema]
     images = set(frames["metadata"]["image_id"])
     unmatched = {name: int((~frame["image_id"].isin(images)).sum()) for name, frame in frames.items()}
     fs, path = storage.filesystem(storage.join(target, bucket_file(bucket)))
-    pq.write_table(pa.Table.from_pandas(joined, schema=schema, preserve_index=False), path, filesystem=fs)
+    pq.write_table(pa.Table.from_pandas(joined, schema=schema, preserve_index=False), path, filesystem=fs,
+                   row_group_size=io.ROW_GROUP_ROWS)
     return {"rows": len(joined), "unmatched": unmatched}
 
 
